@@ -1,0 +1,66 @@
+"""`python -m metaflow_dagster ...`: commands that need no flow file.
+
+`send-event` records a Metaflow event in the Dagster instance of DAGSTER_HOME, where the event
+sensors of compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
+"""
+
+import os
+
+import click
+
+
+@click.group()
+def cli():
+    """metaflow-dagster utilities."""
+
+
+@cli.command("send-event")
+@click.argument("name")
+@click.option(
+    "--payload",
+    "-p",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A payload field; repeat for several. Values are strings.",
+)
+def send_event_command(name, pairs):
+    """Record event NAME, with its payload, in the Dagster instance at DAGSTER_HOME."""
+    from dagster import DagsterInstance
+
+    from .events import send_event
+
+    _require_dagster_home()
+    payload = _parse_pairs(pairs)
+    try:
+        event_id = send_event(name, payload, instance=DagsterInstance.get())
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="NAME") from e
+    click.echo("Event %s sent (id %s)." % (name, event_id))
+
+
+def _require_dagster_home() -> None:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise click.UsageError(
+            "DAGSTER_HOME is not set. Set it to the directory of the Dagster instance the "
+            "sensors run against (the one `dagster dev` uses)."
+        )
+    if not os.path.isabs(home) or not os.path.isdir(home):
+        raise click.UsageError(
+            "DAGSTER_HOME=%s must be an absolute path to an existing directory." % home
+        )
+
+
+def _parse_pairs(pairs) -> dict:
+    payload = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter("expected KEY=VALUE, got %r" % pair, param_hint="--payload")
+        payload[key] = value
+    return payload
+
+
+if __name__ == "__main__":
+    cli()

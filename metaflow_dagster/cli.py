@@ -1,0 +1,129 @@
+"""`python flow.py dagster ...`: the commands users type."""
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+
+from metaflow import current, decorators
+from metaflow._vendor import click
+from metaflow.flowspec import FlowStateItems
+
+from .compile import CompileOptions, compile_flow
+from .render import render
+from .validate import NotSupported
+
+
+@click.group()
+def cli():
+    pass
+
+
+@cli.group(help="Compile this flow into a Dagster job and run it on Dagster.")
+@click.pass_obj
+def dagster(obj):
+    pass
+
+
+@dagster.command(help="Compile this flow into a Dagster definitions file.")
+@click.argument("file", required=False)
+@click.option("--name", default=None, help="Job name (default: the flow name, "
+              "prefixed by the @project name when there is one).")
+@click.option("--tag", "tags", multiple=True, help="Metaflow tag for every task of every run.")
+@click.option("--namespace", default=None, help="Metaflow namespace of the tasks.")
+@click.option("--with", "decospecs", multiple=True,
+              help="Add a step decorator to every step, as Metaflow's --with does.")
+@click.option("--max-workers", default=100, show_default=True, type=int,
+              help="Most tasks of one foreach running at once.")
+@click.option("--workflow-timeout", default=None, type=int,
+              help="Fail a run once it has run this many seconds.")
+@click.pass_obj
+def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_timeout):
+    if decospecs:
+        _attach_decorators(obj, decospecs)
+    file = file or "%s_dagster.py" % obj.flow.name.lower()
+    options = CompileOptions(
+        flow_file=os.path.abspath(sys.argv[0]),
+        cwd=os.getcwd(),
+        job_name=name,
+        tags=list(tags),
+        namespace=namespace,
+        max_workers=max_workers,
+        workflow_timeout_seconds=workflow_timeout,
+        top_level_args=top_level_args(obj),
+        project=_project_info(obj),
+        datastore=obj.flow_datastore.TYPE,
+        datastore_root=obj.flow_datastore.datastore_root,
+    )
+    try:
+        plan = compile_flow(obj.flow, obj.graph, options)
+    except NotSupported as error:
+        raise click.ClickException(str(error)) from None
+    text = render(plan, _regenerate_command(file))
+    _write_atomically(file, text)
+    obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
+    obj.echo("Run it with:  dagster dev -f %s" % file)
+
+
+def top_level_args(obj):
+    """Metaflow options given before `dagster`, to repeat before every `step`."""
+    root = click.get_current_context().find_root().params
+    args = [
+        "--quiet",
+        "--no-pylint",
+        "--metadata=%s" % obj.metadata.TYPE,
+        "--environment=%s" % obj.environment.TYPE,
+        "--datastore=%s" % obj.flow_datastore.TYPE,
+        "--datastore-root=%s" % obj.flow_datastore.datastore_root,
+    ]
+    for deco in obj.flow._flow_decorators.values():
+        for deco_instance in deco if isinstance(deco, list) else [deco]:
+            for key, value in deco_instance.get_top_level_options():
+                args.append("--%s=%s" % (key, value) if value is not True else "--%s" % key)
+    if root.get("package_suffixes"):
+        args.append("--package-suffixes=%s" % root["package_suffixes"])
+    configs = obj.flow.__class__._flow_state.get(FlowStateItems.CONFIGS, {})
+    for config_name, (value, plain) in sorted(configs.items()):
+        if value is not None:
+            text = value if plain and isinstance(value, str) else json.dumps(value)
+            args += ["--config-value", config_name, text]
+    return args
+
+
+def _project_info(obj):
+    if "project" not in obj.flow._flow_decorators:
+        return {}
+    return {
+        key: str(current.get(key))
+        for key in ("project_name", "branch_name", "project_flow_name", "is_production")
+        if current.get(key) is not None
+    }
+
+
+def _attach_decorators(obj, decospecs):
+    decorators._attach_decorators(obj.flow, list(decospecs))
+    obj.flow.__class__._init_graph()
+    obj.graph = obj.flow._graph
+    decorators._init_step_decorators(
+        obj.flow, obj.graph, obj.environment, obj.flow_datastore, obj.logger
+    )
+
+
+def _regenerate_command(file):
+    """The command that made this file, as typed (minus the directory of the flow)."""
+    return " ".join(["python", os.path.basename(sys.argv[0])] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def _write_atomically(path, text):
+    """Never leave a half-written definitions file behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

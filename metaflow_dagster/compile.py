@@ -1,0 +1,167 @@
+"""Flow + graph + options -> plan. Pure: no click objects, no file I/O."""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from metaflow.parameters import JSONTypeClass, deploy_time_eval
+
+from .ids import config_field_name
+from .layout import layout_ops
+from .plan import FlowPlan, ParameterPlan, StepPlan
+from .validate import validate
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    flow_file: str
+    cwd: str
+    job_name: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    namespace: Optional[str] = None
+    max_workers: int = 100
+    workflow_timeout_seconds: Optional[int] = None
+    top_level_args: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)
+    project: Dict[str, str] = field(default_factory=dict)
+    schedule: Optional[Dict[str, str]] = None
+    triggers: Dict[str, list] = field(default_factory=dict)
+    datastore: str = "local"
+    datastore_root: str = ""
+
+
+def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
+    """Raises validate.NotSupported listing every problem found."""
+    validate(flow, graph, options)
+    steps = [step_plan(graph, graph[name]) for name in graph.sorted_nodes]
+    return FlowPlan(
+        flow_name=graph.name,
+        flow_file=options.flow_file,
+        job_name=options.job_name or job_name_for(graph.name, options.project),
+        start_step=graph.start_step,
+        end_step=graph.end_step,
+        steps=steps,
+        ops=layout_ops(steps),
+        parameters=parameter_plans(flow),
+        top_level_args=list(options.top_level_args),
+        env=dict(options.env),
+        tags=list(options.tags),
+        namespace=options.namespace,
+        max_workers=options.max_workers,
+        workflow_timeout_seconds=options.workflow_timeout_seconds,
+        cwd=options.cwd,
+        project=dict(options.project),
+        schedule=options.schedule,
+        triggers=dict(options.triggers),
+        datastore=options.datastore,
+        datastore_root=options.datastore_root,
+    )
+
+
+def job_name_for(flow_name: str, project: Dict[str, str]) -> str:
+    """The flow name, prefixed by project and branch as Metaflow's
+    project_flow_name does, made a valid Dagster name."""
+    name = project.get("project_flow_name") or flow_name
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def step_plan(graph, node) -> StepPlan:
+    decos = {d.name: d for d in node.decorators}
+    user_retries = error_retries = 0
+    for deco in node.decorators:
+        user, error = deco.step_task_retry_count()
+        user_retries += user
+        error_retries += error
+    return StepPlan(
+        name=node.name,
+        type=node.type,
+        next=list(node.out_funcs),
+        parents=sorted(node.in_funcs),
+        joins=node.split_parents[-1] if node.type == "join" and node.split_parents else None,
+        matching_join=node.matching_join,
+        foreach_stack=foreach_stack(graph, node),
+        switch_cases=dict(node.switch_cases or {}),
+        user_code_retries=user_retries,
+        error_retries=error_retries,
+        retry_delay_seconds=_retry_delay(decos.get("retry")),
+        timeout_seconds=_timeout_seconds(decos.get("timeout")),
+        env={k: str(v) for k, v in _attr(decos.get("environment"), "vars", {}).items()},
+        resources=_resources(decos.get("resources")),
+        decospecs=[
+            d.make_decorator_spec()
+            for d in node.decorators
+            if not d.statically_defined and d.inserted_by is None
+        ],
+    )
+
+
+def foreach_stack(graph, node) -> List[str]:
+    """The foreach steps whose splits this step runs in (a foreach's own join
+    runs outside it)."""
+    return [
+        p
+        for p in node.split_parents
+        if graph[p].type == "foreach" and graph[p].matching_join != node.name
+    ]
+
+
+def _attr(deco, name, default):
+    if deco is None:
+        return default
+    value = deco.attributes.get(name)
+    return default if value is None else value
+
+
+def _retry_delay(deco) -> int:
+    return int(round(float(_attr(deco, "minutes_between_retries", 0)) * 60))
+
+
+def _timeout_seconds(deco) -> Optional[int]:
+    if deco is None:
+        return None
+    seconds = (
+        float(_attr(deco, "seconds", 0))
+        + 60 * float(_attr(deco, "minutes", 0))
+        + 3600 * float(_attr(deco, "hours", 0))
+    )
+    return int(seconds) or None
+
+
+def _resources(deco) -> Dict[str, str]:
+    if deco is None:
+        return {}
+    return {k: str(v) for k, v in sorted(deco.attributes.items()) if v not in (None, "", 0)}
+
+
+PARAMETER_TYPES = {str: "str", int: "int", float: "float", bool: "bool"}
+
+
+def parameter_plans(flow) -> List[ParameterPlan]:
+    """Deploy-time default functions are evaluated here, once, as on Argo."""
+    plans = []
+    for _, param in flow._get_parameters():
+        if param.IS_CONFIG_PARAMETER:
+            continue
+        kind = _parameter_type(param)
+        default = deploy_time_eval(param.kwargs.get("default"))
+        if kind == "json" and default is not None and not isinstance(default, str):
+            default = json.dumps(default, sort_keys=True)
+        plans.append(
+            ParameterPlan(
+                name=param.name,
+                field=config_field_name(param.name),
+                type=kind,
+                default=default,
+                required=bool(param.kwargs.get("required", False)),
+                help=param.kwargs.get("help"),
+            )
+        )
+    return plans
+
+
+def _parameter_type(param) -> str:
+    declared = param.kwargs.get("type")
+    if isinstance(declared, JSONTypeClass):
+        return "json"
+    return PARAMETER_TYPES.get(declared, "str")

@@ -1,0 +1,140 @@
+"""The plan: a frozen, JSON-serialisable description of a compiled flow.
+
+The compiler builds it from the flow (pure, no I/O), the renderer turns it into
+the definitions file, and the runtime reads it back inside Dagster. Nothing
+else crosses from `dagster create` time to run time.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List, Optional
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One Metaflow step and the policies that apply to each of its tasks."""
+
+    name: str
+    # Metaflow's node type: start, linear, split, join, foreach, split-switch, end.
+    type: str
+    next: List[str]
+    parents: List[str]
+    # For a join: the split or foreach step it closes.
+    joins: Optional[str] = None
+    # For a split or foreach: the join that closes it.
+    matching_join: Optional[str] = None
+    # The foreach steps this step runs inside, outermost first.
+    foreach_stack: List[str] = field(default_factory=list)
+    # For a split-switch: the step each case leads to.
+    switch_cases: Dict[str, str] = field(default_factory=dict)
+    user_code_retries: int = 0
+    error_retries: int = 0
+    retry_delay_seconds: int = 0
+    timeout_seconds: Optional[int] = None
+    env: Dict[str, str] = field(default_factory=dict)
+    resources: Dict[str, str] = field(default_factory=dict)
+    # Decorator specs added with --with, passed to the step subprocess.
+    decospecs: List[str] = field(default_factory=list)
+
+    @property
+    def total_retries(self) -> int:
+        return self.user_code_retries + self.error_retries
+
+
+@dataclass(frozen=True)
+class ParameterPlan:
+    name: str
+    # Dagster config key (parameter names may hold dashes, config keys may not).
+    field: str
+    # One of: str, int, float, bool, json.
+    type: str
+    default: object = None
+    required: bool = False
+    help: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class OpPlan:
+    """One Dagster op: a single step, or a region of steps run inside one op
+    (what Dagster cannot express: nested foreach, a switch inside a foreach)."""
+
+    name: str
+    # step | foreach | switch | region
+    kind: str
+    # The step that starts the op; for a region, its entry step.
+    step: str
+    steps: List[str]
+    # Names of the ops feeding each input, in order.
+    inputs: List[str] = field(default_factory=list)
+    # True when the op's input is the fan-in list of a switch's branches.
+    fan_in: bool = False
+    # Output name of the upstream op to read, per input (switch cases).
+    input_outputs: List[Optional[str]] = field(default_factory=list)
+    # The Dagster foreach (mapped) context this op runs in, if any.
+    mapped_by: Optional[str] = None
+    # True for the op that collects the mapped outputs of a foreach.
+    collects: bool = False
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    flow_name: str
+    flow_file: str
+    job_name: str
+    start_step: str
+    end_step: str
+    steps: List[StepPlan]
+    ops: List[OpPlan]
+    parameters: List[ParameterPlan] = field(default_factory=list)
+    # Metaflow options placed before `step` / `init` in every task command.
+    top_level_args: List[str] = field(default_factory=list)
+    # Where the tasks keep their artifacts and logs.
+    datastore: str = "local"
+    datastore_root: str = ""
+    # Environment set for every task (e.g. where the local datastore lives).
+    env: Dict[str, str] = field(default_factory=dict)
+    tags: List[str] = field(default_factory=list)
+    namespace: Optional[str] = None
+    max_workers: int = 100
+    workflow_timeout_seconds: Optional[int] = None
+    # Working directory of every task (where `dagster create` was run).
+    cwd: str = "."
+    project: Dict[str, str] = field(default_factory=dict)
+    schedule: Optional[Dict[str, str]] = None
+    triggers: Dict[str, list] = field(default_factory=dict)
+    spec_version: int = SPEC_VERSION
+
+    def step(self, name: str) -> StepPlan:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def step_names(self) -> List[str]:
+        return [step.name for step in self.steps]
+
+    def op(self, name: str) -> OpPlan:
+        for op in self.ops:
+            if op.name == name:
+                return op
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FlowPlan":
+        data = json.loads(text)
+        if data.get("spec_version") != SPEC_VERSION:
+            raise ValueError(
+                "This definitions file was generated with plan version %s; this "
+                "metaflow-dagster reads version %d. Regenerate it with "
+                "`python <flow>.py dagster create`." % (data.get("spec_version"), SPEC_VERSION)
+            )
+        data["steps"] = [StepPlan(**s) for s in data["steps"]]
+        data["ops"] = [OpPlan(**o) for o in data["ops"]]
+        data["parameters"] = [ParameterPlan(**p) for p in data["parameters"]]
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

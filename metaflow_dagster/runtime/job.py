@@ -1,0 +1,140 @@
+"""What every op of a generated definitions file calls: run the op's Metaflow
+task(s) for the current Dagster run and emit the op's outputs."""
+
+import time
+from typing import Iterator, List, Optional
+
+from dagster import DynamicOutput, Failure, MetadataValue, Output
+
+from .. import ids
+from ..plan import FlowPlan, OpPlan
+from .logs import save_task_logs
+from .region import RegionRunner
+from .step_runner import TaskTimeout
+from .tasks import Task, TaskLauncher, next_task
+
+# Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
+EXIT_DISALLOW_RETRY = 202
+TRIGGERS_TAG = "metaflow/triggers"
+
+
+class MetaflowJob:
+    """The compiled flow, as seen from inside Dagster."""
+
+    def __init__(self, plan: FlowPlan):
+        self.plan = plan
+
+    @classmethod
+    def from_json(cls, text: str) -> "MetaflowJob":
+        return cls(FlowPlan.from_json(text))
+
+    def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
+        op = self.plan.op(op_name)
+        root_run_id = context.run.root_run_id or context.run_id
+        run_id = ids.metaflow_run_id(root_run_id)
+        launcher = TaskLauncher(
+            self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG)
+        )
+        deadline = self._seconds_left(context)
+        upstream = _flatten(inputs)
+        if op.step == self.plan.start_step and not upstream:
+            upstream = [self._init_parameters(context, launcher, run_id)]
+        if op.kind == "region":
+            runner = RegionRunner(self.plan, launcher, op, self._task_done(context, launcher),
+                                  deadline)
+            exit_path = runner.run(upstream, _split_index(context))
+            yield Output(exit_path, metadata={"metaflow_pathspec": self._pathspec(exit_path)})
+            return
+        task = next_task(self.plan, op.step, upstream, _split_index(context))
+        context.log.info("Metaflow task %s (attempt %d)" % (
+            self._pathspec(task.pathspec(run_id)), context.retry_number))
+        result = self.run_task(context, launcher, task, context.retry_number, deadline)
+        yield from self._outputs(op, task.pathspec(run_id), result)
+
+    def run_task(self, context, launcher: TaskLauncher, task: Task, attempt: int,
+                 deadline: Optional[float], prefix: str = "") -> dict:
+        """Run one attempt of a task; raise Failure if it fails."""
+        step = self.plan.step(task.step)
+        pathspec = task.pathspec(launcher.run_id)
+        try:
+            outcome, result = launcher.run(task, attempt, prefix, deadline)
+        except TaskTimeout as timeout:
+            raise Failure(
+                description="Step *%s* (%s): %s" % (task.step, self._pathspec(pathspec), timeout),
+                metadata={"metaflow_pathspec": self._pathspec(pathspec)},
+            ) from None
+        self._task_done(context, launcher)(pathspec, attempt, outcome)
+        if outcome.returncode != 0:
+            raise Failure(
+                description="Step *%s* failed (%s, attempt %d, exit code %d):\n%s" % (
+                    step.name, self._pathspec(pathspec), attempt, outcome.returncode,
+                    outcome.error_tail()),
+                metadata={"metaflow_pathspec": self._pathspec(pathspec)},
+                allow_retries=outcome.returncode != EXIT_DISALLOW_RETRY,
+            )
+        return result
+
+    def _task_done(self, context, launcher):
+        def save(pathspec, attempt, outcome):
+            save_task_logs(self.plan.flow_name, self.plan.datastore, self.plan.datastore_root,
+                           pathspec, attempt, outcome.stdout, outcome.stderr)
+        return save
+
+    def _outputs(self, op: OpPlan, pathspec: str, result: dict) -> Iterator[Output]:
+        metadata = {"metaflow_pathspec": MetadataValue.text(self._pathspec(pathspec))}
+        if op.kind == "foreach":
+            splits = result["foreach_num_splits"]
+            for index in range(splits):
+                yield DynamicOutput(pathspec, mapping_key=str(index))
+        elif op.kind == "switch":
+            yield Output(pathspec, output_name=result["switch_step"], metadata=metadata)
+        else:
+            yield Output(pathspec, metadata=metadata)
+
+    def _init_parameters(self, context, launcher: TaskLauncher, run_id: str) -> str:
+        """Persist Parameters once per Metaflow run; retries and re-executions
+        of the start op reuse them."""
+        params_path = ids.parameters_pathspec(run_id)
+        if context.retry_number > 0 or context.run.parent_run_id:
+            return params_path
+        outcome = launcher.init_parameters(dict(context.op_config or {}))
+        if outcome.returncode != 0:
+            raise Failure(
+                description="Could not initialise the Parameters of %s:\n%s"
+                % (self._pathspec(params_path), outcome.error_tail()),
+                allow_retries=False,
+            )
+        return params_path
+
+    def _seconds_left(self, context) -> Optional[float]:
+        """--workflow-timeout: what is left of it; fails the op once it is spent."""
+        limit = self.plan.workflow_timeout_seconds
+        if not limit:
+            return None
+        record = context.instance.get_run_record_by_id(context.run_id)
+        started = record.start_time or time.time()
+        left = limit - (time.time() - started)
+        if left <= 0:
+            raise Failure(
+                description="The run exceeded its workflow timeout of %d seconds." % limit,
+                allow_retries=False,
+            )
+        return left
+
+    def _pathspec(self, task_path: str) -> str:
+        return "%s/%s" % (self.plan.flow_name, task_path)
+
+
+def _flatten(inputs) -> List[str]:
+    paths = []
+    for item in inputs:
+        if isinstance(item, (list, tuple)):
+            paths.extend(p for p in item if p)
+        elif item:
+            paths.append(item)
+    return paths
+
+
+def _split_index(context) -> Optional[int]:
+    key = context.get_mapping_key()
+    return int(key) if key is not None else None

@@ -1,0 +1,144 @@
+"""Runs one Metaflow task (`python flow.py step ...`) as a subprocess.
+
+- The task gets its own session, so on timeout or cancellation the whole process
+  group is terminated: SIGTERM, then SIGKILL after KILL_GRACE_SECONDS. Dagster
+  itself only interrupts the op's own process and would orphan the task.
+- stdout and stderr are forwarded line by line as they arrive (into Dagster's
+  captured logs) and kept, to be saved as the task's Metaflow logs.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+KILL_GRACE_SECONDS = 10
+ERROR_TAIL_LINES = 40
+
+
+class TaskTimeout(Exception):
+    pass
+
+
+class TaskCancelled(Exception):
+    """Another task of the same op failed; this one was stopped."""
+
+
+@dataclass
+class TaskOutcome:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+
+    def error_tail(self) -> str:
+        lines = self.stderr.decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-ERROR_TAIL_LINES:])
+
+
+def run_task(
+    argv: List[str],
+    env: dict,
+    cwd: str,
+    timeout_seconds: Optional[float] = None,
+    prefix: str = "",
+    cancel: Optional[threading.Event] = None,
+) -> TaskOutcome:
+    """Run argv to completion. Raises TaskTimeout after timeout_seconds and
+    TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
+    the op) kills the task's process group and re-raises."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out_buf, err_buf = [], []
+    readers = [
+        _start_tee(proc.stdout, sys.stdout, out_buf, prefix),
+        _start_tee(proc.stderr, sys.stderr, err_buf, prefix),
+    ]
+    try:
+        _wait(proc, timeout_seconds, cancel)
+    except subprocess.TimeoutExpired:
+        terminate_group(proc)
+        raise TaskTimeout(
+            "Task timed out after %d seconds (@timeout) and was terminated."
+            % timeout_seconds
+        ) from None
+    except BaseException:
+        terminate_group(proc)
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+    # A task's own children must not outlive it (e.g. after Metaflow's @timeout).
+    _signal_group(proc.pid, signal.SIGKILL)
+    return TaskOutcome(
+        returncode=proc.returncode,
+        stdout=b"".join(out_buf),
+        stderr=b"".join(err_buf),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _wait(proc, timeout_seconds, cancel) -> None:
+    if cancel is None:
+        proc.wait(timeout=timeout_seconds)
+        return
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while proc.poll() is None:
+        if cancel.is_set():
+            raise TaskCancelled()
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout_seconds)
+        try:
+            proc.wait(timeout=0.2 if left is None else min(0.2, left))
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def terminate_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the task's process group, SIGKILL what is left after the grace."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    # Children of the task may outlive it; the group id is still theirs.
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _start_tee(pipe, sink, buffer: list, prefix: str) -> threading.Thread:
+    def pump():
+        out = sink.buffer if hasattr(sink, "buffer") else None
+        for line in iter(pipe.readline, b""):
+            buffer.append(line)
+            if out is not None:
+                out.write(prefix.encode() + line if prefix else line)
+                out.flush()
+            else:
+                sink.write(prefix + line.decode("utf-8", "replace"))
+                sink.flush()
+        pipe.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,149 @@
+"""Which Metaflow task runs next, and the exact command and environment it gets.
+
+Used by single-step ops and by region ops alike, so a task is launched the same
+way wherever it runs.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import List, Optional
+
+from .. import ids
+from ..env import DAGSTER_OP_ENV, DAGSTER_RUN_ID_ENV, RESULT_FILE_ENV, TRIGGERS_ENV
+from ..plan import FlowPlan
+from .step_runner import TaskOutcome, run_task
+
+# Longer input-path lists go through a file (a 1,000-way join would not fit a
+# command line comfortably).
+MAX_INLINE_INPUT_PATHS = 4000
+# Metaflow's own @timeout fires inside the task first (so @catch can handle it);
+# this much later the runtime kills the task from outside.
+TIMEOUT_GRACE_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Task:
+    step: str
+    task_id: str
+    input_paths: List[str]
+    split_index: Optional[int] = None
+
+    def pathspec(self, run_id: str) -> str:
+        return ids.task_pathspec(run_id, self.step, self.task_id)
+
+
+def next_task(plan: FlowPlan, step_name: str, upstream: List[str], split_index=None) -> Task:
+    """The task of `step_name` fed by the upstream task pathspecs.
+
+    Task ids follow the foreach split indices (see ids.py): a foreach child adds
+    its split index, a foreach join drops the last one, other steps keep them.
+    """
+    step = plan.step(step_name)
+    upstream = sorted(upstream, key=lambda p: ids.split_indices(p.rsplit("/", 1)[1]))
+    indices = ids.split_indices(upstream[0].rsplit("/", 1)[1]) if upstream else ()
+    parent_step = upstream[0].split("/")[1] if upstream else None
+    if step.type == "join" and plan.step(step.joins).type == "foreach":
+        indices = indices[:-1]
+    if parent_step in plan.step_names() and plan.step(parent_step).type == "foreach":
+        indices = indices + (split_index,)
+    else:
+        split_index = None
+    return Task(step_name, ids.task_id(indices), upstream, split_index)
+
+
+class TaskLauncher:
+    """Launches the tasks of one Metaflow run on behalf of one Dagster op."""
+
+    def __init__(self, plan: FlowPlan, run_id: str, dagster_run_id: str, op_name: str,
+                 triggers: Optional[str] = None):
+        self.plan = plan
+        self.run_id = run_id
+        self.base_env = self._base_env(dagster_run_id, op_name, triggers)
+
+    def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
+        env = dict(os.environ)
+        env.update(self.plan.env)
+        # Metaflow refuses to run without a user name (e.g. as root in a container).
+        if not any(env.get(k) for k in ("METAFLOW_USER", "USERNAME", "USER", "SUDO_USER")):
+            env["METAFLOW_USER"] = "dagster"
+        env["PYTHONUNBUFFERED"] = "1"
+        env[DAGSTER_RUN_ID_ENV] = dagster_run_id
+        env[DAGSTER_OP_ENV] = op_name
+        if triggers:
+            env[TRIGGERS_ENV] = triggers
+        return env
+
+    def _command(self, subcommand: List[str], decospecs=()) -> List[str]:
+        argv = [sys.executable, self.plan.flow_file] + list(self.plan.top_level_args)
+        for spec in ["dagster_internal"] + list(decospecs):
+            argv += ["--with", spec]
+        return argv + subcommand
+
+    def init_parameters(self, values: dict) -> TaskOutcome:
+        """`flow.py init`: persist the run's Parameters as the _parameters task."""
+        args = ["init", "--run-id", self.run_id, "--task-id", ids.PARAMETERS_TASK_ID]
+        for tag in self.plan.tags:
+            args += ["--tag", tag]
+        for param in self.plan.parameters:
+            value = values.get(param.field)
+            if value is None:
+                continue
+            args += ["--" + param.name, _cli_value(value)]
+        return run_task(self._command(args), self.base_env, self.plan.cwd)
+
+    def run(self, task: Task, retry_count: int, prefix: str = "",
+            deadline_seconds: Optional[float] = None, cancel=None):
+        """Run one attempt of a task. Returns (outcome, result) where result is
+        what the dagster_internal decorator reported (foreach splits, switch case)."""
+        step = self.plan.step(task.step)
+        with tempfile.TemporaryDirectory(prefix="mfdagster-") as scratch:
+            result_file = os.path.join(scratch, "result.json")
+            env = dict(self.base_env, **step.env)
+            env[RESULT_FILE_ENV] = result_file
+            args = self._step_args(task, retry_count, scratch)
+            timeout = step.timeout_seconds and step.timeout_seconds + TIMEOUT_GRACE_SECONDS
+            if deadline_seconds is not None:
+                timeout = min(timeout or deadline_seconds, deadline_seconds)
+            outcome = run_task(
+                self._command(args, step.decospecs), env, self.plan.cwd, timeout, prefix, cancel
+            )
+            result = {}
+            if outcome.returncode == 0 and os.path.exists(result_file):
+                with open(result_file) as f:
+                    result = json.load(f)
+        return outcome, result
+
+    def _step_args(self, task: Task, retry_count: int, scratch: str) -> List[str]:
+        step = self.plan.step(task.step)
+        args = [
+            "step", task.step,
+            "--run-id", self.run_id,
+            "--task-id", task.task_id,
+            "--retry-count", str(retry_count),
+            "--max-user-code-retries", str(step.user_code_retries),
+            "--ubf-context", "none",
+        ]
+        paths = ",".join(task.input_paths)
+        if len(paths) > MAX_INLINE_INPUT_PATHS:
+            paths_file = os.path.join(scratch, "input-paths")
+            with open(paths_file, "w") as f:
+                f.write(paths)
+            args += ["--input-paths-filename", paths_file]
+        else:
+            args += ["--input-paths", paths]
+        if task.split_index is not None:
+            args += ["--split-index", str(task.split_index)]
+        for tag in self.plan.tags:
+            args += ["--tag", tag]
+        if self.plan.namespace is not None:
+            args += ["--namespace", self.plan.namespace]
+        return args
+
+
+def _cli_value(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)

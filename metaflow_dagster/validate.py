@@ -1,0 +1,95 @@
+"""What `dagster create` refuses, in one table, with every problem reported at once."""
+
+from typing import List
+
+from dagster._core.definitions.utils import DISALLOWED_NAMES
+
+# Op input names also carry step names, and the generated job body binds
+# `<step>_task` variables; these names would clash with Dagster's own.
+RESERVED_STEP_NAMES = DISALLOWED_NAMES | {"job", "op", "Definitions"}
+
+
+class NotSupported(Exception):
+    def __init__(self, flow_name: str, problems: List[str]):
+        self.flow_name = flow_name
+        self.problems = problems
+        lines = "\n".join("  - " + p for p in problems)
+        super().__init__(
+            "Flow *%s* cannot be compiled for Dagster:\n%s" % (flow_name, lines)
+        )
+
+
+def _parallel_steps(flow, graph, options):
+    for node in graph:
+        if node.parallel_foreach or node.parallel_step:
+            yield (
+                "Step *%s*: @parallel and num_parallel foreach are not supported on "
+                "Dagster. Use a regular foreach instead." % node.name
+            )
+
+
+def _recursive_switches(flow, graph, options):
+    for node in graph:
+        if node.type != "split-switch":
+            continue
+        if _reaches(graph, node.out_funcs, node.name):
+            yield (
+                "Step *%s*: a recursive switch (a case that leads back to the switch) "
+                "is not supported on Dagster. Unroll the loop into distinct steps."
+                % node.name
+            )
+        elif not _branches_meet(graph, node):
+            yield (
+                "Step *%s*: the cases of this switch never meet again, which is not "
+                "supported on Dagster. Lead every case to a common step." % node.name
+            )
+
+
+def _reserved_names(flow, graph, options):
+    for node in graph:
+        if node.name in RESERVED_STEP_NAMES:
+            yield (
+                "Step *%s*: this step name is not supported on Dagster, which reserves "
+                "it. Rename the step." % node.name
+            )
+
+
+def _options(flow, graph, options):
+    if options.max_workers < 1:
+        yield "--max-workers must be at least 1 (got %d)." % options.max_workers
+    if options.workflow_timeout_seconds is not None and options.workflow_timeout_seconds <= 0:
+        yield "--workflow-timeout must be a positive number of seconds."
+
+
+CHECKS = [_parallel_steps, _recursive_switches, _reserved_names, _options]
+
+
+def validate(flow, graph, options) -> None:
+    problems = [problem for check in CHECKS for problem in check(flow, graph, options)]
+    if problems:
+        raise NotSupported(graph.name, problems)
+
+
+def _reaches(graph, starts, target) -> bool:
+    seen, todo = set(), list(starts)
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name not in seen and name in graph:
+            seen.add(name)
+            todo.extend(graph[name].out_funcs)
+    return False
+
+
+def _branches_meet(graph, node) -> bool:
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name not in seen and name in graph:
+                seen.add(name)
+                todo.extend(graph[name].out_funcs)
+        return seen
+
+    return bool(set.intersection(*[reach(t) for t in set(node.out_funcs)]))

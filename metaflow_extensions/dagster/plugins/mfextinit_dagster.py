@@ -1,0 +1,7 @@
+"""Registers metaflow-dagster with Metaflow: the `dagster` CLI group, the
+Deployer backend and the internal step decorator used inside Dagster ops."""
+
+CLIS_DESC = [("dagster", "metaflow_dagster.cli.cli")]
+STEP_DECORATORS_DESC = [
+    ("dagster_internal", "metaflow_dagster.internal_decorator.DagsterInternalDecorator"),
+]
