@@ -160,11 +160,12 @@ def _job_function(plan: FlowPlan) -> str:
 def _executor(plan: FlowPlan) -> str:
     """Dagster's multiprocess executor, with --max-workers as a per-foreach cap
     and the forkserver start method (about 2x faster op start than spawn)."""
+    preload = ["dagster", "metaflow_dagster.runtime"]
+    per_foreach = {"applyLimitPerUniqueValue": True}
     config = {
-        "start_method": {"forkserver": {"preload_modules": ["dagster", "metaflow_dagster.runtime"]}},
+        "start_method": {"forkserver": {"preload_modules": preload}},
         "tag_concurrency_limits": [
-            {"key": FOREACH_TAG, "value": {"applyLimitPerUniqueValue": True},
-             "limit": plan.max_workers}
+            {"key": FOREACH_TAG, "value": per_foreach, "limit": plan.max_workers}
         ],
     }
     return "EXECUTOR = multiprocess_executor.configured(\n    %s\n)" % _py(config, 4)

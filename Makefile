@@ -1,0 +1,34 @@
+# metaflow-dagster developer entry points. `make demo` and `make test` are all you need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+# Re-install only when pyproject.toml changes (the package itself is editable).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	scripts/demo.sh
+
+test: venv
+	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
+	$(BIN)/ruff check . && \
+	$(BIN)/pytest -n 2 tests
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+# Removes generated and run-time state; keeps the virtualenv (rm -rf .venv for that).
+clean:
+	rm -rf build .dagster_home .tmp_dagster_home_* .pytest_cache .ruff_cache bench/results
+	find . -path ./$(VENV) -prune -o -type d \( -name .metaflow -o -name __pycache__ \) \
+		-prune -exec rm -rf {} +
+	find examples tests -name '*_dagster.py' ! -name 'test_*' -delete

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Compile examples/hello_flow.py into a Dagster job, run it, and report the result.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+export METAFLOW_USER="${METAFLOW_USER:-demo}"
+export DAGSTER_HOME="$ROOT/.dagster_home"
+mkdir -p "$DAGSTER_HOME" build
+# An empty dagster.yaml keeps the defaults and silences the "no dagster.yaml" warning.
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || : > "$DAGSTER_HOME/dagster.yaml"
+
+DEFS=build/hello_flow_dagster.py
+
+echo "==> Compiling examples/hello_flow.py into $DEFS"
+.venv/bin/python examples/hello_flow.py dagster create "$DEFS"
+
+echo "==> Running the HelloFlow job on Dagster"
+rc=0
+.venv/bin/dagster job execute -f "$DEFS" -j HelloFlow || rc=$?
+
+echo "==> Result"
+# The local Metaflow datastore (.metaflow) lives next to the flow file, because
+# steps run with the flow's directory as their working directory.
+report_rc=0
+(cd examples && ../.venv/bin/python ../scripts/demo_report.py \
+    --flow HelloFlow --job HelloFlow --artifact message) || report_rc=$?
+
+echo
+echo "Open it in the Dagster UI:"
+echo "  DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev -f $DEFS"
+if [ "$rc" -eq 0 ]; then
+    rc=$report_rc
+fi
+exit "$rc"
