@@ -114,6 +114,11 @@ def _attr(deco, name, default):
 
 
 def _retry_delay(deco) -> int:
+    """Seconds between retries. Only a delay the user wrote counts: seed 000
+    documents `@retry(times=3)` as retrying at once (Metaflow's own local
+    runtime does not wait either)."""
+    if deco is None or "minutes_between_retries" not in deco._user_defined_attributes:
+        return 0
     return int(round(float(_attr(deco, "minutes_between_retries", 0)) * 60))
 
 
