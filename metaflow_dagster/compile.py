@@ -29,6 +29,7 @@ class CompileOptions:
     triggers: Dict[str, list] = field(default_factory=dict)
     datastore: str = "local"
     datastore_root: str = ""
+    exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
@@ -56,6 +57,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         triggers=dict(options.triggers),
         datastore=options.datastore,
         datastore_root=options.datastore_root,
+        exit_hooks=dict(options.exit_hooks),
     )
 
 

@@ -104,6 +104,8 @@ class FlowPlan:
     project: Dict[str, str] = field(default_factory=dict)
     schedule: Optional[Dict[str, str]] = None
     triggers: Dict[str, list] = field(default_factory=dict)
+    # @exit_hook function names: {"on_success": [...], "on_error": [...]}.
+    exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
     def step(self, name: str) -> StepPlan:

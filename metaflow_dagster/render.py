@@ -21,6 +21,7 @@ def render(plan: FlowPlan, regenerate_command: str) -> str:
         _header(plan, regenerate_command),
         _imports(plan),
         *[_op(plan, op) for op in plan.ops],
+        *_exit_hooks(plan),
         _job(plan),
         _definitions(plan),
         "FLOW = MetaflowJob.from_json(\n    r'''\n%s\n'''\n)\n" % plan.to_json(),
@@ -54,13 +55,26 @@ def _imports(plan: FlowPlan) -> str:
         names.add("Field")
     if plan.schedule:
         names |= {"DefaultScheduleStatus", "ScheduleDefinition"}
-    lines = ["from dagster import %s" % ", ".join(sorted(names, key=str.lower))]
+    if plan.exit_hooks.get("on_success"):
+        names.add("success_hook")
+    if plan.exit_hooks.get("on_error"):
+        names.add("failure_hook")
+    lines = [_import_line("dagster", names)]
     lines.append("from metaflow_dagster.runtime import MetaflowJob")
     if plan.triggers.get("events") or plan.triggers.get("flows"):
         used = [n for n, key in (("event_sensor", "events"), ("finish_sensor", "flows"))
                 if plan.triggers.get(key)]
         lines.append("from metaflow_dagster.runtime.sensors import %s" % ", ".join(used))
     return "\n".join(lines)
+
+
+def _import_line(module: str, names) -> str:
+    """isort's order (constants, classes, then functions), wrapped when long."""
+    ordered = sorted(names, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+    line = "from %s import %s" % (module, ", ".join(ordered))
+    if len(line) <= 88:
+        return line
+    return "from %s import (\n%s\n)" % (module, "\n".join("    %s," % n for n in ordered))
 
 
 def _op(plan: FlowPlan, op: OpPlan) -> str:
@@ -148,8 +162,10 @@ def _job(plan: FlowPlan) -> str:
     executor = _executor(plan)
     tags = _py(_job_tags(plan), 4)
     body = _job_body(plan, [op for op in plan.ops if op.mapped_by is None], indent="    ")
-    return "%s\n\n\n@job(\n    name=%r,\n    tags=%s,\n    executor_def=EXECUTOR,\n)\n" \
-        "def %s():\n%s" % (executor, plan.job_name, tags, _job_function(plan), "\n".join(body))
+    hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
+    return "%s\n\n\n@job(\n    name=%r,\n    tags=%s,\n    executor_def=EXECUTOR,\n%s)\n" \
+        "def %s():\n%s" % (executor, plan.job_name, tags, hooks, _job_function(plan),
+                            "\n".join(body))
 
 
 def _job_function(plan: FlowPlan) -> str:
@@ -196,7 +212,10 @@ def _job_body(plan: FlowPlan, ops: List[OpPlan], indent: str) -> List[str]:
             continue
         consumed = any(op.name in other.inputs for other in plan.ops)
         target = "%s_task = " % op.name if consumed else ""
-        lines.append("%s%s%s(%s)" % (indent, target, op.name, _invoke_args(plan, op)))
+        callee = op.name
+        if op.step == plan.end_step and plan.exit_hooks.get("on_success"):
+            callee = "%s.with_hooks({on_success})" % op.name
+        lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(plan, op)))
     return lines
 
 
@@ -217,6 +236,29 @@ def _ref(plan: FlowPlan, op: OpPlan, parent: str, output) -> str:
     return "%s_task.%s" % (parent, output) if output else "%s_task" % parent
 
 
+def _exit_hooks(plan: FlowPlan) -> List[str]:
+    """@exit_hook: success hook on the end op, failure hook on every op."""
+    hooks = []
+    for kind, decorator in (("on_success", "success_hook"), ("on_error", "failure_hook")):
+        if plan.exit_hooks.get(kind):
+            hooks.append("@%s\ndef %s(context):\n    FLOW.run_exit_hooks(context, %r)"
+                         % (decorator, kind, kind))
+    return hooks
+
+
+def _sensors(plan: FlowPlan, job: str) -> List[str]:
+    sensors = []
+    start = plan.op(plan.start_step).name
+    if plan.triggers.get("events"):
+        fields = {p.name: p.field for p in plan.parameters}
+        sensors.append("event_sensor(\n            %s,\n            %r,\n            %s,\n"
+                       "            %s,\n        )" % (job, start, _py(plan.triggers["events"], 12),
+                                                      _py(fields, 12)))
+    if plan.triggers.get("flows"):
+        sensors.append("finish_sensor(%s, %r, %s)" % (job, start, _py(plan.triggers["flows"], 8)))
+    return sensors
+
+
 def _definitions(plan: FlowPlan) -> str:
     job = _job_function(plan)
     args = ["jobs=[%s]" % job]
@@ -226,6 +268,9 @@ def _definitions(plan: FlowPlan) -> str:
             "            cron_schedule=%r,\n            execution_timezone=%r,\n"
             "            default_status=DefaultScheduleStatus.%s,\n        )\n    ]"
             % (job, plan.schedule["cron"], plan.schedule["timezone"],
-               plan.schedule.get("status", "STOPPED"))
+               plan.schedule.get("status", "RUNNING"))
         )
+    sensors = _sensors(plan, job)
+    if sensors:
+        args.append("sensors=[\n%s,\n    ]" % ",\n".join("        " + s for s in sensors))
     return "defs = Definitions(\n%s\n)" % ",\n".join("    " + a for a in args)
