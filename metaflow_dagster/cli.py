@@ -5,13 +5,19 @@ import os
 import shlex
 import sys
 import tempfile
+from dataclasses import replace
 
 from metaflow import current, decorators
 from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
 from .compile import CompileOptions, compile_flow
+from .deployer import record_deployment
+from .lifecycle_cli import COMMANDS
+from .production import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
 from .render import render
+from .schedules import ScheduleNotSupported, schedule_spec
+from .triggers import TriggerNotSupported, trigger_specs
 from .validate import NotSupported
 
 
@@ -38,8 +44,19 @@ def dagster(obj):
               help="Most tasks of one foreach running at once.")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
+@click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
+              show_default=True, help="Whether the @schedule starts running or stopped.")
+@click.option("--authorize", default=None, help="Production token of the current deployment, "
+              "to replace a deployment someone else made.")
+@click.option("--generate-new-token", is_flag=True, default=False,
+              help="Start a new production namespace for this deployment.")
+@click.option("--given-token", default=None, help="Use this production token.")
+@click.option("--deployer-attribute-file", default=None, hidden=True,
+              help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj
-def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_timeout):
+def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_timeout,
+           schedule_status, authorize, generate_new_token, given_token,
+           deployer_attribute_file):
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = file or "%s_dagster.py" % obj.flow.name.lower()
@@ -55,13 +72,22 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_ti
         project=_project_info(obj),
         datastore=obj.flow_datastore.TYPE,
         datastore_root=obj.flow_datastore.datastore_root,
+        exit_hooks=_exit_hooks(obj.flow),
     )
     try:
+        options = replace(options, schedule=_schedule(obj.flow, schedule_status),
+                          triggers=_triggers(obj.flow, options.project))
         plan = compile_flow(obj.flow, obj.graph, options)
-    except NotSupported as error:
+    except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
         raise click.ClickException(str(error)) from None
+    token = resolve_token(
+        obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
+        bool(plan.project), authorize, given_token, generate_new_token,
+    )
+    plan = replace(plan, env=dict(plan.env, **{PRODUCTION_TOKEN_ENV: token}))
     text = render(plan, _regenerate_command(file))
     _write_atomically(file, text)
+    record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
     obj.echo("Run it with:  dagster dev -f %s" % file)
 
@@ -80,6 +106,8 @@ def top_level_args(obj):
     for deco in obj.flow._flow_decorators.values():
         for deco_instance in deco if isinstance(deco, list) else [deco]:
             for key, value in deco_instance.get_top_level_options():
+                if value is False or value is None:
+                    continue  # an unset flag (e.g. @project's --production)
                 args.append("--%s=%s" % (key, value) if value is not True else "--%s" % key)
     if root.get("package_suffixes"):
         args.append("--package-suffixes=%s" % root["package_suffixes"])
@@ -89,6 +117,24 @@ def top_level_args(obj):
             text = value if plain and isinstance(value, str) else json.dumps(value)
             args += ["--config-value", config_name, text]
     return args
+
+
+def _schedule(flow, status):
+    spec = schedule_spec(flow)
+    return dict(spec, status=status.upper()) if spec else None
+
+
+def _triggers(flow, project):
+    specs = trigger_specs(flow, project.get("project_name"), project.get("branch_name"))
+    return {key: value for key, value in specs.items() if value}
+
+
+def _exit_hooks(flow):
+    hooks = {"on_success": [], "on_error": []}
+    for deco in flow._flow_decorators.get("exit_hook", []):
+        hooks["on_success"] += deco.success_hooks
+        hooks["on_error"] += deco.error_hooks
+    return {kind: names for kind, names in hooks.items() if names}
 
 
 def _project_info(obj):
@@ -111,8 +157,14 @@ def _attach_decorators(obj, decospecs):
 
 
 def _regenerate_command(file):
-    """The command that made this file, as typed (minus the directory of the flow)."""
-    return " ".join(["python", os.path.basename(sys.argv[0])] + [shlex.quote(a) for a in sys.argv[1:]])
+    """The command that made this file, as typed (minus the directory of the flow and
+    the Deployer API's one-off attribute file)."""
+    args = list(sys.argv[1:])
+    if "--deployer-attribute-file" in args:
+        at = args.index("--deployer-attribute-file")
+        del args[at:at + 2]
+    args = [a for a in args if not a.startswith("--deployer-attribute-file=")]
+    return " ".join(["python", os.path.basename(sys.argv[0])] + [shlex.quote(a) for a in args])
 
 
 def _write_atomically(path, text):
@@ -127,3 +179,8 @@ def _write_atomically(path, text):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+# trigger / status / resume / delete live in their own module (lifecycle_cli.py).
+for _command in COMMANDS:
+    dagster.add_command(_command)

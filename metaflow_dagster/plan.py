@@ -124,7 +124,15 @@ class FlowPlan:
         raise KeyError(name)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        """Sorted keys, one line per field and per step, op or parameter."""
+        fields_ = []
+        for key, value in sorted(asdict(self).items()):
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                items = ",\n".join("  " + json.dumps(v, sort_keys=True) for v in value)
+                fields_.append(' "%s": [\n%s\n ]' % (key, items))
+            else:
+                fields_.append(' "%s": %s' % (key, json.dumps(value, sort_keys=True)))
+        return "{\n%s\n}" % ",\n".join(fields_)
 
     @classmethod
     def from_json(cls, text: str) -> "FlowPlan":

@@ -2,11 +2,14 @@
 with the real `dagster job execute` against a temporary SQLite instance, and
 read the result back through Dagster's instance and Metaflow's Client."""
 
+import importlib.util
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -46,9 +49,12 @@ def copy_flow(tmp_path: Path, flow_file: Path) -> Path:
 
 
 def create(flow_file: Path, *create_args: str, top_args=(), defs_name=None,
-           expect_ok=True, env=None) -> subprocess.CompletedProcess:
+           expect_ok=True, env=None, with_file=True) -> subprocess.CompletedProcess:
+    """`python flow.py [top_args] dagster create FILE [create_args]`, in the flow's
+    directory; with_file=False leaves FILE out (create picks its default name)."""
     defs_name = defs_name or flow_file.stem + "_dagster.py"
-    argv = [PYTHON, flow_file.name, *top_args, "dagster", "create", defs_name, *create_args]
+    file_arg = [defs_name] if with_file else []
+    argv = [PYTHON, flow_file.name, *top_args, "dagster", "create", *file_arg, *create_args]
     proc = subprocess.run(argv, cwd=flow_file.parent, capture_output=True, text=True,
                           env=env or env_for())
     if expect_ok:
@@ -59,8 +65,16 @@ def create(flow_file: Path, *create_args: str, top_args=(), defs_name=None,
 def compile_flow(tmp_path: Path, name: str, *create_args: str, top_args=(),
                  source_dir: Path = FLOWS) -> Compiled:
     flow_file = copy_flow(tmp_path, source_dir / ("%s.py" % name))
-    proc = create(flow_file, *create_args, top_args=top_args)
-    defs = flow_file.parent / (name + "_dagster.py")
+    return compile_file(flow_file, *create_args, top_args=top_args)
+
+
+def compile_file(flow_file: Path, *create_args: str, top_args=(), defs_name=None,
+                 env=None) -> Compiled:
+    """Compile a flow file already in place (several deployments of one flow file can
+    sit side by side under different defs_name)."""
+    defs_name = defs_name or flow_file.stem + "_dagster.py"
+    proc = create(flow_file, *create_args, top_args=top_args, defs_name=defs_name, env=env)
+    defs = flow_file.parent / defs_name
     job = re.search(r"^    name='([^']+)',$", defs.read_text(), re.M).group(1)
     flow_name = re.search(r"Metaflow flow (\w+)\.", defs.read_text()).group(1)
     return Compiled(flow_file.parent, flow_name, defs, job, proc.stdout + proc.stderr)
@@ -79,15 +93,29 @@ class RunResult:
         return self.status == "SUCCESS"
 
 
-def execute(compiled: Compiled, dagster_home: Path, run_config: Optional[dict] = None,
-            env_extra: Optional[dict] = None, timeout: int = 300) -> RunResult:
+def execute_argv(compiled: Compiled, run_config: Optional[dict] = None) -> List[str]:
+    """The `dagster job execute` command line for a compiled job (run it in
+    compiled.flow_dir with env_for(dagster_home))."""
     argv = [DAGSTER, "job", "execute", "-f", str(compiled.defs_file), "-j", compiled.job_name]
     if run_config:
         config_file = compiled.flow_dir / "run_config.yaml"
         config_file.write_text(yaml.safe_dump(run_config))
         argv += ["-c", str(config_file)]
-    proc = subprocess.run(argv, cwd=compiled.flow_dir, capture_output=True, text=True,
+    return argv
+
+
+def run_dagster(compiled: Compiled, dagster_home: Path, run_config: Optional[dict] = None,
+                env_extra: Optional[dict] = None,
+                timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `dagster job execute` to completion; the finished process."""
+    return subprocess.run(execute_argv(compiled, run_config), cwd=compiled.flow_dir,
+                          capture_output=True, text=True,
                           env=env_for(dagster_home, **(env_extra or {})), timeout=timeout)
+
+
+def execute(compiled: Compiled, dagster_home: Path, run_config: Optional[dict] = None,
+            env_extra: Optional[dict] = None, timeout: int = 300) -> RunResult:
+    proc = run_dagster(compiled, dagster_home, run_config, env_extra, timeout)
     return latest_run(dagster_home, compiled.job_name, proc.stdout + proc.stderr)
 
 
@@ -122,3 +150,219 @@ def failure_messages(dagster_home: Path, run_id: str) -> List[str]:
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         records = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
         return [r.dagster_event.event_specific_data.error.message for r in records]
+
+
+_loaded = itertools.count()
+
+
+def load_definitions(defs_file: Path):
+    """Import a generated definitions file in-process, as Dagster does; the module
+    (its `defs`, and `FLOW.plan`, the plan it embeds)."""
+    name = "metaflow_dagster_generated_%d" % next(_loaded)
+    spec = importlib.util.spec_from_file_location(name, defs_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def built_job(compiled: Compiled):
+    """The Dagster JobDefinition a compiled definitions file builds."""
+    return load_definitions(compiled.defs_file).defs.get_job_def(compiled.job_name)
+
+
+def process_alive(pid: int) -> bool:
+    """True while pid is a live process; a zombie (exited, not yet reaped) is dead."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            state = next(line for line in f if line.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+    return state.split()[1] not in ("Z", "X")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
+    """Poll predicate until it is true or timeout seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        time.sleep(interval)
+    return True
+
+
+# --- a real `dagster dev` (webserver + daemon: schedules, sensors, queued runs) --------------
+
+FINISHED_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def quiet_instance(dagster_home: Path) -> Path:
+    """Turn telemetry off in a Dagster home (no banner, no network), as tests want it."""
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return dagster_home
+
+
+class DagsterDev:
+    """`dagster dev -f DEFS [-f DEFS ...]` against dagster_home, as a context manager.
+
+    Started in its own session so that stopping it reaches every process it started
+    (code servers, webserver, daemon, run workers): SIGINT first, as Ctrl-C would, then
+    SIGKILL for whatever is left. Its output goes to dagster_dev.log in dagster_home.
+    """
+
+    def __init__(self, dagster_home: Path, defs_files: List[Path], cwd: Path,
+                 env: Optional[dict] = None):
+        self.dagster_home = dagster_home
+        self.defs_files = list(defs_files)
+        self.cwd = cwd
+        self.env = env or env_for(dagster_home)
+        self.port = free_port()
+        self.log_path = dagster_home / "dagster_dev.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def __enter__(self) -> "DagsterDev":
+        argv = [DAGSTER, "dev", "-p", str(self.port), "-h", "127.0.0.1"]
+        for defs in self.defs_files:
+            argv += ["-f", str(defs)]
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Until every code location has loaded (the webserver answers for all of them)."""
+        def ready():
+            assert self.proc.poll() is None, "dagster dev exited:\n" + self.log_tail()
+            try:
+                entries = self.graphql(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                    "locationOrLoadError { __typename } } } } }"
+                )["workspaceOrError"]["locationEntries"]
+            except OSError:
+                return False
+            kinds = [e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
+                     for e in entries]
+            assert "PythonError" not in kinds, "a code location failed:\n" + self.log_tail()
+            return len(entries) == len(self.defs_files) and set(kinds) == {"RepositoryLocation"}
+
+        assert wait_until(ready, timeout, interval=1), "dagster dev not ready:\n" + \
+            self.log_tail()
+
+    def graphql(self, query: str, variables: Optional[dict] = None) -> dict:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + "/graphql", data=json.dumps({"query": query,
+                                                    "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+        assert "errors" not in body, body
+        return body["data"]
+
+    def stop_schedule(self, defs_file: Path, schedule_name: str) -> None:
+        selector = {"repositoryLocationName": defs_file.name,
+                    "repositoryName": "__repository__", "scheduleName": schedule_name}
+        state = self.graphql(
+            "query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) "
+            "{ ... on Schedule { scheduleState { id } } } }", {"s": selector}
+        )["scheduleOrError"]["scheduleState"]
+        result = self.graphql(
+            "mutation($id: String!) { stopRunningSchedule(id: $id) { __typename "
+            "... on ScheduleStateResult { scheduleState { status } } } }", {"id": state["id"]}
+        )["stopRunningSchedule"]
+        assert result["scheduleState"]["status"] == "STOPPED", result
+
+    def stop(self, grace: float = 15) -> None:
+        import signal
+
+        if self.proc is None:
+            return
+        pgid = self.proc.pid
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            if wait_until(lambda: not _group_alive(pgid), grace, interval=0.5):
+                break
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in process group pgid."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def job_runs(dagster_home: Path, job_name: str) -> list:
+    """Every Dagster run of a job in the instance (DagsterRun objects, oldest first)."""
+    from dagster import DagsterInstance
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        return list(reversed(instance.get_runs(filters=RunsFilter(job_name=job_name))))
+
+
+def wait_for_runs(dagster_home: Path, job_name: str, count: int, timeout: float,
+                  finished: bool = True) -> list:
+    """Poll until the job has at least `count` runs (all finished if `finished`);
+    the runs, oldest first. Fails naming what it saw."""
+    seen = []
+
+    def enough():
+        seen[:] = job_runs(dagster_home, job_name)
+        done = [r for r in seen if r.status.value in FINISHED_STATUSES]
+        return len(seen) >= count and (not finished or len(done) == len(seen))
+
+    assert wait_until(enough, timeout, interval=1), "%s: wanted %d finished runs, got %s" % (
+        job_name, count, [(r.run_id, r.status.value) for r in seen])
+    return seen
+
+
+def result_of(dagster_home: Path, run) -> RunResult:
+    """A RunResult (steps, Metaflow run id) for a DagsterRun, e.g. one a daemon started."""
+    from dagster import DagsterInstance
+
+    from metaflow_dagster import ids
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        run = instance.get_run_by_id(run.run_id)
+        steps = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
+    return RunResult(run.run_id, run.status.value, steps, "",
+                     ids.metaflow_run_id(run.root_run_id or run.run_id))

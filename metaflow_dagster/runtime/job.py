@@ -8,8 +8,10 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import ids
 from ..plan import FlowPlan, OpPlan
+from .hooks import run_exit_hooks
 from .logs import save_task_logs
 from .region import RegionRunner
+from .resume import Reuse, ReusedOutcome
 from .step_runner import TaskTimeout
 from .tasks import Task, TaskLauncher, next_task
 
@@ -33,7 +35,8 @@ class MetaflowJob:
         root_run_id = context.run.root_run_id or context.run_id
         run_id = ids.metaflow_run_id(root_run_id)
         launcher = TaskLauncher(
-            self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG)
+            self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG),
+            reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
         )
         deadline = self._seconds_left(context)
         upstream = _flatten(inputs)
@@ -50,6 +53,11 @@ class MetaflowJob:
             self._pathspec(task.pathspec(run_id)), context.retry_number))
         result = self.run_task(context, launcher, task, context.retry_number, deadline)
         yield from self._outputs(op, task.pathspec(run_id), result)
+
+    def run_exit_hooks(self, context, kind: str) -> None:
+        """Called by the job's success/failure hooks (see runtime/hooks.py)."""
+        launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
+        run_exit_hooks(self.plan, context, kind, launcher.base_env)
 
     def run_task(self, context, launcher: TaskLauncher, task: Task, attempt: int,
                  deadline: Optional[float], prefix: str = "") -> dict:
@@ -76,6 +84,11 @@ class MetaflowJob:
 
     def _task_done(self, context, launcher):
         def save(pathspec, attempt, outcome):
+            # --- resume / re-execution: reused tasks leave no attempt; map retry -> attempt
+            if isinstance(outcome, ReusedOutcome):
+                return
+            attempt = launcher.attempts.resolved(pathspec, attempt)
+            # ---
             save_task_logs(self.plan.flow_name, self.plan.datastore, self.plan.datastore_root,
                            pathspec, attempt, outcome.stdout, outcome.stderr)
         return save

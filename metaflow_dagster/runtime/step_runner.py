@@ -21,7 +21,7 @@ ERROR_TAIL_LINES = 40
 
 
 class TaskTimeout(Exception):
-    pass
+    """The task ran past the time it was given and was terminated."""
 
 
 class TaskCancelled(Exception):
@@ -70,10 +70,7 @@ def run_task(
         _wait(proc, timeout_seconds, cancel)
     except subprocess.TimeoutExpired:
         terminate_group(proc)
-        raise TaskTimeout(
-            "Task timed out after %d seconds (@timeout) and was terminated."
-            % timeout_seconds
-        ) from None
+        raise TaskTimeout(timeout_seconds) from None
     except BaseException:
         terminate_group(proc)
         raise

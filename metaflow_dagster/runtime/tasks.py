@@ -14,7 +14,8 @@ from typing import List, Optional
 from .. import ids
 from ..env import DAGSTER_OP_ENV, DAGSTER_RUN_ID_ENV, RESULT_FILE_ENV, TRIGGERS_ENV
 from ..plan import FlowPlan
-from .step_runner import TaskOutcome, run_task
+from .attempts import AttemptCounter
+from .step_runner import TaskOutcome, TaskTimeout, run_task
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -58,10 +59,13 @@ class TaskLauncher:
     """Launches the tasks of one Metaflow run on behalf of one Dagster op."""
 
     def __init__(self, plan: FlowPlan, run_id: str, dagster_run_id: str, op_name: str,
-                 triggers: Optional[str] = None):
+                 triggers: Optional[str] = None, reuse=None):
         self.plan = plan
         self.run_id = run_id
         self.base_env = self._base_env(dagster_run_id, op_name, triggers)
+        # Resume and re-execution (runtime/resume.py, runtime/attempts.py).
+        self.reuse = reuse
+        self.attempts = AttemptCounter(plan, run_id)
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = dict(os.environ)
@@ -75,6 +79,9 @@ class TaskLauncher:
         if triggers:
             env[TRIGGERS_ENV] = triggers
         return env
+
+    def command(self, subcommand: List[str], decospecs=()) -> List[str]:
+        return self._command(subcommand, decospecs)
 
     def _command(self, subcommand: List[str], decospecs=()) -> List[str]:
         argv = [sys.executable, self.plan.flow_file] + list(self.plan.top_level_args)
@@ -98,32 +105,52 @@ class TaskLauncher:
             deadline_seconds: Optional[float] = None, cancel=None):
         """Run one attempt of a task. Returns (outcome, result) where result is
         what the dagster_internal decorator reported (foreach splits, switch case)."""
+        # --- resume / re-execution hooks (runtime/resume.py, runtime/attempts.py) ---
+        if self.reuse is not None:
+            reused = self.reuse.reuse(self, task, prefix)
+            if reused is not None:
+                return reused
+        attempt = self.attempts.attempt(task.step, task.task_id, retry_count)
+        # A re-execution continues the run at a later attempt: the user code keeps
+        # the retries its @retry gives it from there.
+        user_code_retries = self.plan.step(task.step).user_code_retries + max(
+            0, attempt - retry_count)
+        # ---
         step = self.plan.step(task.step)
         with tempfile.TemporaryDirectory(prefix="mfdagster-") as scratch:
             result_file = os.path.join(scratch, "result.json")
             env = dict(self.base_env, **step.env)
             env[RESULT_FILE_ENV] = result_file
-            args = self._step_args(task, retry_count, scratch)
+            args = self._step_args(task, attempt, user_code_retries, scratch)
             timeout = step.timeout_seconds and step.timeout_seconds + TIMEOUT_GRACE_SECONDS
-            if deadline_seconds is not None:
-                timeout = min(timeout or deadline_seconds, deadline_seconds)
-            outcome = run_task(
-                self._command(args, step.decospecs), env, self.plan.cwd, timeout, prefix, cancel
-            )
+            run_limited = deadline_seconds is not None and deadline_seconds < (timeout or 1e12)
+            try:
+                outcome = run_task(
+                    self._command(args, step.decospecs), env, self.plan.cwd,
+                    deadline_seconds if run_limited else timeout, prefix, cancel,
+                )
+            except TaskTimeout:
+                if run_limited:
+                    raise TaskTimeout(
+                        "The run exceeded its workflow timeout of %d seconds; the task was "
+                        "terminated." % self.plan.workflow_timeout_seconds) from None
+                raise TaskTimeout(
+                    "Task timed out after %d seconds (@timeout) and was terminated."
+                    % step.timeout_seconds) from None
             result = {}
             if outcome.returncode == 0 and os.path.exists(result_file):
                 with open(result_file) as f:
                     result = json.load(f)
         return outcome, result
 
-    def _step_args(self, task: Task, retry_count: int, scratch: str) -> List[str]:
-        step = self.plan.step(task.step)
+    def _step_args(self, task: Task, retry_count: int, user_code_retries: int,
+                   scratch: str) -> List[str]:
         args = [
             "step", task.step,
             "--run-id", self.run_id,
             "--task-id", task.task_id,
             "--retry-count", str(retry_count),
-            "--max-user-code-retries", str(step.user_code_retries),
+            "--max-user-code-retries", str(user_code_retries),
             "--ubf-context", "none",
         ]
         paths = ",".join(task.input_paths)
@@ -136,6 +163,9 @@ class TaskLauncher:
             args += ["--input-paths", paths]
         if task.split_index is not None:
             args += ["--split-index", str(task.split_index)]
+        if self.reuse is not None and self.reuse.origin_run_id:
+            # A resume run: the task knows its origin (current.origin_run_id), as in Metaflow.
+            args += ["--clone-run-id", self.reuse.origin_run_id]
         for tag in self.plan.tags:
             args += ["--tag", tag]
         if self.plan.namespace is not None:

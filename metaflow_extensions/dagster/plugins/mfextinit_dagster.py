@@ -5,3 +5,4 @@ CLIS_DESC = [("dagster", "metaflow_dagster.cli.cli")]
 STEP_DECORATORS_DESC = [
     ("dagster_internal", "metaflow_dagster.internal_decorator.DagsterInternalDecorator"),
 ]
+DEPLOYER_IMPL_PROVIDERS_DESC = [("dagster", "metaflow_dagster.deployer.DagsterDeployer")]

@@ -1,0 +1,202 @@
+"""Metaflow's Deployer API on Dagster: `Deployer("flow.py").dagster().create()`.
+
+The same contract as Metaflow's Argo Workflows deployer: `create` runs
+`python flow.py [top-level options] dagster create --deployer-attribute-file F`,
+which writes the deployment's identifier to F (a FIFO the deployer reads).
+
+A deployment is a definitions file. Its identifier is a JSON object naming the
+file, the job, the flow and where runs go (DAGSTER_HOME, or a webserver URL), so
+`DeployedFlow.from_deployment(identifier)` needs nothing else. Deployments made
+while DAGSTER_HOME is set are also recorded under it, for `list_deployed_flows`.
+
+This module is imported whenever Metaflow loads its plugins: keep it light.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Dict, List, Optional
+
+from metaflow.runner.deployer_impl import DeployerImpl
+
+from .lifecycle import DAGSTER_URL_ENV
+
+REGISTRY_DIR = os.path.join("metaflow_dagster", "deployments")
+
+
+class DagsterDeployer(DeployerImpl):
+    """
+    Deployer implementation for Dagster.
+
+    Parameters
+    ----------
+    dagster_url : str, optional, default None
+        URL of a running Dagster webserver (`dagster dev`, or webserver + daemon) to
+        submit runs to. Without it, runs execute against the Dagster instance of
+        DAGSTER_HOME.
+    dagster_home : str, optional, default None
+        DAGSTER_HOME for the deployment's commands (default: the environment's).
+    """
+
+    TYPE: ClassVar[Optional[str]] = "dagster"
+
+    def __init__(self, deployer_kwargs: Dict[str, str], **kwargs):
+        deployer_kwargs = dict(deployer_kwargs)
+        self.dagster_url = deployer_kwargs.pop("dagster_url", None)
+        self.dagster_home = deployer_kwargs.pop("dagster_home", None)
+        if deployer_kwargs:
+            raise TypeError(
+                "Unknown options for the Dagster deployer: %s (known: dagster_url, "
+                "dagster_home)" % ", ".join(sorted(deployer_kwargs))
+            )
+        super().__init__(**kwargs)
+        # The commands the deployer runs learn the target from their environment.
+        if self.dagster_url:
+            self.env_vars[DAGSTER_URL_ENV] = self.dagster_url
+        if self.dagster_home:
+            self.env_vars["DAGSTER_HOME"] = os.path.abspath(self.dagster_home)
+
+    @property
+    def deployer_kwargs(self) -> Dict[str, Any]:
+        # Options of the `dagster` command group itself: it has none.
+        return {}
+
+    @staticmethod
+    def deployed_flow_type():
+        from .deployer_objects import DagsterDeployedFlow
+
+        return DagsterDeployedFlow
+
+    def create(self, **kwargs):
+        """
+        Compile the flow into a Dagster definitions file.
+
+        Parameters
+        ----------
+        file : str, optional
+            Where to write the definitions file (default: <flow name>_dagster.py in
+            the deployer's working directory).
+        name : str, optional
+            Job name (default: the flow name, prefixed by the @project name).
+        tags : List[str], optional
+            Metaflow tags for every task of every run.
+        namespace : str, optional
+            Metaflow namespace of the tasks.
+        decospecs : List[str], optional
+            Step decorators to add to every step (as `--with`).
+        max_workers : int, optional, default 100
+            Most tasks of one foreach running at once.
+        workflow_timeout : int, optional
+            Fail a run once it has run this many seconds.
+
+        Returns
+        -------
+        DagsterDeployedFlow
+            The flow, deployed to Dagster.
+        """
+        from .deployer_objects import DagsterDeployedFlow
+
+        return self._create(DagsterDeployedFlow, **kwargs)
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """What identifies a deployment: its definitions file and where its runs go."""
+
+    definitions_file: str
+    flow_name: str
+    job_name: str
+    flow_file: str
+    # Where `dagster create` ran: the tasks' working directory.
+    cwd: str
+    dagster_home: Optional[str] = None
+    dagster_url: Optional[str] = None
+
+    def identifier(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_identifier(cls, identifier: str) -> "DeploymentRecord":
+        try:
+            data = json.loads(identifier)
+            return cls(**data)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "Not an identifier of a Dagster deployment: %r (expected the JSON object "
+                "`deployed_flow.name` holds)" % (identifier,)
+            ) from None
+
+    @classmethod
+    def for_plan(cls, plan, definitions_file: str) -> "DeploymentRecord":
+        return cls(
+            definitions_file=os.path.abspath(definitions_file),
+            flow_name=plan.flow_name,
+            job_name=plan.job_name,
+            flow_file=plan.flow_file,
+            cwd=plan.cwd,
+            dagster_home=os.environ.get("DAGSTER_HOME") or None,
+            dagster_url=os.environ.get(DAGSTER_URL_ENV) or None,
+        )
+
+    def _registry_path(self) -> Optional[str]:
+        if not self.dagster_home:
+            return None
+        key = hashlib.sha1(self.definitions_file.encode()).hexdigest()[:12]
+        return os.path.join(self.dagster_home, REGISTRY_DIR, "%s-%s.json" % (self.job_name, key))
+
+    def register(self) -> None:
+        path = self._registry_path()
+        if path is None:
+            return
+        # The same file may have held another job (e.g. another @project branch).
+        forget_deployment(self.definitions_file, self.dagster_home)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.tmp-%d" % (path, os.getpid())
+        with open(tmp, "w") as f:
+            f.write(self.identifier())
+        os.replace(tmp, path)
+
+
+def _registry_entries(dagster_home: Optional[str]):
+    """(path of the entry, record) for each deployment recorded under DAGSTER_HOME."""
+    home = dagster_home or os.environ.get("DAGSTER_HOME")
+    directory = os.path.join(home, REGISTRY_DIR) if home else None
+    if not directory or not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(directory, name)
+        with open(path) as f:
+            try:
+                yield path, DeploymentRecord.from_identifier(f.read())
+            except ValueError:
+                continue
+
+
+def registered_deployments(dagster_home: Optional[str] = None) -> List[DeploymentRecord]:
+    """Deployments recorded under DAGSTER_HOME whose definitions file still exists."""
+    return [record for _, record in _registry_entries(dagster_home)
+            if os.path.isfile(record.definitions_file)]
+
+
+def forget_deployment(definitions_file: str, dagster_home: Optional[str] = None) -> None:
+    """Remove the records of the deployment whose definitions file this is."""
+    definitions_file = os.path.abspath(definitions_file)
+    for path, record in list(_registry_entries(dagster_home)):
+        if record.definitions_file == definitions_file:
+            os.unlink(path)
+
+
+def record_deployment(plan, definitions_file: str, metadata: str,
+                      deployer_attribute_file: Optional[str] = None) -> DeploymentRecord:
+    """Called by `dagster create`: record the deployment and, for the Deployer
+    API, hand its identifier back through the attribute file."""
+    record = DeploymentRecord.for_plan(plan, definitions_file)
+    record.register()
+    if deployer_attribute_file:
+        with open(deployer_attribute_file, "w", encoding="utf-8") as f:
+            json.dump({"name": record.identifier(), "flow_name": plan.flow_name,
+                       "metadata": metadata}, f)
+    return record

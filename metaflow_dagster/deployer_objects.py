@@ -1,0 +1,253 @@
+"""The objects Metaflow's Deployer API hands out for Dagster deployments.
+
+`DagsterDeployedFlow` (returned by `Deployer(...).dagster().create()`) triggers
+and resumes runs by running `python flow.py dagster trigger | resume`, as the
+Argo Workflows deployer runs its CLI; `DagsterTriggeredRun.status` asks Dagster
+directly (the instance of DAGSTER_HOME, or the webserver's GraphQL API).
+"""
+
+import json
+import os
+import sys
+import time
+from typing import ClassVar, Iterator, Optional
+
+from metaflow.client.core import get_metadata
+from metaflow.runner.deployer import DeployedFlow, Deployer, TriggeredRun
+from metaflow.runner.utils import get_lower_level_group, handle_timeout, temporary_fifo
+
+from .deployer import DeploymentRecord, registered_deployments
+from .lifecycle import FINISHED
+
+
+def _target(deployer):
+    """Where the deployer's commands send runs: what their environment says."""
+    from .lifecycle import DAGSTER_URL_ENV, target_for
+
+    env = deployer.env_vars
+    return target_for(env.get(DAGSTER_URL_ENV) or None, env.get("DAGSTER_HOME") or None)
+
+
+def _run_command(deployer, command_name: str, with_attributes: bool, **kwargs):
+    """Run `python flow.py [top-level options] dagster <command> ...` the way the
+    Argo deployer runs its commands; return what the command wrote to the
+    attribute file (or None), raise if the command failed."""
+    group = get_lower_level_group(
+        deployer.api, deployer.top_level_kwargs, deployer.TYPE, deployer.deployer_kwargs
+    )
+    if not with_attributes:
+        command = getattr(group, command_name)(**kwargs)
+        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
+                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        command_obj = deployer.spm.get(pid)
+        command_obj.sync_wait()
+        if command_obj.process.returncode != 0:
+            raise RuntimeError("`dagster %s` failed for %s" % (command_name, deployer.flow_file))
+        return None
+    with temporary_fifo() as (attribute_file_path, attribute_file_fd):
+        command = getattr(group, command_name)(
+            deployer_attribute_file=attribute_file_path, **kwargs)
+        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
+                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        command_obj = deployer.spm.get(pid)
+        content = handle_timeout(attribute_file_fd, command_obj, deployer.file_read_timeout)
+        command_obj.sync_wait()
+        if command_obj.process.returncode == 0:
+            return content
+    raise RuntimeError("`dagster %s` failed for %s" % (command_name, deployer.flow_file))
+
+
+def _cli_values(kwargs: dict) -> dict:
+    """Parameter values as the command line takes them: JSON for structures (the
+    click API would turn a list into a repeated option)."""
+    return {k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+            for k, v in kwargs.items()}
+
+
+class DagsterTriggeredRun(TriggeredRun):
+    """A run of a Dagster deployment. `status` is the Dagster state of the latest
+    Dagster run of this Metaflow run (a re-execution continues the Metaflow run):
+    QUEUED, STARTING, STARTED, SUCCESS, FAILURE, CANCELING or CANCELED."""
+
+    def __init__(self, deployer, content: str):
+        super().__init__(deployer=deployer, content=content)
+        self._dagster_run_id = json.loads(content).get("dagster_run_id")
+
+    def _state(self):
+        from .lifecycle import LifecycleError, find_run
+
+        target = _target(self.deployer)
+        flow_name, run_id = self.pathspec.split("/")
+        try:
+            return find_run(target, flow_name, run_id)
+        except LifecycleError:
+            if self._dagster_run_id:
+                return target.run_state(self._dagster_run_id)
+            return None
+
+    @property
+    def dagster_run_id(self) -> Optional[str]:
+        state = self._state()
+        return state.run_id if state else self._dagster_run_id
+
+    @property
+    def status(self) -> Optional[str]:
+        state = self._state()
+        return state.status if state else None
+
+    @property
+    def is_running(self) -> bool:
+        status = self.status
+        return status is not None and status not in FINISHED
+
+    def wait_for_completion(self, check_interval: int = 5, timeout: Optional[int] = None):
+        """Wait until the run has finished (SUCCESS, FAILURE or CANCELED).
+
+        Raises TimeoutError after `timeout` seconds."""
+        started = time.time()
+        while self.status not in FINISHED:
+            if timeout is not None and time.time() - started > timeout:
+                raise TimeoutError("Run %s did not finish within %s seconds."
+                                   % (self.pathspec, timeout))
+            time.sleep(check_interval)
+
+    def resume(self, step_to_rerun: Optional[str] = None) -> "DagsterTriggeredRun":
+        """Start a new run that clones what succeeded in this one (see
+        `DagsterDeployedFlow.resume`)."""
+        return DagsterDeployedFlow(self.deployer).resume(
+            origin_run_id=self.pathspec.split("/")[1], step_to_rerun=step_to_rerun)
+
+
+class DagsterDeployedFlow(DeployedFlow):
+    """A flow compiled into a Dagster definitions file."""
+
+    TYPE: ClassVar[Optional[str]] = "dagster"
+
+    @property
+    def record(self) -> DeploymentRecord:
+        return DeploymentRecord.from_identifier(self.deployer.name)
+
+    @property
+    def definitions_file(self) -> str:
+        return self.record.definitions_file
+
+    @property
+    def job_name(self) -> str:
+        return self.record.job_name
+
+    def trigger(self, **kwargs) -> DagsterTriggeredRun:
+        """
+        Start a run of the deployed flow.
+
+        Parameters
+        ----------
+        **kwargs : Any
+            Values of the flow's Parameters.
+
+        Returns
+        -------
+        DagsterTriggeredRun
+            The triggered run.
+        """
+        content = _run_command(self.deployer, "trigger", True,
+                               definitions_file=self.definitions_file, **_cli_values(kwargs))
+        return DagsterTriggeredRun(deployer=self.deployer, content=content)
+
+    def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None
+               ) -> DagsterTriggeredRun:
+        """
+        Start a new run that clones the tasks that succeeded in an earlier run and runs
+        the others (and, with `step_to_rerun`, that step and everything after it).
+
+        Parameters
+        ----------
+        origin_run_id : str
+            The Metaflow run id (or a Dagster run id) of the run to resume.
+        step_to_rerun : str, optional
+            Run this step and all steps after it again.
+
+        Returns
+        -------
+        DagsterTriggeredRun
+            The new run.
+        """
+        content = _run_command(self.deployer, "resume", True,
+                               definitions_file=self.definitions_file,
+                               origin_run_id=origin_run_id, step_to_rerun=step_to_rerun)
+        return DagsterTriggeredRun(deployer=self.deployer, content=content)
+
+    def delete(self, **kwargs) -> bool:
+        """Delete the deployment (its definitions file). True if it worked."""
+        try:
+            _run_command(self.deployer, "delete", False, definitions_file=self.definitions_file)
+        except RuntimeError:
+            return False
+        return True
+
+    @classmethod
+    def from_deployment(cls, identifier: str, metadata: Optional[str] = None
+                        ) -> "DagsterDeployedFlow":
+        """
+        The deployed flow of an identifier (`deployed_flow.name`), in any process.
+
+        Parameters
+        ----------
+        identifier : str
+            The deployment's identifier, or the path of its definitions file.
+        metadata : str, optional
+            Metaflow metadata of the runs (default: the current one).
+        """
+        record = _record(identifier)
+        deployer = Deployer(record.flow_file, cwd=record.cwd).dagster(
+            dagster_url=record.dagster_url, dagster_home=record.dagster_home)
+        deployer.name = record.identifier()
+        deployer.flow_name = record.flow_name
+        deployer.metadata = metadata if metadata is not None else get_metadata()
+        deployer.additional_info = {}
+        return cls(deployer=deployer)
+
+    @classmethod
+    def list_deployed_flows(cls, flow_name: Optional[str] = None
+                            ) -> Iterator["DagsterDeployedFlow"]:
+        """
+        The deployments recorded in the Dagster instance of DAGSTER_HOME whose
+        definitions files still exist.
+
+        Parameters
+        ----------
+        flow_name : str, optional
+            Only the deployments of this flow.
+        """
+        for record in registered_deployments():
+            if flow_name is None or record.flow_name == flow_name:
+                yield cls.from_deployment(record.identifier())
+
+    @classmethod
+    def get_triggered_run(cls, identifier: str, run_id: str, metadata: Optional[str] = None
+                          ) -> DagsterTriggeredRun:
+        """
+        A run of the deployment, by Metaflow run id (or Dagster run id).
+        """
+        from .lifecycle import metaflow_run_of
+
+        deployed = cls.from_deployment(identifier, metadata)
+        run_id = metaflow_run_of(_target(deployed.deployer), deployed.flow_name, run_id)
+        content = json.dumps({
+            "metadata": deployed.deployer.metadata,
+            "pathspec": "%s/%s" % (deployed.flow_name, run_id),
+            "name": run_id,
+        })
+        return DagsterTriggeredRun(deployer=deployed.deployer, content=content)
+
+
+def _record(identifier: str) -> DeploymentRecord:
+    """An identifier, or the path of a definitions file."""
+    if identifier.lstrip().startswith("{"):
+        return DeploymentRecord.from_identifier(identifier)
+    from .lifecycle import CompiledJob
+
+    job = CompiledJob(identifier)
+    record = DeploymentRecord.for_plan(job.plan, job.path)
+    if not os.path.isabs(record.flow_file):
+        raise ValueError("Cannot find the flow file of %s" % identifier)
+    return record

@@ -1,0 +1,241 @@
+"""`python flow.py dagster trigger | status | resume | delete`: the run lifecycle.
+
+The commands work on the definitions file `dagster create` wrote and send runs
+to the Dagster instance of DAGSTER_HOME, or with --dagster-url (or
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see lifecycle.py).
+
+This module is imported with every Metaflow command: Dagster is imported inside
+the commands only.
+"""
+
+import json
+import os
+
+from metaflow import parameters
+from metaflow._vendor import click
+
+
+def _definitions_option(func):
+    return click.option(
+        "--definitions-file",
+        default=None,
+        help="The definitions file `dagster create` wrote (default: "
+        "<flow name>_dagster.py in the current directory).",
+    )(func)
+
+
+def _url_option(func):
+    return click.option(
+        "--dagster-url",
+        default=None,
+        help="URL of a running Dagster webserver to submit to (default: "
+        "$METAFLOW_DAGSTER_URL; without either, runs execute against $DAGSTER_HOME).",
+    )(func)
+
+
+def _run_options(func):
+    func = click.option(
+        "--deployer-attribute-file", default=None, hidden=True,
+        help="Write the run's pathspec to this file (Metaflow's Deployer API).",
+    )(func)
+    func = click.option(
+        "--run-id-file", default=None, help="Write the Metaflow run id to this file.",
+    )(func)
+    return _url_option(_definitions_option(func))
+
+
+class _Errors:
+    """Lifecycle problems become click errors: one clear message, exit code 1."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        from .lifecycle import LifecycleError
+
+        if kind is not None and issubclass(kind, LifecycleError):
+            raise click.ClickException(str(error)) from None
+        return False
+
+
+def _compiled_job(obj, definitions_file):
+    from .lifecycle import CompiledJob, LifecycleError
+
+    path = definitions_file or "%s_dagster.py" % obj.flow.name.lower()
+    job = CompiledJob(path)
+    if job.plan.flow_name != obj.flow.name:
+        raise LifecycleError("%s is the job of flow %s, not of %s." % (
+            path, job.plan.flow_name, obj.flow.name))
+    return job
+
+
+def _parameter_values(obj, kwargs) -> dict:
+    """The Parameters given on the command line (already checked and converted
+    by click against the flow's types), by Metaflow name."""
+    values = {}
+    for _, param in obj.flow._get_parameters():
+        if param.IS_CONFIG_PARAMETER:
+            continue
+        value = kwargs.get(param.name.replace("-", "_").lower())
+        if value is None:
+            continue
+        if isinstance(value, parameters.DelayedEvaluationParameter):
+            value = value(return_str=True)
+        values[param.name] = value
+    return values
+
+
+def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file, what):
+    from . import ids, lifecycle
+
+    run_id = target.launch(job, config, tags)
+    metaflow_run = "%s/%s" % (obj.flow.name, ids.metaflow_run_id(run_id))
+    obj.echo("%s *%s* on %s." % (what, job.job_name, target.describe()), bold=True)
+    obj.echo("    Dagster run id:  %s" % run_id)
+    obj.echo("    Metaflow run:    %s" % metaflow_run)
+    obj.echo("    Dagster UI:      %s" % lifecycle.ui_url(target, run_id))
+    if run_id_file:
+        with open(run_id_file, "w") as f:
+            f.write(metaflow_run.split("/")[1])
+    if deployer_attribute_file:
+        with open(deployer_attribute_file, "w") as f:
+            json.dump({
+                "name": run_id,
+                "dagster_run_id": run_id,
+                "metadata": obj.metadata.metadata_str(),
+                "pathspec": metaflow_run,
+            }, f)
+    try:
+        warning = target.queue_warning()
+    except lifecycle.LifecycleError:
+        warning = None  # the run is submitted; this was only advice
+    if warning:
+        obj.echo("Warning: " + warning, fg="yellow")
+    return run_id
+
+
+@parameters.add_custom_parameters(deploy_mode=False)
+@click.command(help="Start a run of the compiled job on Dagster and return at once.")
+@_run_options
+@click.pass_obj
+def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
+            deployer_attribute_file=None, **kwargs):
+    from . import lifecycle
+
+    with _Errors():
+        job = _compiled_job(obj, definitions_file)
+        config = lifecycle.run_config(job.plan, _parameter_values(obj, kwargs))
+        target = lifecycle.target_for(dagster_url)
+        _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
+               "Triggered a run of")
+
+
+@click.command(help="Show the state of a run on Dagster and of each of its steps.")
+@click.option("--run-id", default=None,
+              help="Dagster run id or Metaflow run id (default: the latest run of this flow).")
+@_url_option
+@click.pass_obj
+def status(obj, run_id=None, dagster_url=None):
+    from . import lifecycle
+
+    with _Errors():
+        target = lifecycle.target_for(dagster_url)
+        if run_id:
+            state = lifecycle.find_run(target, obj.flow.name, run_id)
+        else:
+            state = lifecycle.latest_run(target, obj.flow.name)
+            if state is None:
+                raise lifecycle.LifecycleError(
+                    "No run of %s in %s." % (obj.flow.name, target.describe()))
+        # Plain lines on stdout, for people and scripts alike.
+        for line in lifecycle.describe_state(state, obj.flow.name):
+            click.echo(line)
+
+
+@click.command(help="Start a new run that clones the steps that succeeded in an earlier run "
+               "and runs the others, as `python flow.py resume` does.")
+@click.option("--origin-run-id", required=True,
+              help="The run to resume: its Metaflow run id or a Dagster run id.")
+@click.option("--step-to-rerun", default=None,
+              help="Run this step and every step after it again, even if they succeeded.")
+@_run_options
+@click.pass_obj
+def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
+           run_id_file=None, deployer_attribute_file=None):
+    from . import lifecycle
+    from .runtime import resume as resume_runtime
+
+    with _Errors():
+        job = _compiled_job(obj, definitions_file)
+        target = lifecycle.target_for(dagster_url)
+        origin = lifecycle.metaflow_run_of(target, obj.flow.name, origin_run_id)
+        _check_finished(lifecycle, target, obj.flow.name, origin)
+        try:
+            rerun = resume_runtime.rerun_steps(job.plan, step_to_rerun)
+        except ValueError as error:
+            raise lifecycle.LifecycleError(str(error)) from None
+        config = lifecycle.run_config(job.plan, _origin_parameters(obj, job.plan, origin))
+        tags = resume_runtime.resume_tags(origin, rerun)
+        obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
+            ": re-running %s" % ", ".join(rerun)) if rerun else ""))
+        _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
+               "Started a resume run of")
+
+
+def _check_finished(lifecycle, target, flow_name, origin):
+    """Cloning from a run that still runs would copy a moving target."""
+    try:
+        state = lifecycle.find_run(target, flow_name, origin)
+    except lifecycle.LifecycleError:
+        return  # not a run of this Dagster instance: the datastore decides
+    if not state.finished:
+        raise lifecycle.LifecycleError(
+            "Run %s/%s is still %s (Dagster run %s); resume it once it has finished."
+            % (flow_name, origin, state.status, state.run_id))
+
+
+def _origin_parameters(obj, plan, origin_run_id) -> dict:
+    """The origin run's Parameter values: a resumed run keeps them, as in Metaflow."""
+    from metaflow.datastore.exceptions import DataException
+
+    from . import ids
+    from .lifecycle import LifecycleError
+    from .runtime.attempts import plan_datastore
+
+    try:
+        params = plan_datastore(plan).get_task_datastore(
+            origin_run_id, ids.PARAMETERS_STEP, ids.PARAMETERS_TASK_ID)
+    except DataException:
+        raise LifecycleError(
+            "Run %s/%s has no parameters in the datastore at %s: it did not run from this "
+            "deployment." % (plan.flow_name, origin_run_id, plan.datastore_root)) from None
+    values = {}
+    for var, param in obj.flow._get_parameters():
+        if not param.IS_CONFIG_PARAMETER and var in params:
+            values[param.name] = params[var]
+    return values
+
+
+@click.command(help="Delete the deployment: its definitions file and its record.")
+@_definitions_option
+@click.pass_obj
+def delete(obj, definitions_file=None):
+    from .deployer import forget_deployment
+    from .lifecycle import LifecycleError
+
+    with _Errors():
+        path = os.path.abspath(definitions_file or "%s_dagster.py" % obj.flow.name.lower())
+        if not os.path.isfile(path):
+            raise LifecycleError("No definitions file at %s." % path)
+        with open(path) as f:
+            # Never delete a file `dagster create` did not write (e.g. the flow).
+            if "from metaflow_dagster.runtime import MetaflowJob" not in f.read():
+                raise LifecycleError("%s is not a definitions file of metaflow-dagster; "
+                                     "not deleting it." % path)
+        forget_deployment(path)
+        os.unlink(path)
+        obj.echo("Deleted the Dagster deployment of *%s* (%s)." % (obj.flow.name, path),
+                 bold=True)
+
+
+COMMANDS = [trigger, status, resume, delete]

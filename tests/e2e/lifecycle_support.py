@@ -1,0 +1,136 @@
+"""Helpers for the run-lifecycle tests (trigger, status, resume, Deployer): run the
+real `python flow.py dagster ...` commands in a flow directory of its own, wait on
+Dagster run states, start a real `dagster dev`, count task executions."""
+
+import collections
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import List, Optional
+
+from harness import DAGSTER, FLOWS, PYTHON, env_for
+
+from metaflow_dagster.lifecycle import FINISHED, EmbeddedTarget, GraphQLTarget
+
+
+def flow_dir(tmp_path: Path, *names: str) -> Path:
+    """A directory holding copies of the named test flows (its own .metaflow)."""
+    directory = tmp_path / "flow"
+    directory.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy(FLOWS / ("%s.py" % name), directory)
+    return directory
+
+
+def mf(directory: Path, flow: str, *args: str, dagster_home: Optional[Path] = None,
+       expect_rc: Optional[int] = 0, timeout: int = 180, **env) -> subprocess.CompletedProcess:
+    """`python <flow>.py <args>` in the flow directory."""
+    proc = subprocess.run([PYTHON, "%s.py" % flow, *args], cwd=directory, capture_output=True,
+                          text=True, env=env_for(dagster_home, **env), timeout=timeout)
+    if expect_rc is not None:
+        assert proc.returncode == expect_rc, proc.stdout + proc.stderr
+    return proc
+
+
+def field(proc, label: str) -> str:
+    """The value printed after `label:` by trigger / resume (Metaflow's echo
+    writes to stderr)."""
+    output = proc if isinstance(proc, str) else proc.stdout + proc.stderr
+    for line in output.replace("\x1b[K", "").splitlines():
+        if line.strip().startswith(label + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("no %r in:\n%s" % (label, output))
+
+
+def wait_for(target, run_id: str, statuses=FINISHED, timeout: float = 150):
+    """Poll the run until its status is one of `statuses`; its RunState."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = target.run_state(run_id)
+        if state is not None and state.status in statuses:
+            return state
+        assert time.monotonic() < deadline, "run %s still %s" % (
+            run_id, state.status if state else "missing")
+        time.sleep(1)
+
+
+def embedded(dagster_home: Path) -> EmbeddedTarget:
+    return EmbeddedTarget(str(dagster_home))
+
+
+def executions(directory: Path) -> collections.Counter:
+    """(step, task id, attempt) -> how many times it ran, from executions.log."""
+    path = directory / "executions.log"
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(tuple(line.split()) for line in path.read_text().splitlines())
+
+
+def client(directory: Path):
+    """Metaflow's Client, reading the flow directory's local metadata."""
+    import metaflow
+
+    metaflow.metadata("local@%s" % directory)
+    metaflow.namespace(None)
+    return metaflow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dagster_dev(directory: Path, dagster_home: Path, definitions: List[str],
+                startup_timeout: float = 120):
+    """A real `dagster dev` (webserver + daemon) on 127.0.0.1 serving the given
+    definitions files; yields its URL and stops it (its whole process group)."""
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    argv = [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)]
+    for path in definitions:
+        argv += ["-f", path]
+    log = open(directory / "dagster_dev.log", "wb")
+    proc = subprocess.Popen(argv, cwd=directory, env=env_for(dagster_home), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not _serving(url) or not _locations_loaded(url):
+            assert proc.poll() is None, (directory / "dagster_dev.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "dagster dev did not start"
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/server_info", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _locations_loaded(url: str) -> bool:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+    entries = graphql(url)._execute(query, {})["workspaceOrError"].get("locationEntries")
+    return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
+
+
+def graphql(url: str) -> GraphQLTarget:
+    return GraphQLTarget(url)

@@ -1,0 +1,154 @@
+"""`python flow.py dagster create`: what the command writes and what its options
+do. Most of these only compile; the ones that check a run's tasks run Dagster."""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from harness import (
+    EXAMPLES,
+    FLOWS,
+    REPO,
+    built_job,
+    compile_flow,
+    copy_flow,
+    create,
+    execute,
+    metaflow_run,
+)
+
+pytestmark = pytest.mark.e2e
+
+RUFF = str(REPO / ".venv" / "bin" / "ruff")
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary directory with a short path: the definitions file embeds
+    absolute paths, and pytest's tmp_path alone is about 70 characters long."""
+    path = Path(tempfile.mkdtemp(prefix="mfdlint-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+
+@pytest.mark.parametrize("name,source", [
+    ("linear_flow", FLOWS),
+    ("foreach_flow", FLOWS),
+    ("nested_foreach_flow", FLOWS),
+    ("switch_flow", FLOWS),
+    ("switch_in_foreach_flow", FLOWS),
+    ("params_flow", FLOWS),
+    ("decorators_flow", FLOWS),
+    ("retry_timeout_flow", EXAMPLES),
+])
+def test_output_is_deterministic(tmp_path, name, source):
+    flow_file = copy_flow(tmp_path, source / ("%s.py" % name))
+    defs = flow_file.parent / ("%s_dagster.py" % name)
+    create(flow_file)
+    first = defs.read_bytes()
+    create(flow_file)
+    assert defs.read_bytes() == first
+
+
+@pytest.mark.parametrize("name,source", [
+    ("linear_flow", FLOWS),
+    ("branch_flow", FLOWS),
+    ("foreach_flow", FLOWS),
+    ("nested_foreach_flow", FLOWS),
+    ("switch_flow", FLOWS),
+    ("switch_in_foreach_flow", FLOWS),
+    ("params_flow", FLOWS),
+    ("timeout_flow", FLOWS),
+    ("catch_divide_flow", EXAMPLES),
+    ("retry_timeout_flow", EXAMPLES),
+    ("decorators_flow", FLOWS),
+    ("hello_flow", EXAMPLES),
+    ("deployment_info_flow", EXAMPLES),
+])
+def test_output_is_lint_clean(short_tmp, name, source):
+    compiled = compile_flow(short_tmp, name, source_dir=source)
+    assert lint(compiled) == ""
+
+
+def test_output_is_lint_clean_in_a_deep_directory(tmp_path):
+    deep = tmp_path / "projects" / "analytics-team" / "forecasting" / "pipelines"
+    deep.mkdir(parents=True)
+    assert lint(compile_flow(deep, "linear_flow")) == ""
+
+
+def lint(compiled) -> str:
+    """ruff's findings on the definitions file, run where the user keeps it (so
+    metaflow_dagster counts as a third-party import, as it does for users)."""
+    proc = subprocess.run(
+        [RUFF, "check", "--isolated", "--select", "E,F,W,I,B", compiled.defs_file.name],
+        cwd=compiled.flow_dir, capture_output=True, text=True,
+    )
+    return "" if proc.returncode == 0 else proc.stdout + proc.stderr
+
+
+def test_file_defaults_to_lowercase_flow_name(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    create(flow_file, with_file=False)
+    written = sorted(p.name for p in flow_file.parent.glob("*.py"))
+    assert written == ["linear_flow.py", "linearflow_dagster.py"]
+
+
+def test_name_tag_and_namespace(tmp_path, dagster_home):
+    compiled = compile_flow(tmp_path, "tags_flow", "--name", "renamed_job",
+                            "--tag", "team:ml", "--tag", "nightly",
+                            "--namespace", "team_ns")
+    assert compiled.job_name == "renamed_job"
+    assert built_job(compiled).name == "renamed_job"
+
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    run = metaflow_run(compiled, result)
+    tasks = [task for step in run for task in step]
+    assert sorted(task.path_components[2] for task in tasks) == ["a", "end", "start"]
+    for task in tasks:
+        assert {"team:ml", "nightly"} <= set(task.tags), (task.pathspec, task.tags)
+    assert {"team:ml", "nightly"} <= set(run.tags)
+    assert run["start"].task.data.client_namespace == "team_ns"
+
+
+def test_max_workers_is_the_executors_foreach_limit(tmp_path):
+    compiled = compile_flow(tmp_path, "foreach_flow", "--max-workers", "7")
+    executor = built_job(compiled).executor_def.config_schema.resolve_config({}).value
+    limits = executor["config"]["tag_concurrency_limits"]
+    assert [limit["limit"] for limit in limits] == [7]
+
+
+def test_parallel_step_is_refused(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "bad_parallel_flow.py")
+    proc = create(flow_file, expect_ok=False)
+    assert proc.returncode != 0
+    assert "not supported" in proc.stderr
+    assert "*train*" in proc.stderr
+    assert not (flow_file.parent / "bad_parallel_flow_dagster.py").exists()
+    assert list(flow_file.parent.glob("*.py")) == [flow_file]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "two_problems_flow.py")
+    proc = create(flow_file, "--max-workers", "0", expect_ok=False)
+    assert proc.returncode != 0
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("  - ")]
+    assert any("*train*" in p and "@parallel" in p for p in problems), proc.stderr
+    assert any("*output*" in p and "name" in p for p in problems), proc.stderr
+    assert any("--max-workers" in p for p in problems), proc.stderr
+    assert not (flow_file.parent / "two_problems_flow_dagster.py").exists()
+
+
+def test_project_branch(tmp_path, dagster_home):
+    compiled = compile_flow(tmp_path, "project_flow", top_args=("--branch", "feature1"))
+    assert "demo_project" in compiled.job_name and "feature1" in compiled.job_name
+
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    data = metaflow_run(compiled, result)["start"].task.data
+    assert data.project_name == "demo_project"
+    assert data.branch_name == "test.feature1"
+    assert data.project_flow_name == "demo_project.test.feature1.ProjectFlow"

@@ -1,0 +1,209 @@
+"""`dagster trigger` and `dagster status` on real Dagster runs: in the background
+against the instance of DAGSTER_HOME, and through a real `dagster dev` with
+--dagster-url; Dagster's own re-execution from failure through its GraphQL API."""
+
+import os
+import signal
+import time
+
+import pytest
+from lifecycle_support import (
+    client,
+    dagster_dev,
+    embedded,
+    executions,
+    field,
+    flow_dir,
+    graphql,
+    mf,
+    wait_for,
+)
+
+from metaflow_dagster import ids
+from metaflow_dagster.lifecycle import TAG_RUN_WORKER
+
+pytestmark = pytest.mark.e2e
+
+GATE = "lifecycle_gate_flow"
+RESUME = "lifecycle_resume_flow"
+
+
+def _wait_step(target, run_id, step, status, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        state = target.run_state(run_id)
+        if any(s.key == step and s.status == status for s in state.steps):
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(1)
+
+
+def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, GATE)
+    mf(directory, GATE, "dagster", "create")
+    target = embedded(dagster_home)
+
+    # Two runs of the same job at once; each start step waits for its own gate file,
+    # so neither can have finished when the trigger returns.
+    started = time.monotonic()
+    first = mf(directory, GATE, "dagster", "trigger", "--gate", "gate1", "--count", "3",
+               "--weights", '{"w": [1, 2]}', dagster_home=dagster_home)
+    trigger_seconds = time.monotonic() - started
+    second = mf(directory, GATE, "dagster", "trigger", "--gate", "gate2", "--count", "4",
+                dagster_home=dagster_home)
+    run1, run2 = field(first, "Dagster run id"), field(second, "Dagster run id")
+    pathspec1 = field(first, "Metaflow run")
+    assert pathspec1 == "LifecycleGateFlow/%s" % ids.metaflow_run_id(run1)
+    assert field(first, "Dagster UI").endswith("/runs/%s" % run1)
+    assert trigger_seconds < 30
+
+    _wait_step(target, run1, "start", "IN_PROGRESS")
+    _wait_step(target, run2, "start", "IN_PROGRESS")
+    shown = mf(directory, GATE, "dagster", "status", "--run-id", run1,
+               dagster_home=dagster_home).stdout
+    assert "(Metaflow run %s): STARTED" % pathspec1 in shown
+    assert [line.split() for line in shown.splitlines() if "start" in line.split()] == [
+        ["start", "IN_PROGRESS"]]
+
+    # Runs are isolated: the second finishes while the first still waits.
+    (directory / "gate2").touch()
+    assert wait_for(target, run2).status == "SUCCESS"
+    assert target.run_state(run1).status == "STARTED"
+    (directory / "gate1").touch()
+    assert wait_for(target, run1).status == "SUCCESS"
+
+    # Without --run-id: the latest run of the flow; a Metaflow run id works too.
+    latest = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout
+    assert "Run %s " % run2 in latest and ": SUCCESS" in latest
+    by_metaflow_id = mf(directory, GATE, "dagster", "status", "--run-id",
+                        pathspec1.split("/")[1], dagster_home=dagster_home).stdout
+    assert [line.split() for line in by_metaflow_id.splitlines()[-2:]] == [
+        ["start", "SUCCESS"], ["end", "SUCCESS"]]
+
+    metaflow = client(directory)
+    run = metaflow.Run(pathspec1)
+    assert run.successful
+    assert run["start"].task.data.seen == {"count": 3, "weights": {"w": [1, 2]}}
+    assert metaflow.Run(field(second, "Metaflow run"))["start"].task.data.seen[
+        "count"] == 4
+
+    # The run records carry what `dagster dev` needs to show and re-execute them.
+    with target._instance() as instance:
+        record = instance.get_run_by_id(run1)
+    assert record.tags[ids.TAG_FLOW_NAME] == "LifecycleGateFlow"
+    assert record.tags[ids.TAG_RUN_ID] == ids.metaflow_run_id(run1)
+    assert record.remote_job_origin.location_name == "lifecyclegateflow_dagster.py"
+
+
+def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, GATE)
+    mf(directory, GATE, "dagster", "create")
+    bad = mf(directory, GATE, "dagster", "trigger", "--count", "many",
+             dagster_home=dagster_home, expect_rc=2)
+    assert "Invalid value for '--count': many is not a valid integer" in bad.stderr
+    bad_json = mf(directory, GATE, "dagster", "trigger", "--weights", "{not json",
+                  dagster_home=dagster_home, expect_rc=2)
+    assert "is not a valid JSON object" in bad_json.stderr
+    assert embedded(dagster_home).flow_runs("LifecycleGateFlow", 10) == []
+    no_home = mf(directory, GATE, "dagster", "trigger", expect_rc=1)
+    assert "DAGSTER_HOME is not set" in no_home.stderr
+    no_step = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
+                 "dagster-0123456789abcdef", "--step-to-rerun", "nosuch",
+                 dagster_home=dagster_home, expect_rc=1)
+    assert "Step *nosuch* is not a step of LifecycleGateFlow" in no_step.stderr
+    no_origin = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
+                   "dagster-0123456789abcdef", dagster_home=dagster_home, expect_rc=1)
+    assert "has no parameters in the datastore" in no_origin.stderr
+    not_ours = mf(directory, GATE, "dagster", "delete", "--definitions-file", GATE + ".py",
+                  expect_rc=1)
+    assert "not a definitions file of metaflow-dagster" in not_ours.stderr
+    assert (directory / (GATE + ".py")).exists()
+    assert embedded(dagster_home).flow_runs("LifecycleGateFlow", 10) == []
+
+
+def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, GATE)
+    mf(directory, GATE, "dagster", "create")
+    target = embedded(dagster_home)
+    run_id = field(mf(directory, GATE, "dagster", "trigger", dagster_home=dagster_home),
+                   "Dagster run id")
+    state = _wait_step(target, run_id, "start", "IN_PROGRESS")
+    worker_pid = int(state.tags[TAG_RUN_WORKER].rsplit(":", 1)[1])
+    os.killpg(worker_pid, signal.SIGKILL)
+    try:
+        shown = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout
+        assert ": FAILURE" in shown.splitlines()[0]
+        assert target.run_state(run_id).status == "FAILURE"
+    finally:
+        (directory / "gate").touch()  # lets the orphaned task end
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory):
+    """One `dagster dev` on 127.0.0.1 for the tests below, serving two flows."""
+    tmp_path = tmp_path_factory.mktemp("dev")
+    directory = flow_dir(tmp_path, GATE, RESUME)
+    mf(directory, GATE, "dagster", "create")
+    mf(directory, RESUME, "dagster", "create")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    definitions = ["lifecyclegateflow_dagster.py", "lifecycleresumeflow_dagster.py"]
+    with dagster_dev(directory, home, definitions) as url:
+        yield directory, home, url
+
+
+def test_submit_through_dagster_url(dev_server):
+    directory, home, url = dev_server
+    (directory / "gate").touch()
+    server = graphql(url)
+    submitted = mf(directory, GATE, "dagster", "trigger", "--dagster-url", url, "--count", "2")
+    run_id = field(submitted, "Dagster run id")
+    assert field(submitted, "Dagster UI") == "%s/runs/%s" % (url, run_id)
+    assert wait_for(server, run_id).status == "SUCCESS"
+    shown = mf(directory, GATE, "dagster", "status", "--run-id", run_id,
+               METAFLOW_DAGSTER_URL=url).stdout
+    assert ": SUCCESS" in shown.splitlines()[0]
+    assert client(directory).Run(field(submitted, "Metaflow run"))[
+        "start"].task.data.seen["count"] == 2
+
+
+REEXECUTE = """
+mutation($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_reexecute_from_failure_through_graphql(dev_server):
+    """A run triggered on the webserver's DAGSTER_HOME (not through it) fails; the
+    webserver re-executes it from failure: the same Metaflow run continues."""
+    directory, home, url = dev_server
+    (directory / "fail_split").touch()
+    target = embedded(home)
+    triggered = mf(directory, RESUME, "dagster", "trigger", dagster_home=home)
+    failed = field(triggered, "Dagster run id")
+    assert wait_for(target, failed).status == "FAILURE"
+    assert graphql(url).run_state(failed).status == "FAILURE"  # the webserver sees it
+    (directory / "fail_split").unlink()
+    before = executions(directory)
+
+    # What the UI's "Re-execute from failure" button sends.
+    result = graphql(url)._execute(
+        REEXECUTE, {"params": {"parentRunId": failed, "strategy": "FROM_FAILURE"}}
+    )["launchRunReexecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    child = result["run"]["runId"]
+    state = wait_for(target, child)
+    assert state.status == "SUCCESS"
+    assert state.metaflow_run_id == ids.metaflow_run_id(failed)
+
+    ran_again = executions(directory) - before
+    assert ran_again == {("body", "t-1", "1"): 1, ("join", "t", "0"): 1, ("end", "t", "0"): 1}
+    run = client(directory).Run(field(triggered, "Metaflow run"))
+    assert run.successful
+    assert {t.id: t.current_attempt for t in run["body"]} == {"t-0": 0, "t-1": 1}
+    assert run["join"].task.data.values == [0, 10]

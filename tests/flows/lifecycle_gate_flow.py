@@ -1,0 +1,33 @@
+"""start waits for a file to appear in the working directory, so tests can look
+at a run while it runs: the file is named by Parameter ``gate``; after 120 s the
+step gives up and fails. ``end`` checks the Parameters arrived with their types.
+"""
+
+import os
+import time
+
+from metaflow import FlowSpec, JSONType, Parameter, step
+
+
+class LifecycleGateFlow(FlowSpec):
+    gate = Parameter("gate", default="gate")
+    count = Parameter("count", type=int, default=1)
+    weights = Parameter("weights", type=JSONType, default='{"a": 1}')
+
+    @step
+    def start(self):
+        deadline = time.time() + 120
+        while not os.path.exists(self.gate):
+            if time.time() > deadline:
+                raise RuntimeError("the gate file %s never appeared" % self.gate)
+            time.sleep(0.5)
+        self.seen = {"count": self.count, "weights": self.weights}
+        self.next(self.end)
+
+    @step
+    def end(self):
+        assert isinstance(self.count, int) and isinstance(self.weights, dict)
+
+
+if __name__ == "__main__":
+    LifecycleGateFlow()
