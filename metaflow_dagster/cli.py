@@ -57,6 +57,10 @@ def dagster(obj):
 def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_timeout,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
+    if name and "project" in obj.flow._flow_decorators:
+        raise click.ClickException(
+            "--name is not supported for @project flows: the job is named after the project "
+            "and branch. Use --branch instead.")
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = file or "%s_dagster.py" % obj.flow.name.lower()
@@ -105,10 +109,7 @@ def top_level_args(obj):
     ]
     for deco in obj.flow._flow_decorators.values():
         for deco_instance in deco if isinstance(deco, list) else [deco]:
-            for key, value in deco_instance.get_top_level_options():
-                if value is False or value is None:
-                    continue  # an unset flag (e.g. @project's --production)
-                args.append("--%s=%s" % (key, value) if value is not True else "--%s" % key)
+            args += _cli_options(deco_instance.get_top_level_options())
     if root.get("package_suffixes"):
         args.append("--package-suffixes=%s" % root["package_suffixes"])
     configs = obj.flow.__class__._flow_state.get(FlowStateItems.CONFIGS, {})
@@ -116,6 +117,18 @@ def top_level_args(obj):
         if value is not None:
             text = value if plain and isinstance(value, str) else json.dumps(value)
             args += ["--config-value", config_name, text]
+    return args
+
+
+def _cli_options(options):
+    """Flow decorators' top-level options as Metaflow's own runtime passes them:
+    unset flags and empty values dropped, multiple values repeated."""
+    args = []
+    for key, value in options:
+        if value is None or value is False:
+            continue
+        for item in value if isinstance(value, (list, tuple, set)) else [value]:
+            args.append("--%s" % key if item is True else "--%s=%s" % (key, item))
     return args
 
 

@@ -14,3 +14,10 @@ def dagster_home(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     return home
+
+
+@pytest.fixture(autouse=True)
+def token_home(tmp_path, monkeypatch):
+    """`dagster create` keeps production tokens in METAFLOW_TOKEN_HOME (~/.metaflowconfig by
+    default): give each test its own, for every process the harness starts."""
+    monkeypatch.setenv("METAFLOW_TOKEN_HOME", str(tmp_path / "tokens"))

@@ -109,12 +109,18 @@ def dagster_dev(directory: Path, dagster_home: Path, definitions: List[str],
             time.sleep(1)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # Ctrl-C is how `dagster dev` shuts down (it does not stop on SIGTERM); its
+        # code server may linger a while after, so the group is killed at the end.
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            pass
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        except ProcessLookupError:
+            pass
+        proc.wait()
         log.close()
 
 

@@ -90,7 +90,7 @@ def dev(tmp_path):
     for name in ("prod_minutely_flow", "prod_event_flow", "prod_upstream_flow",
                  "prod_downstream_flow"):
         flow_file = copy_flow(tmp_path, FLOWS / ("%s.py" % name))
-        flows[name] = compile_file(flow_file, env=env_for(METAFLOW_TOKEN_HOME=tmp_path / "tok"))
+        flows[name] = compile_file(flow_file)
     served = [flows[n].defs_file for n in ("prod_minutely_flow", "prod_event_flow",
                                            "prod_downstream_flow")]
     with DagsterDev(home, served, tmp_path / "flow") as server:
