@@ -42,6 +42,10 @@ def dagster(obj):
               help="Add a step decorator to every step, as Metaflow's --with does.")
 @click.option("--max-workers", default=100, show_default=True, type=int,
               help="Most tasks of one foreach running at once.")
+@click.option("--executor", type=click.Choice(["metaflow", "multiprocess"]), default="metaflow",
+              show_default=True, help="metaflow: each op a thread of the run process, each "
+              "task its own process (fast); multiprocess: Dagster's stock executor, each op "
+              "its own process.")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
 @click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
@@ -54,7 +58,8 @@ def dagster(obj):
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj
-def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_timeout,
+def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
+           workflow_timeout,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
     if name and "project" in obj.flow._flow_decorators:
@@ -71,6 +76,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, workflow_ti
         tags=list(tags),
         namespace=namespace,
         max_workers=max_workers,
+        executor=executor,
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=_project_info(obj),

@@ -21,6 +21,7 @@ class CompileOptions:
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
     max_workers: int = 100
+    executor: str = "metaflow"
     workflow_timeout_seconds: Optional[int] = None
     top_level_args: List[str] = field(default_factory=list)
     env: Dict[str, str] = field(default_factory=dict)
@@ -50,6 +51,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         tags=list(options.tags),
         namespace=options.namespace,
         max_workers=options.max_workers,
+        executor=options.executor,
         workflow_timeout_seconds=options.workflow_timeout_seconds,
         cwd=options.cwd,
         project=dict(options.project),

@@ -1,5 +1,5 @@
 """A Dagster executor for compiled Metaflow jobs: each step runs in a thread of
-the run process instead of a fresh worker process. (PROTOTYPE, bench/ only.)
+the run process instead of a fresh worker process.
 
 Why: a Metaflow step's real work already happens in its own process (`python
 flow.py step`, as Metaflow isolates tasks). The op around it only launches that
@@ -60,7 +60,7 @@ from dagster._core.executor.base import Executor
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from .runtime import step_runner, tasks
+from .runtime import step_runner
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
 DEFAULT_MAX_CONCURRENT = 16
@@ -233,14 +233,6 @@ def _mark_complete(manager, log_key) -> None:
             pass
 
 
-# --- Per-step output streams and cancellation, bound to the op's thread --------
-# PROTOTYPE: patched into the runtime from here; the proposal moves this into
-# runtime/step_runner.py (run_task resolves its sinks and cancel event in the
-# op's thread; other executors bind nothing and get sys.stdout/sys.stderr).
-
-_local = threading.local()
-
-
 class _Mirror:
     """Bytes to a step's compute-log file and to the run's console."""
 
@@ -266,118 +258,24 @@ class _Mirror:
                 self._console.flush()
 
 
-class _bound:
-    def __init__(self, stdout, stderr, cancel):
-        self.values = (stdout, stderr, cancel)
-
-    def __enter__(self):
-        _local.stdout, _local.stderr, _local.cancel = self.values
-
-    def __exit__(self, *exc):
-        _local.stdout = _local.stderr = _local.cancel = None
-
-
-class _AnyEvent:
-    """Set when any of the given events is set (region cancel or run termination)."""
-
-    def __init__(self, *events):
-        self._events = [e for e in events if e is not None]
-
-    def is_set(self):
-        return any(e.is_set() for e in self._events)
-
-
-def _current_io():
-    return (getattr(_local, "stdout", None), getattr(_local, "stderr", None),
-            getattr(_local, "cancel", None))
-
-
-_original_start_tee = step_runner._start_tee
-_original_run_task = tasks.run_task
-_original_launcher_init = tasks.TaskLauncher.__init__
-_original_launcher_run = tasks.TaskLauncher.run
-_original_init_parameters = tasks.TaskLauncher.init_parameters
-
-
-def _start_tee(pipe, sink, buffer, prefix):
-    stdout, stderr, _ = _current_io()
-    if stdout is not None:
-        sink = stdout if sink is sys.stdout else stderr if sink is sys.stderr else sink
-    return _original_start_tee(pipe, sink, buffer, prefix)
-
-
 class _TaskSlots:
     """At most N Metaflow tasks of the run at once, over all ops and regions (as
     Metaflow's --max-workers): ops are cheap threads, but each task is a process,
     and ten 10-way regions would otherwise start 100 processes on a 2-core box."""
 
     def __init__(self):
-        self._sem = None
+        self.semaphore = None
 
     def configure(self, n: int) -> None:
-        self._sem = threading.BoundedSemaphore(n)
-
-    @property
-    def semaphore(self):
-        return self._sem
-
-    def acquire(self, cancel) -> None:
-        while self._sem is not None and not self._sem.acquire(timeout=0.2):
-            if cancel is not None and cancel.is_set():
-                raise step_runner.TaskCancelled()
-
-    def release(self) -> None:
-        if self._sem is not None:
-            self._sem.release()
+        self.semaphore = threading.BoundedSemaphore(n)
 
 
 _TASK_SLOTS = _TaskSlots()
 
 
-def _run_task(argv, env, cwd, timeout_seconds=None, prefix="", cancel=None):
-    bound = _current_io()[2]
-    if bound is not None:
-        cancel = _AnyEvent(cancel, bound) if cancel is not None else bound
-    try:
-        _TASK_SLOTS.acquire(cancel)
-        try:
-            return _original_run_task(argv, env, cwd, timeout_seconds, prefix, cancel)
-        finally:
-            _TASK_SLOTS.release()
-    except step_runner.TaskCancelled:
-        if bound is not None and bound.is_set():
-            raise DagsterExecutionInterruptedError("The run was terminated.") from None
-        raise
-
-
-def _launcher_init(self, *args, **kwargs):
-    _original_launcher_init(self, *args, **kwargs)
-    self._step_io = _current_io()  # the op's thread: its log streams and cancel event
-
-
-def _in_op_io(method):
-    def wrapper(self, *args, **kwargs):
-        io = getattr(self, "_step_io", (None, None, None))
-        if io[0] is None or _current_io()[0] is not None:
-            return method(self, *args, **kwargs)
-        with _bound(*io):  # a region's worker thread: bind the op's streams here too
-            return method(self, *args, **kwargs)
-    return wrapper
-
-
-NATIVE_STEP_IO = hasattr(step_runner, "bind_io")  # the proposed runtime API is present
-
-if NATIVE_STEP_IO:
-    def _bind_step_io(stdout, stderr, cancel):
-        return step_runner.bind_io(step_runner.StepIO(
-            stdout=stdout, stderr=stderr, cancel=cancel, slots=_TASK_SLOTS.semaphore))
-else:  # today's runtime: patch it (prototype only)
-    _bind_step_io = _bound
-    step_runner._start_tee = _start_tee
-    tasks.run_task = _run_task
-    tasks.TaskLauncher.__init__ = _launcher_init
-    tasks.TaskLauncher.run = _in_op_io(_original_launcher_run)
-    tasks.TaskLauncher.init_parameters = _in_op_io(_original_init_parameters)
+def _bind_step_io(stdout, stderr, cancel):
+    return step_runner.bind_io(step_runner.StepIO(
+        stdout=stdout, stderr=stderr, cancel=cancel, slots=_TASK_SLOTS.semaphore))
 
 
 @executor(

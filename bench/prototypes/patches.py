@@ -18,6 +18,12 @@ class Patch:
             text = open(path).read() if os.path.exists(path) else ""
             if old == "":
                 text = new  # a new file
+            elif old.startswith("FUNC:"):  # replace a whole top-level function
+                start = text.find("\ndef %s(" % old[5:]) + 1
+                if start == 0:
+                    raise RuntimeError("patch %s: no function %s in %s" % (self.name, old[5:], rel))
+                end = text.find("\n\n\n", start)
+                text = text[:start] + new.rstrip("\n") + text[end if end >= 0 else len(text):]
             else:
                 if text.count(old) != 1:
                     raise RuntimeError("patch %s: anchor not found once in %s" % (self.name, rel))
@@ -288,19 +294,7 @@ EXECUTOR_OPTION = Patch(
 """,
     ), (
         "render.py",
-        """def _executor(plan: FlowPlan) -> str:
-    \"\"\"Dagster's multiprocess executor, with --max-workers as a per-foreach cap
-    and the forkserver start method (about 2x faster op start than spawn).\"\"\"
-    preload = ["dagster", "metaflow_dagster.runtime"]
-    per_foreach = {"applyLimitPerUniqueValue": True}
-    config = {
-        "start_method": {"forkserver": {"preload_modules": preload}},
-        "tag_concurrency_limits": [
-            {"key": FOREACH_TAG, "value": per_foreach, "limit": plan.max_workers}
-        ],
-    }
-    return "EXECUTOR = multiprocess_executor.configured(\\n    %s\\n)" % _py(config, 4)
-""",
+        "FUNC:_executor",
         """def _executor(plan: FlowPlan) -> str:
     \"\"\"The job's executor, with --max-workers as a per-foreach cap.
 
@@ -315,14 +309,14 @@ EXECUTOR_OPTION = Patch(
         return "EXECUTOR = in_process_executor"
     if plan.executor == "metaflow":
         config = {"tag_concurrency_limits": limits}
-        return "EXECUTOR = metaflow_task_executor.configured(\\n    %s\\n)" % _py(config, 4)
+        return "EXECUTOR = metaflow_task_executor.configured(\\n    %s\\n)" % _py(config, 4, 1)
     preload = ["dagster", "metaflow_dagster.runtime", "metaflow", "metaflow.datastore",
                "metaflow.plugins"]
     config = {
         "start_method": {"forkserver": {"preload_modules": preload}},
         "tag_concurrency_limits": limits,
     }
-    return "EXECUTOR = multiprocess_executor.configured(\\n    %s\\n)" % _py(config, 4)
+    return "EXECUTOR = multiprocess_executor.configured(\\n    %s\\n)" % _py(config, 4, 1)
 """,
     )],
 )

@@ -11,26 +11,12 @@ Metaflow recorded it (that number is simply used again).
 """
 
 import threading
-from functools import lru_cache
 from typing import Dict, Tuple
 
 from dagster import Failure
 
 from ..plan import FlowPlan
-
-
-@lru_cache(maxsize=None)
-def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
-    """Metaflow's datastore of a flow, as the tasks of the plan write it."""
-    from metaflow.datastore import FlowDataStore
-    from metaflow.plugins import DATASTORES
-
-    storage = next(d for d in DATASTORES if d.TYPE == ds_type)
-    return FlowDataStore(flow_name, None, storage_impl=storage, ds_root=ds_root or None)
-
-
-def plan_datastore(plan: FlowPlan):
-    return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
+from .datastore import plan_datastore
 
 
 def recorded_attempts(flow_ds, run_id: str, step: str, task_id: str) -> int:
@@ -48,9 +34,12 @@ class AttemptCounter:
     """Maps (task, Dagster retry number) to the task's Metaflow attempt, once:
     the launcher asks before starting the task, the log saver after it ended."""
 
-    def __init__(self, plan: FlowPlan, run_id: str):
+    def __init__(self, plan: FlowPlan, run_id: str, continues_run: bool = True):
         self.plan = plan
         self.run_id = run_id
+        # Only a re-execution continues a Metaflow run that already has attempts;
+        # in a new run, the attempt is Dagster's retry number (no datastore read).
+        self.continues_run = continues_run
         self._known: Dict[Tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
@@ -58,6 +47,8 @@ class AttemptCounter:
         from metaflow.metaflow_config import MAX_ATTEMPTS
 
         key = ("%s/%s" % (step, task_id), retry_number)
+        if not self.continues_run:
+            return retry_number
         with self._lock:
             if key not in self._known:
                 self._known[key] = recorded_attempts(

@@ -37,6 +37,7 @@ class MetaflowJob:
         launcher = TaskLauncher(
             self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG),
             reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
+            continues_run=context.run.parent_run_id is not None,
         )
         deadline = self._seconds_left(context)
         upstream = _flatten(inputs)
@@ -89,8 +90,7 @@ class MetaflowJob:
                 return
             attempt = launcher.attempts.resolved(pathspec, attempt)
             # ---
-            save_task_logs(self.plan.flow_name, self.plan.datastore, self.plan.datastore_root,
-                           pathspec, attempt, outcome.stdout, outcome.stderr)
+            save_task_logs(self.plan, pathspec, attempt, outcome.stdout, outcome.stderr)
         return save
 
     def _outputs(self, op: OpPlan, pathspec: str, result: dict) -> Iterator[Output]:

@@ -2,24 +2,16 @@
 API (`Task(...).stdout`) and `python flow.py logs` find them, as after
 `python flow.py run`. (Metaflow's own runtime does the same for its workers.)"""
 
-from functools import lru_cache
+from ..plan import FlowPlan
+from .datastore import plan_datastore
 
 
-@lru_cache(maxsize=None)
-def _flow_datastore(flow_name: str, ds_type: str, ds_root: str):
-    from metaflow.datastore import FlowDataStore
-    from metaflow.plugins import DATASTORES
-
-    storage = next(d for d in DATASTORES if d.TYPE == ds_type)
-    return FlowDataStore(flow_name, None, storage_impl=storage, ds_root=ds_root or None)
-
-
-def save_task_logs(flow_name, ds_type, ds_root, pathspec, attempt, stdout, stderr):
+def save_task_logs(plan: FlowPlan, pathspec, attempt, stdout, stderr):
     from metaflow.mflog import TASK_LOG_SOURCE
     from metaflow.mflog.mflog import decorate
 
     run_id, step, task_id = pathspec.split("/")
-    task_ds = _flow_datastore(flow_name, ds_type, ds_root).get_task_datastore(
+    task_ds = plan_datastore(plan).get_task_datastore(
         run_id, step, task_id, attempt=attempt, mode="w"
     )
 

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from .. import ids
 from ..plan import FlowPlan, OpPlan
-from .attempts import plan_datastore
+from .datastore import plan_datastore
 from .step_runner import TaskOutcome, run_task
 
 # Run tags of a resume run.
@@ -122,7 +122,7 @@ class Reuse:
         _say(prefix, "Cloning %s from %s (resume)." % (
             self._path(self.run_id, task), self._path(self.origin_run_id, task)))
         outcome = run_task(launcher.command(args), launcher.base_env, self.plan.cwd,
-                           prefix=prefix)
+                           prefix=prefix, io=launcher.io)
         return ReusedOutcome(outcome.returncode, outcome.stdout, outcome.stderr, outcome.seconds)
 
     def _path(self, run_id: str, task) -> str:

@@ -5,6 +5,9 @@
   itself only interrupts the op's own process and would orphan the task.
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
   captured logs) and kept, to be saved as the task's Metaflow logs.
+- An executor that runs ops as threads (metaflow_dagster/executor.py) binds each
+  op's own log streams, the run's cancel event and the run-wide task slots with
+  `bind_io`; other executors bind nothing and the process's stdout/stderr are used.
 """
 
 import os
@@ -13,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -26,6 +30,34 @@ class TaskTimeout(Exception):
 
 class TaskCancelled(Exception):
     """Another task of the same op failed; this one was stopped."""
+
+
+@dataclass(frozen=True)
+class StepIO:
+    """Where an op's tasks write, what cancels them, and how many may run at once."""
+
+    stdout: object = None
+    stderr: object = None
+    cancel: Optional[threading.Event] = None
+    slots: Optional[threading.Semaphore] = None
+
+
+_bound = threading.local()
+
+
+@contextmanager
+def bind_io(io: StepIO):
+    """Bind `io` to the current thread (the op's thread) for the duration."""
+    previous = getattr(_bound, "io", None)
+    _bound.io = io
+    try:
+        yield
+    finally:
+        _bound.io = previous
+
+
+def current_io() -> Optional[StepIO]:
+    return getattr(_bound, "io", None)
 
 
 @dataclass
@@ -47,10 +79,26 @@ def run_task(
     timeout_seconds: Optional[float] = None,
     prefix: str = "",
     cancel: Optional[threading.Event] = None,
+    io: Optional[StepIO] = None,
 ) -> TaskOutcome:
     """Run argv to completion. Raises TaskTimeout after timeout_seconds and
     TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
-    the op) kills the task's process group and re-raises."""
+    the op) kills the task's process group and re-raises. `io` defaults to what
+    is bound to this thread."""
+    io = io or current_io() or StepIO()
+    cancel = _either(cancel, io.cancel)
+    if io.slots is None:
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+    while not io.slots.acquire(timeout=0.2):
+        if cancel is not None and cancel.is_set():
+            raise TaskCancelled()
+    try:
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+    finally:
+        io.slots.release()
+
+
+def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOutcome:
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -63,8 +111,8 @@ def run_task(
     )
     out_buf, err_buf = [], []
     readers = [
-        _start_tee(proc.stdout, sys.stdout, out_buf, prefix),
-        _start_tee(proc.stderr, sys.stderr, err_buf, prefix),
+        _start_tee(proc.stdout, io.stdout or sys.stdout, out_buf, prefix),
+        _start_tee(proc.stderr, io.stderr or sys.stderr, err_buf, prefix),
     ]
     try:
         _wait(proc, timeout_seconds, cancel)
@@ -85,6 +133,22 @@ def run_task(
         stderr=b"".join(err_buf),
         seconds=time.monotonic() - started,
     )
+
+
+class _Either:
+    """Set when either event is (a region's own cancel, or the run's termination)."""
+
+    def __init__(self, first, second):
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+
+def _either(first, second):
+    if first is None or second is None:
+        return first or second
+    return _Either(first, second)
 
 
 def _wait(proc, timeout_seconds, cancel) -> None:

@@ -15,7 +15,7 @@ from .. import ids
 from ..env import DAGSTER_OP_ENV, DAGSTER_RUN_ID_ENV, RESULT_FILE_ENV, TRIGGERS_ENV
 from ..plan import FlowPlan
 from .attempts import AttemptCounter
-from .step_runner import TaskOutcome, TaskTimeout, run_task
+from .step_runner import TaskOutcome, TaskTimeout, current_io, run_task
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -59,13 +59,16 @@ class TaskLauncher:
     """Launches the tasks of one Metaflow run on behalf of one Dagster op."""
 
     def __init__(self, plan: FlowPlan, run_id: str, dagster_run_id: str, op_name: str,
-                 triggers: Optional[str] = None, reuse=None):
+                 triggers: Optional[str] = None, reuse=None, continues_run: bool = False):
         self.plan = plan
         self.run_id = run_id
         self.base_env = self._base_env(dagster_run_id, op_name, triggers)
         # Resume and re-execution (runtime/resume.py, runtime/attempts.py).
         self.reuse = reuse
-        self.attempts = AttemptCounter(plan, run_id)
+        self.attempts = AttemptCounter(plan, run_id, continues_run)
+        # The op thread's log streams and cancel event (see step_runner.bind_io),
+        # kept for the region's worker threads, which run the op's tasks.
+        self.io = current_io()
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = dict(os.environ)
@@ -99,7 +102,7 @@ class TaskLauncher:
             if value is None:
                 continue
             args += ["--" + param.name, _cli_value(value)]
-        return run_task(self._command(args), self.base_env, self.plan.cwd)
+        return run_task(self._command(args), self.base_env, self.plan.cwd, io=self.io)
 
     def run(self, task: Task, retry_count: int, prefix: str = "",
             deadline_seconds: Optional[float] = None, cancel=None):
@@ -127,7 +130,7 @@ class TaskLauncher:
             try:
                 outcome = run_task(
                     self._command(args, step.decospecs), env, self.plan.cwd,
-                    deadline_seconds if run_limited else timeout, prefix, cancel,
+                    deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
                 )
             except TaskTimeout:
                 if run_limited:
