@@ -65,8 +65,9 @@ def _mfd_profile():
                     op = env.get("METAFLOW_DAGSTER_OP")
                     step = argv[argv.index("step") + 1] if "step" in argv else "_init"
                     task = argv[argv.index("--task-id") + 1]
-                else:
-                    _, step, task = args[3].split("/")
+                else:  # save_task_logs(..., pathspec "run/step/task", attempt, ...)
+                    path = next(a for a in args if isinstance(a, str) and a.count("/") == 2)
+                    _, step, task = path.split("/")
                     op = None
                 record(phase=label, t0=t0, t1=time.time(), pid=os.getpid(),
                        thread=threading.get_ident(), op=op, step=step, task=task,
@@ -207,14 +208,14 @@ def main(argv=None):
     with open(os.path.join(home, "dagster.yaml"), "w") as f:
         f.write("telemetry:\n  enabled: false\n")
     env = base_env()
-    env.update(variant.env(), DAGSTER_HOME=home,
+    env.update(DAGSTER_HOME=home,
                MFD_PROFILE_FILE=os.path.join(workdir, "profile.jsonl"))
     subprocess.run([sys.executable, file, "dagster", "create", "job_dagster.py"]
                    + variant.create_args, cwd=workdir, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     path = os.path.join(workdir, "job_dagster.py")
     with open(path) as f:
-        text = variant.transform(f.read())
+        text = f.read()
     with open(path, "w") as f:
         f.write(text + PROFILE_PATCH)
     load0 = os.getloadavg()

@@ -4,7 +4,7 @@ Dagster job, as real subprocesses (SQLite Dagster instance, local datastore).
     python bench/run.py                      # all flows, 3 runs each, prints a table
     python bench/run.py --quick              # 1 run of linear6 and foreach20
     python bench/run.py --flows foreach100 --runs 5
-    python bench/run.py --variants metaflow,dagster,threads   # prototypes too
+    python bench/run.py --variants metaflow,dagster,multiprocess   # also the stock executor
 
 Each run gets a fresh temp directory holding a copy of the flow (so a fresh
 .metaflow datastore) and a fresh DAGSTER_HOME. Variants alternate within each
@@ -64,7 +64,6 @@ def run_once(flow: str, variant_name: str, keep: bool):
     record = {"flow": flow, "variant": variant_name, "tasks": tasks}
     try:
         if variant.kind == "metaflow":
-            env.update(variant.env())
             m = measure([sys.executable, file, "run"] + variant.run_args, workdir, env,
                         os.path.join(workdir, "run.log"))
             ok = m.returncode == 0
@@ -74,7 +73,6 @@ def run_once(flow: str, variant_name: str, keep: bool):
             with open(os.path.join(home, "dagster.yaml"), "w") as f:
                 f.write("telemetry:\n  enabled: false\n")
             env["DAGSTER_HOME"] = home
-            env.update(variant.env())
             if not COLD_INSTANCE:
                 # A user's instance exists already: create its SQLite storage (schema,
                 # migrations: ~3-5 s here) before the clock starts. The run's own event
@@ -94,11 +92,6 @@ def run_once(flow: str, variant_name: str, keep: bool):
                 keep = True
                 return record
             record["compile_s"] = compiled.wall
-            path = os.path.join(workdir, "job_dagster.py")
-            with open(path) as f:
-                text = f.read()
-            with open(path, "w") as f:
-                f.write(variant.transform(text))
             m = measure(["dagster", "job", "execute", "-f", "job_dagster.py", "-j", job]
                         + variant.run_args, workdir, env, os.path.join(workdir, "run.log"))
             with open(os.path.join(workdir, "run.log"), errors="replace") as f:

@@ -9,8 +9,6 @@ and refuses, naming the expression, whatever has no exact equivalent.
 
 import zoneinfo
 
-from dagster._utils.schedules import is_valid_cron_string
-
 # The shortcut flags in the precedence ScheduleDecorator.flow_init applies (cron first).
 SHORTCUT_CRONS = (
     ("weekly", "0 0 * * 0"),
@@ -139,6 +137,9 @@ def _convert_day(token: str, expr: str) -> str:
 
 
 def _require_valid(cron: str, expr: str) -> None:
+    # imported here: importing dagster is most of the compile time otherwise
+    from dagster._utils.schedules import is_valid_cron_string
+
     if not is_valid_cron_string(cron):
         raise _unsupported(expr, "Dagster does not accept the converted cron %r" % cron)
 

@@ -286,3 +286,13 @@ def test_plan_from_another_spec_version_is_refused(built):
     text = built["linear_flow"].plan.to_json().replace('"spec_version": 1', '"spec_version": 99')
     with pytest.raises(ValueError, match="Regenerate"):
         FlowPlan.from_json(text)
+
+
+def test_reserved_step_names_cover_dagsters_own():
+    """validate.py spells out Dagster's reserved names so that compiling never
+    imports dagster; they must stay the same set."""
+    from dagster._core.definitions.utils import DISALLOWED_NAMES
+
+    from metaflow_dagster.validate import DAGSTER_DISALLOWED_NAMES
+
+    assert DAGSTER_DISALLOWED_NAMES == DISALLOWED_NAMES
