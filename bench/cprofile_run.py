@@ -1,7 +1,7 @@
 """cProfile of a `dagster job execute` run process, all threads merged (the
 threads executor runs ops in threads, which plain `python -m cProfile` misses).
 
-    python bench/prototypes/cprofile_run.py OUT.prof -- job execute -f job.py -j Job
+    python bench/cprofile_run.py OUT.prof -- job execute -f job.py -j Job
     python -c "import pstats; pstats.Stats('OUT.prof').sort_stats('cumtime').print_stats(40)"
 """
 

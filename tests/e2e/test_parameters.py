@@ -2,6 +2,7 @@
 launch, required parameters and deploy-time defaults reach every step."""
 
 import json
+import os
 
 import pytest
 from harness import (
@@ -104,7 +105,7 @@ def test_deploy_time_default_is_evaluated_once_at_create(tmp_path, dagster_home)
     assert param.name == "deployment_info"
     deployed = json.loads(param.default)
     assert set(deployed) == {"who", "when"}
-    assert deployed["who"] == "tester"
+    assert deployed["who"] == os.environ["METAFLOW_USER"]
     job = module.defs.get_job_def(compiled.job_name)
     assert json.loads(start_config_fields(job)["deployment_info"].default_value) == deployed
 
