@@ -32,6 +32,12 @@ def metaflow_run_id(dagster_run_id: str) -> str:
     return RUN_ID_PREFIX + dagster_run_id.replace("-", "")[:16]
 
 
+def metaflow_run_id_of(dagster_run) -> str:
+    """Metaflow run id of a Dagster run (anything with run_id and root_run_id): a
+    re-execution shares its root's Metaflow run."""
+    return metaflow_run_id(dagster_run.root_run_id or dagster_run.run_id)
+
+
 def is_dagster_run_id_prefix(run_id: str) -> bool:
     return run_id.startswith(RUN_ID_PREFIX)
 

@@ -60,7 +60,7 @@ class RunState:
 
     @property
     def metaflow_run_id(self) -> str:
-        return ids.metaflow_run_id(self.root_run_id or self.run_id)
+        return ids.metaflow_run_id_of(self)
 
     @property
     def finished(self) -> bool:

@@ -129,7 +129,7 @@ def latest_run(dagster_home: Path, job_name: str, output: str = "") -> RunResult
         run = instance.get_runs(filters=RunsFilter(job_name=job_name), limit=1)[0]
         steps = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
         return RunResult(run.run_id, run.status.value, steps, output,
-                         ids.metaflow_run_id(run.root_run_id or run.run_id))
+                         ids.metaflow_run_id_of(run))
 
 
 def metaflow_run(compiled: Compiled, result: RunResult):
@@ -365,4 +365,4 @@ def result_of(dagster_home: Path, run) -> RunResult:
         run = instance.get_run_by_id(run.run_id)
         steps = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
     return RunResult(run.run_id, run.status.value, steps, "",
-                     ids.metaflow_run_id(run.root_run_id or run.run_id))
+                     ids.metaflow_run_id_of(run))

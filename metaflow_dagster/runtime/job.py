@@ -32,8 +32,7 @@ class MetaflowJob:
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
-        root_run_id = context.run.root_run_id or context.run_id
-        run_id = ids.metaflow_run_id(root_run_id)
+        run_id = ids.metaflow_run_id_of(context.run)
         launcher = TaskLauncher(
             self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG),
             reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution

@@ -347,7 +347,7 @@ def _run_arrival(run, key: str, timestamp: float) -> dict:
     """The upstream run as metaflow.events.Trigger expects it: `id` must be a task pathspec
     (Trigger.runs slices "Flow/run" out of it), `name` is Argo's "metaflow.<flow>.end"."""
     flow = run.tags[ids.TAG_FLOW_NAME]
-    run_id = ids.metaflow_run_id(run.root_run_id or run.run_id)
+    run_id = ids.metaflow_run_id_of(run)
     return {
         "key": run.run_id,
         "trigger": {
