@@ -44,11 +44,11 @@ class AttemptCounter:
         self._lock = threading.Lock()
 
     def attempt(self, step: str, task_id: str, retry_number: int) -> int:
+        if not self.continues_run:
+            return retry_number
         from metaflow.metaflow_config import MAX_ATTEMPTS
 
         key = ("%s/%s" % (step, task_id), retry_number)
-        if not self.continues_run:
-            return retry_number
         with self._lock:
             if key not in self._known:
                 self._known[key] = recorded_attempts(

@@ -1,5 +1,6 @@
 """The Metaflow datastore the tasks of a plan write to, opened once per process."""
 
+import threading
 from functools import lru_cache
 
 from ..plan import FlowPlan
@@ -16,3 +17,12 @@ def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
 
 def plan_datastore(plan: FlowPlan):
     return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
+
+
+def open_in_background(plan: FlowPlan) -> None:
+    """Open the plan's datastore in a thread while the op's first task runs, so
+    that saving the task's logs afterwards does not start with `import metaflow`
+    (~0.35 s, once per process)."""
+    if flow_datastore.cache_info().currsize == 0:
+        threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
+                         daemon=True).start()

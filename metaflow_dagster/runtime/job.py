@@ -8,6 +8,7 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import ids
 from ..plan import FlowPlan, OpPlan
+from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
 from .region import RegionRunner
@@ -32,6 +33,7 @@ class MetaflowJob:
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
+        open_in_background(self.plan)
         run_id = ids.metaflow_run_id_of(context.run)
         launcher = TaskLauncher(
             self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG),
