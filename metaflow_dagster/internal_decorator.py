@@ -6,19 +6,23 @@ orchestrator needs to know next, so the Dagster op never imports Metaflow:
 - the branch a switch step took,
 
 written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
-records the Dagster run and op on the task's metadata, and exposes the events
-that triggered the run as `current.trigger`.
+records the Dagster run and op on the task's metadata, exposes the events that
+triggered the run as `current.trigger`, and makes a start task launched alongside
+`flow.py init` wait until the run's Parameters are persisted.
 """
 
 import json
 import os
+import time
 
 from metaflow.decorators import StepDecorator
+from metaflow.exception import MetaflowException
 from metaflow.metadata_provider import MetaDatum
 
 from .env import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
+    PARAMETERS_READY_ENV,
     RESULT_FILE_ENV,
     TRIGGERS_ENV,
 )
@@ -26,6 +30,14 @@ from .env import (
 
 class DagsterInternalDecorator(StepDecorator):
     name = "dagster_internal"
+
+    def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore,
+                  logger):
+        # Runs (for every step of the flow) before the task reads its inputs; for
+        # the start task, its input is the _parameters task `flow.py init` writes.
+        ready_file = os.environ.pop(PARAMETERS_READY_ENV, None)
+        if ready_file:
+            _wait_for_parameters(ready_file)
 
     def task_pre_step(
         self,
@@ -78,3 +90,19 @@ class DagsterInternalDecorator(StepDecorator):
             result["switch_step"] = flow._transition[0][0]
         with open(result_file, "w") as f:
             json.dump(result, f)
+
+
+def _wait_for_parameters(ready_file: str) -> None:
+    """Wait until the op says `flow.py init` has exited (see runtime/tasks.py,
+    ParametersInit); give up if the op's process is gone."""
+    parent = os.getppid()
+    while not os.path.exists(ready_file):
+        if os.getppid() != parent:
+            raise MetaflowException("The Dagster op that launched this task has gone away.")
+        time.sleep(0.01)
+    with open(ready_file) as f:
+        if f.read() != "ok":
+            raise MetaflowException(
+                "The Parameters of this run could not be persisted (`init` failed; see "
+                "the start op's log), so the start step does not run."
+            )

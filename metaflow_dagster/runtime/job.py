@@ -14,7 +14,7 @@ from .logs import save_task_logs
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .step_runner import TaskTimeout
-from .tasks import Task, TaskLauncher, next_task
+from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
 EXIT_DISALLOW_RETRY = 202
@@ -44,6 +44,17 @@ class MetaflowJob:
         upstream = _flatten(inputs)
         if op.step == self.plan.start_step and not upstream:
             upstream = [self._init_parameters(context, launcher, run_id)]
+        try:
+            yield from self._run_op_tasks(context, launcher, op, upstream, deadline)
+        except ParametersFailed as failed:
+            raise Failure(
+                description="Could not initialise the Parameters of %s:\n%s"
+                % (self._pathspec(ids.parameters_pathspec(run_id)), failed.outcome.error_tail()),
+                allow_retries=False,
+            ) from None
+
+    def _run_op_tasks(self, context, launcher: TaskLauncher, op: OpPlan, upstream: List[str],
+                      deadline: Optional[float]) -> Iterator[Output]:
         if op.kind == "region":
             runner = RegionRunner(self.plan, launcher, op, self._task_done(context, launcher),
                                   deadline)
@@ -52,9 +63,9 @@ class MetaflowJob:
             return
         task = next_task(self.plan, op.step, upstream, _split_index(context))
         context.log.info("Metaflow task %s (attempt %d)" % (
-            self._pathspec(task.pathspec(run_id)), context.retry_number))
+            self._pathspec(task.pathspec(launcher.run_id)), context.retry_number))
         result = self.run_task(context, launcher, task, context.retry_number, deadline)
-        yield from self._outputs(op, task.pathspec(run_id), result)
+        yield from self._outputs(op, task.pathspec(launcher.run_id), result)
 
     def run_exit_hooks(self, context, kind: str) -> None:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
@@ -106,19 +117,11 @@ class MetaflowJob:
             yield Output(pathspec, metadata=metadata)
 
     def _init_parameters(self, context, launcher: TaskLauncher, run_id: str) -> str:
-        """Persist Parameters once per Metaflow run; retries and re-executions
-        of the start op reuse them."""
-        params_path = ids.parameters_pathspec(run_id)
-        if context.retry_number > 0 or context.run.parent_run_id:
-            return params_path
-        outcome = launcher.init_parameters(dict(context.op_config or {}))
-        if outcome.returncode != 0:
-            raise Failure(
-                description="Could not initialise the Parameters of %s:\n%s"
-                % (self._pathspec(params_path), outcome.error_tail()),
-                allow_retries=False,
-            )
-        return params_path
+        """Persist Parameters once per Metaflow run (alongside the start task);
+        retries and re-executions of the start op reuse them."""
+        if context.retry_number == 0 and not context.run.parent_run_id:
+            launcher.start_parameters(dict(context.op_config or {}))
+        return ids.parameters_pathspec(run_id)
 
     def _seconds_left(self, context) -> Optional[float]:
         """--workflow-timeout: what is left of it; fails the op once it is spent."""

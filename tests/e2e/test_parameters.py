@@ -10,9 +10,11 @@ from harness import (
     built_job,
     compile_flow,
     execute,
+    failure_messages,
     load_definitions,
     metaflow_run,
     run_dagster,
+    step_statuses,
 )
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +66,27 @@ def test_run_config_values_reach_every_step(tmp_path, dagster_home):
     assert_every_step_sees(run, dict(config, config={"x": [3, 4], "y": "z"}))
     assert run["start"].task.data.types["flag"] == "bool"
     assert run["start"].task.data.types["count"] == "int"
+
+
+def test_a_value_init_rejects_fails_the_start_op_before_start_runs(tmp_path, dagster_home):
+    """`flow.py init` runs alongside the start task, which waits for it: when init
+    rejects a value (JSONType given text that is not JSON), the start op fails with
+    init's own error, once (no retries), and the start step's code never runs."""
+    from metaflow.exception import MetaflowNotFound
+
+    compiled = compile_flow(tmp_path, "params_flow")
+    config = {"config": "{not json"}
+    result = execute(compiled, dagster_home, {"ops": {"start": {"config": config}}})
+    assert result.status == "FAILURE"
+    assert step_statuses(result)["start"] == "FAILURE"
+    assert step_statuses(result).get("end") in (None, "SKIPPED")
+    (message,) = failure_messages(dagster_home, result.dagster_run_id)
+    assert "Could not initialise the Parameters of ParamsFlow/%s/_parameters" % (
+        result.metaflow_run_id) in message, message
+    assert "config" in message and "JSON" in message, message
+    # init failed parsing the value, before registering the run; start never ran.
+    with pytest.raises(MetaflowNotFound):
+        metaflow_run(compiled, result)
 
 
 def test_required_parameter(tmp_path, dagster_home):
