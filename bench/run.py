@@ -7,9 +7,9 @@ Dagster job, as real subprocesses (SQLite Dagster instance, local datastore).
     python bench/run.py --variants metaflow,dagster,multiprocess   # also the stock executor
 
 Each run gets a fresh temp directory holding a copy of the flow (so a fresh
-.metaflow datastore) and a fresh DAGSTER_HOME. Variants alternate within each
-round, and their order flips every round, so slow drifts of the machine's load
-hit them alike. Compile time (`dagster create`) is measured apart and not part of
+.metaflow datastore) and a fresh DAGSTER_HOME. A flow's runs are taken together,
+after the machine's load has settled; variants alternate within each round and
+their order flips every round, so slow drifts of the load hit them alike. Compile time (`dagster create`) is measured apart and not part of
 the Dagster wall time. Raw results go to bench/results/<time>.json.
 """
 
@@ -44,6 +44,7 @@ FLOWS = {
 COLD_INSTANCE = False  # --cold-instance: count the creation of DAGSTER_HOME's storage too
 DEFAULT_FLOWS = ["linear6", "branch4", "foreach20", "foreach100", "nested10x10"]
 QUICK_FLOWS = ["linear6", "foreach20"]
+SETTLE_MAX_SECONDS = 180
 
 
 def base_env():
@@ -194,6 +195,9 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the temp directories")
     parser.add_argument("--cold-instance", action="store_true",
                         help="also time creating the fresh DAGSTER_HOME's storage")
+    parser.add_argument("--settle-load", type=float, default=1.0,
+                        help="before each flow, wait (at most %d s) for the 1-minute load "
+                        "average to drop below this" % SETTLE_MAX_SECONDS)
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="directory for the raw JSON results")
     args = parser.parse_args(argv)
@@ -211,8 +215,11 @@ def main(argv=None):
 
     records = []
     started = time.strftime("%Y%m%d-%H%M%S")
-    for i in range(runs):
-        for flow in flows:
+    # All runs of a flow together: the load a wide foreach leaves behind (16 task
+    # processes on 2 cores) must not fall on a short flow's next run.
+    for flow in flows:
+        wait_for_quiet(args.settle_load, SETTLE_MAX_SECONDS)
+        for i in range(runs):
             order = variants if i % 2 == 0 else list(reversed(variants))
             for variant in order:
                 r = run_once(flow, variant, args.keep)
@@ -244,6 +251,12 @@ def main(argv=None):
     print()
     for name in variants:
         print("- `%s`: %s" % (name, VARIANTS[name].description))
+
+
+def wait_for_quiet(threshold: float, max_seconds: float) -> None:
+    deadline = time.monotonic() + max_seconds
+    while os.getloadavg()[0] >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 def _cpu_model():
