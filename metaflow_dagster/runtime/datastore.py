@@ -19,10 +19,13 @@ def plan_datastore(plan: FlowPlan):
     return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
 
 
+_opening = threading.Lock()
+
+
 def open_in_background(plan: FlowPlan) -> None:
-    """Open the plan's datastore in a thread while the op's first task runs, so
-    that saving the task's logs afterwards does not start with `import metaflow`
-    (~0.35 s, once per process)."""
-    if flow_datastore.cache_info().currsize == 0:
+    """Open the plan's datastore in a thread while the process's first task runs,
+    so that saving the task's logs afterwards does not start with `import metaflow`
+    (~0.35 s). Once per process: later ops find it open."""
+    if _opening.acquire(blocking=False):  # never released
         threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
                          daemon=True).start()
