@@ -9,8 +9,9 @@ Dagster job, as real subprocesses (SQLite Dagster instance, local datastore).
 Each run gets a fresh temp directory holding a copy of the flow (so a fresh
 .metaflow datastore) and a fresh DAGSTER_HOME. A flow's runs are taken together,
 after the machine's load has settled; variants alternate within each round and
-their order flips every round, so slow drifts of the load hit them alike. Compile time (`dagster create`) is measured apart and not part of
-the Dagster wall time. Raw results go to bench/results/<time>.json.
+their order flips every round, so slow drifts of the load hit them alike. Compile
+time (`dagster create`) is measured apart and not part of the Dagster wall time.
+Raw results go to bench/results/<time>.json.
 """
 
 import argparse
