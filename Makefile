@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Re-install only when pyproject.toml changes (the package itself is editable).
-$(STAMP): pyproject.toml
+# Re-install only when the requirements change (the package itself is editable).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: venv
