@@ -199,7 +199,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.analyze:
         return analyze(args.analyze, args.flow, args.variant, None, None, None, None, args.json)
-    file, job, tasks = FLOWS[args.flow]
+    bench_flow = FLOWS[args.flow]
+    file = bench_flow.file
     variant = VARIANTS[args.variant]
     workdir = tempfile.mkdtemp(prefix="mfdprofile-")
     shutil.copy(os.path.join(HERE, "flows", file), workdir)
@@ -222,8 +223,8 @@ def main(argv=None):
     t0 = time.monotonic()
     launched = time.time()
     with open(os.path.join(workdir, "run.log"), "wb") as log:
-        rc = subprocess.run(["dagster", "job", "execute", "-f", "job_dagster.py", "-j", job]
-                            + variant.run_args, cwd=workdir, env=env, stdout=log,
+        rc = subprocess.run(bench_flow.dagster_command(workdir) + variant.run_args,
+                            cwd=workdir, env=env, stdout=log,
                             stderr=subprocess.STDOUT).returncode
     wall = time.monotonic() - t0
     exited = time.time()

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -33,14 +35,38 @@ sys.path.insert(0, HERE)
 from measure import become_subreaper, measure  # noqa: E402
 from variants import VARIANTS  # noqa: E402
 
-# name -> (file, flow class / job name, number of Metaflow tasks)
+
+@dataclass(frozen=True)
+class BenchFlow:
+    file: str  # in bench/flows/
+    name: str  # the flow class, and so the Dagster job's name
+    tasks: int  # Metaflow tasks of one run
+    parameters: Dict[str, int] = field(default_factory=dict)
+
+    def metaflow_command(self) -> List[str]:
+        """`python flow.py run`, with the flow's parameter values."""
+        return [sys.executable, self.file, "run"] + [
+            arg for k, v in self.parameters.items() for arg in ("--%s" % k, str(v))]
+
+    def dagster_command(self, workdir: str) -> List[str]:
+        """`dagster job execute` of the compiled job (job_dagster.py in workdir), with
+        the same values as the start op's run config."""
+        argv = ["dagster", "job", "execute", "-f", "job_dagster.py", "-j", self.name]
+        if self.parameters:
+            path = os.path.join(workdir, "run_config.yaml")
+            with open(path, "w") as f:  # JSON is YAML
+                json.dump({"ops": {"start": {"config": self.parameters}}}, f)
+            argv += ["-c", path]
+        return argv
+
+
 FLOWS = {
-    "linear6": ("linear6.py", "Linear6Flow", 6),
-    "branch4": ("branch4.py", "Branch4Flow", 7),
-    "foreach20": ("foreach20.py", "Foreach20Flow", 23),
-    "foreach100": ("foreach100.py", "Foreach100Flow", 103),
-    "nested10x10": ("nested10x10.py", "Nested10x10Flow", 123),
-    "foreach1000": ("foreach1000.py", "Foreach1000Flow", 1003),
+    "linear6": BenchFlow("linear6.py", "Linear6Flow", 6),
+    "branch4": BenchFlow("branch4.py", "Branch4Flow", 7),
+    "foreach20": BenchFlow("foreach.py", "ForeachFlow", 23, {"width": 20}),
+    "foreach100": BenchFlow("foreach.py", "ForeachFlow", 103, {"width": 100}),
+    "nested10x10": BenchFlow("nested10x10.py", "Nested10x10Flow", 123),
+    "foreach1000": BenchFlow("foreach.py", "ForeachFlow", 1003, {"width": 1000}),
 }
 COLD_INSTANCE = False  # --cold-instance: count the creation of DAGSTER_HOME's storage too
 DEFAULT_FLOWS = ["linear6", "branch4", "foreach20", "foreach100", "nested10x10"]
@@ -58,15 +84,16 @@ def base_env():
 
 
 def run_once(flow: str, variant_name: str, keep: bool):
-    file, job, tasks = FLOWS[flow]
+    bench_flow = FLOWS[flow]
+    file = bench_flow.file
     variant = VARIANTS[variant_name]
     workdir = tempfile.mkdtemp(prefix="mfdbench-%s-%s-" % (flow, variant_name))
     shutil.copy(os.path.join(HERE, "flows", file), workdir)
     env = base_env()
-    record = {"flow": flow, "variant": variant_name, "tasks": tasks}
+    record = {"flow": flow, "variant": variant_name, "tasks": bench_flow.tasks}
     try:
         if variant.kind == "metaflow":
-            m = measure([sys.executable, file, "run"] + variant.run_args, workdir, env,
+            m = measure(bench_flow.metaflow_command() + variant.run_args, workdir, env,
                         os.path.join(workdir, "run.log"))
             ok = m.returncode == 0
         else:
@@ -94,8 +121,8 @@ def run_once(flow: str, variant_name: str, keep: bool):
                 keep = True
                 return record
             record["compile_s"] = compiled.wall
-            m = measure(["dagster", "job", "execute", "-f", "job_dagster.py", "-j", job]
-                        + variant.run_args, workdir, env, os.path.join(workdir, "run.log"))
+            m = measure(bench_flow.dagster_command(workdir) + variant.run_args, workdir, env,
+                        os.path.join(workdir, "run.log"))
             with open(os.path.join(workdir, "run.log"), errors="replace") as f:
                 ok = m.returncode == 0 and "RUN_SUCCESS" in f.read()
             record.update(event_log_stats(home))
@@ -144,12 +171,12 @@ def summarize(records, variants, baseline="metaflow"):
             failed = sum(1 for r in records
                          if r["flow"] == flow and r["variant"] == variant and not r["ok"])
             if not rs:
-                rows.append([flow, str(FLOWS[flow][2]), variant, "FAILED x%d" % failed]
+                rows.append([flow, str(FLOWS[flow].tasks), variant, "FAILED x%d" % failed]
                             + [""] * 7)
                 continue
             wall = [r["wall"] for r in rs]
             med = statistics.median(wall)
-            tasks = FLOWS[flow][2]
+            tasks = FLOWS[flow].tasks
             over = "" if base_wall is None or variant == baseline else \
                 "%+.2f" % ((med - base_wall) / tasks)
             ratio = "" if base_wall is None or variant == baseline else \
