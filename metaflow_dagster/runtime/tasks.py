@@ -77,7 +77,7 @@ class TaskLauncher:
         # The op thread's log streams and cancel event (see step_runner.bind_io),
         # kept for the region's worker threads, which run the op's tasks.
         self.io = current_io()
-        self._parameters: Optional[ParametersInit] = None
+        self._pending_init: Optional[ParametersInit] = None
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = dict(os.environ)
@@ -103,11 +103,11 @@ class TaskLauncher:
 
     def start_parameters(self, values: dict) -> None:
         """Persist the run's Parameters (`flow.py init`), alongside the start task."""
-        self._parameters = ParametersInit(self, values)
+        self._pending_init = ParametersInit(self, values)
 
     def await_parameters(self) -> None:
         """Wait for `flow.py init`; raise ParametersFailed if it failed."""
-        init, self._parameters = self._parameters, None
+        init, self._pending_init = self._pending_init, None
         if init is not None:
             init.join()
             init.raise_if_failed()
@@ -131,7 +131,7 @@ class TaskLauncher:
         # The start task starts while `flow.py init` still runs and waits for it
         # itself (see ParametersInit); anything else, a clone too, needs the
         # Parameters persisted first.
-        init = self._parameters
+        init = self._pending_init
         if init is None or self.reuse is not None or task.step != self.plan.start_step:
             self.await_parameters()
             return self._run(task, retry_count, prefix, deadline_seconds, cancel)
