@@ -62,8 +62,10 @@ class MetaflowJob:
             yield Output(exit_path, metadata={"metaflow_pathspec": self._pathspec(exit_path)})
             return
         task = next_task(self.plan, op.step, upstream, _split_index(context))
+        # Metaflow's attempt number, which a re-execution continues (runtime/attempts.py).
+        attempt = launcher.attempts.attempt(task.step, task.task_id, context.retry_number)
         context.log.info("Metaflow task %s (attempt %d)" % (
-            self._pathspec(task.pathspec(launcher.run_id)), context.retry_number))
+            self._pathspec(task.pathspec(launcher.run_id)), attempt))
         result = self.run_task(context, launcher, task, context.retry_number, deadline)
         yield from self._outputs(op, task.pathspec(launcher.run_id), result)
 
@@ -72,23 +74,24 @@ class MetaflowJob:
         launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
         run_exit_hooks(self.plan, context, kind, launcher.base_env)
 
-    def run_task(self, context, launcher: TaskLauncher, task: Task, attempt: int,
+    def run_task(self, context, launcher: TaskLauncher, task: Task, retry_number: int,
                  deadline: Optional[float], prefix: str = "") -> dict:
         """Run one attempt of a task; raise Failure if it fails."""
         step = self.plan.step(task.step)
         pathspec = task.pathspec(launcher.run_id)
         try:
-            outcome, result = launcher.run(task, attempt, prefix, deadline)
+            outcome, result = launcher.run(task, retry_number, prefix, deadline)
         except TaskTimeout as timeout:
             raise Failure(
                 description="Step *%s* (%s): %s" % (task.step, self._pathspec(pathspec), timeout),
                 metadata={"metaflow_pathspec": self._pathspec(pathspec)},
             ) from None
-        self._task_done(context, launcher)(pathspec, attempt, outcome)
+        self._task_done(context, launcher)(pathspec, retry_number, outcome)
         if outcome.returncode != 0:
             raise Failure(
                 description="Step *%s* failed (%s, attempt %d, exit code %d):\n%s" % (
-                    step.name, self._pathspec(pathspec), attempt, outcome.returncode,
+                    step.name, self._pathspec(pathspec),
+                    launcher.attempts.resolved(pathspec, retry_number), outcome.returncode,
                     outcome.error_tail()),
                 metadata={"metaflow_pathspec": self._pathspec(pathspec)},
                 allow_retries=outcome.returncode != EXIT_DISALLOW_RETRY,

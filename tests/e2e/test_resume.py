@@ -103,6 +103,14 @@ def _reexecute_from_failure(tmp_path, compiled, dagster_home, parent_run_id):
     assert "REEXECUTED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+def _op_log(dagster_home, run_id, step_key) -> str:
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        return "\n".join(r.user_message for r in instance.all_logs(run_id)
+                         if r.step_key == step_key and r.dagster_event is None)
+
+
 def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagster_home):
     compiled = compile_flow(tmp_path, RESUME)
     directory = compiled.flow_dir
@@ -134,6 +142,9 @@ def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagst
     run = metaflow.Run("LifecycleResumeFlow/%s" % failed.metaflow_run_id)
     assert run.successful
     assert {t.id: t.current_attempt for t in run["body"]} == {"t-0": 0, "t-1": 1}
+    # The op's log names that attempt too, not Dagster's retry number (0).
+    assert "LifecycleResumeFlow/%s/body/t-1 (attempt 1)" % failed.metaflow_run_id in \
+        _op_log(dagster_home, child.dagster_run_id, "body[1]")
     first_attempt = metaflow.Task(run["body"]["t-1"].pathspec, attempt=0)
     assert not first_attempt.successful
     assert run["join"].task.data.values == [0, 10]
