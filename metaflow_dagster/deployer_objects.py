@@ -111,6 +111,12 @@ class DagsterTriggeredRun(TriggeredRun):
                                    % (self.pathspec, timeout))
             time.sleep(check_interval)
 
+    def terminate(self) -> bool:
+        """Terminate the run (`python flow.py dagster terminate`): its running tasks
+        are stopped and it ends CANCELED. True once the request is made."""
+        _run_command(self.deployer, "terminate", False, run_id=self.pathspec.split("/")[1])
+        return True
+
     def resume(self, step_to_rerun: Optional[str] = None) -> "DagsterTriggeredRun":
         """Start a new run that clones what succeeded in this one (see
         `DagsterDeployedFlow.resume`)."""

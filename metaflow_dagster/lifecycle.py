@@ -17,6 +17,7 @@ steps, the latest run of a flow, the latest Dagster run of a Metaflow run.
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -247,15 +248,29 @@ class EmbeddedTarget:
                 run = self._fail_if_worker_died(instance, run)
             return self._state(instance, run)
 
+    def terminate(self, run_id: str) -> None:
+        """Cancel a run started by `dagster trigger` here: mark it CANCELING and
+        interrupt its worker. Dagster's run worker takes SIGINT as a request to stop
+        (SIGTERM would kill it on the spot); the executor then terminates the running
+        tasks' process groups and the run ends CANCELED."""
+        with self._instance() as instance:
+            run = instance.get_run_by_id(run_id)
+            pid = _worker_pid(run)
+            if pid is None or not _is_run_worker(pid):
+                raise LifecycleError(
+                    "Dagster run %s was not started by `dagster trigger` on this machine, or "
+                    "its process is gone; terminate it from the Dagster UI, or with "
+                    "--dagster-url." % run_id)
+            instance.report_run_canceling(run, message="Terminating the run (metaflow-dagster).")
+            os.kill(pid, signal.SIGINT)
+
     def _fail_if_worker_died(self, instance, run):
         """A run whose worker process is gone will never finish: say so, as
         Dagster's run monitoring would, instead of showing it running forever.
         (Only for runs executed by a worker started here: a re-execution launched
         by the webserver copies its parent's tags, but not this one's run id.)"""
-        owner, _, pid = run.tags.get(TAG_RUN_WORKER, "").rpartition(":")
-        if owner != "%s@%s" % (run.run_id, socket.gethostname()) or not pid.isdigit():
-            return run
-        if _is_run_worker(int(pid)):
+        pid = _worker_pid(run)
+        if pid is None or _is_run_worker(pid):
             return run
         # The worker may have finished the run just now.
         run = instance.get_run_by_id(run.run_id)
@@ -287,6 +302,15 @@ class EmbeddedTarget:
 
 def _worker_tag(run_id: str, pid: int) -> str:
     return "%s@%s:%d" % (run_id, socket.gethostname(), pid)
+
+
+def _worker_pid(run) -> Optional[int]:
+    """The pid of the worker `dagster trigger` started on this machine for this
+    very run (a re-execution copies its parent's tags, not its run id)."""
+    owner, _, pid = run.tags.get(TAG_RUN_WORKER, "").rpartition(":")
+    if owner != "%s@%s" % (run.run_id, socket.gethostname()) or not pid.isdigit():
+        return None
+    return int(pid)
 
 
 def _is_run_worker(pid: int) -> bool:
@@ -377,6 +401,16 @@ class GraphQLTarget:
             raise LifecycleError(
                 "%s could not start job %s: %s %s" % (self.describe(), job.job_name, error, detail)
             ) from None
+
+    def terminate(self, run_id: str) -> None:
+        """Ask the webserver to terminate the run (as the UI's Terminate button)."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        try:
+            self.client.terminate_run(run_id)
+        except DagsterGraphQLClientError as error:
+            raise LifecycleError("%s could not terminate run %s: %s"
+                                 % (self.describe(), run_id, error)) from None
 
     def queue_warning(self) -> Optional[str]:
         """Why a submitted run may stay QUEUED: the deployment queues runs and no

@@ -1,4 +1,5 @@
-"""`python flow.py dagster trigger | status | resume | delete`: the run lifecycle.
+"""`python flow.py dagster trigger | status | terminate | resume | delete`: the run
+lifecycle.
 
 The commands work on the definitions file `dagster create` wrote and send runs
 to the Dagster instance of DAGSTER_HOME, or with --dagster-url (or
@@ -152,6 +153,26 @@ def status(obj, run_id=None, dagster_url=None):
             click.echo(line)
 
 
+@click.command(help="Terminate a run on Dagster: its running tasks are stopped and the run "
+               "ends CANCELED, as with the Dagster UI's Terminate button.")
+@click.option("--run-id", required=True, help="Dagster run id or Metaflow run id.")
+@_url_option
+@click.pass_obj
+def terminate(obj, run_id, dagster_url=None):
+    from . import lifecycle
+
+    with _Errors():
+        target = lifecycle.target_for(dagster_url)
+        state = lifecycle.find_run(target, obj.flow.name, run_id)
+        if state.finished:
+            raise lifecycle.LifecycleError(
+                "Run %s/%s has already finished (%s); nothing to terminate."
+                % (obj.flow.name, state.metaflow_run_id, state.status))
+        target.terminate(state.run_id)
+        obj.echo("Terminating %s/%s (Dagster run %s)." % (
+            obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
+
+
 @click.command(help="Start a new run that clones the steps that succeeded in an earlier run "
                "and runs the others, as `python flow.py resume` does.")
 @click.option("--origin-run-id", required=True,
@@ -238,4 +259,4 @@ def delete(obj, definitions_file=None):
                  bold=True)
 
 
-COMMANDS = [trigger, status, resume, delete]
+COMMANDS = [trigger, status, terminate, resume, delete]

@@ -4,6 +4,7 @@ process, `list_deployed_flows`, `delete`; a failing flow reports FAILURE."""
 
 import json
 import subprocess
+import time
 
 import pytest
 from harness import PYTHON, env_for
@@ -108,3 +109,21 @@ def test_failing_flow_reports_failure(tmp_path, dagster_home):
     run = triggered.run
     assert not run.successful
     assert "boom from step b" in str(run["b"].task.exception)
+
+
+def test_terminate_a_triggered_run(tmp_path, dagster_home):
+    from metaflow import Deployer
+
+    directory = flow_dir(tmp_path, "lifecycle_gate_flow")
+    deployed = Deployer(str(directory / "lifecycle_gate_flow.py"), show_output=False,
+                        cwd=str(directory)).dagster(dagster_home=str(dagster_home)).create()
+    triggered = deployed.trigger(gate="never-opened")
+    deadline = time.monotonic() + 120
+    while triggered.status != "STARTED":  # start waits for its gate
+        assert time.monotonic() < deadline, triggered.status
+        time.sleep(1)
+    assert triggered.terminate() is True
+    triggered.wait_for_completion(check_interval=1, timeout=60)
+    assert triggered.status == "CANCELED" and not triggered.is_running
+    client(directory)
+    assert not triggered.run.successful

@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from harness import wait_until
 from lifecycle_support import (
     client,
     dagster_dev,
@@ -95,6 +96,45 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     assert record.remote_job_origin.location_name == "lifecyclegateflow_dagster.py"
 
 
+def _task_processes(directory) -> list:
+    """pids of live processes whose command line runs a step of the flow in directory."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"step" in argv and any(str(directory).encode() in a for a in argv):
+            pids.append(int(pid))
+    return pids
+
+
+def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, GATE)
+    mf(directory, GATE, "dagster", "create")
+    target = embedded(dagster_home)
+    run_id = field(mf(directory, GATE, "dagster", "trigger", dagster_home=dagster_home),
+                   "Dagster run id")
+    _wait_step(target, run_id, "start", "IN_PROGRESS")
+    assert wait_until(lambda: _task_processes(directory), 60)
+
+    # By Metaflow run id, as `argo-workflows terminate` takes it.
+    said = mf(directory, GATE, "dagster", "terminate", "--run-id",
+              ids.metaflow_run_id(run_id), dagster_home=dagster_home)
+    assert "Terminating LifecycleGateFlow/%s" % ids.metaflow_run_id(run_id) in said.stderr
+    state = wait_for(target, run_id, timeout=30)
+    assert state.status == "CANCELED"
+    assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
+    assert "end" not in {s.key for s in state.steps}
+    assert wait_until(lambda: not _task_processes(directory), 15), _task_processes(directory)
+    assert not client(directory).Run("LifecycleGateFlow/%s" % state.metaflow_run_id).successful
+
+    again = mf(directory, GATE, "dagster", "terminate", "--run-id", run_id,
+               dagster_home=dagster_home, expect_rc=1)
+    assert "already finished (CANCELED)" in again.stderr
+
+
 def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
     directory = flow_dir(tmp_path, GATE)
     mf(directory, GATE, "dagster", "create")
@@ -165,6 +205,19 @@ def test_submit_through_dagster_url(dev_server):
     assert ": SUCCESS" in shown.splitlines()[0]
     assert client(directory).Run(field(submitted, "Metaflow run"))[
         "start"].task.data.seen["count"] == 2
+
+
+def test_terminate_through_dagster_url(dev_server):
+    directory, home, url = dev_server
+    server = graphql(url)
+    run_id = field(mf(directory, GATE, "dagster", "trigger", "--dagster-url", url,
+                      "--gate", "never-opened"), "Dagster run id")
+    _wait_step(server, run_id, "start", "IN_PROGRESS")
+    mf(directory, GATE, "dagster", "terminate", "--run-id", run_id, "--dagster-url", url)
+    state = wait_for(server, run_id, timeout=60)
+    assert state.status == "CANCELED"
+    assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
+    assert wait_until(lambda: not _task_processes(directory), 15), _task_processes(directory)
 
 
 REEXECUTE = """
