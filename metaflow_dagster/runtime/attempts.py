@@ -46,8 +46,6 @@ class AttemptCounter:
     def attempt(self, step: str, task_id: str, retry_number: int) -> int:
         if not self.continues_run:
             return retry_number
-        from metaflow.metaflow_config import MAX_ATTEMPTS
-
         key = ("%s/%s" % (step, task_id), retry_number)
         with self._lock:
             if key not in self._known:
@@ -55,6 +53,8 @@ class AttemptCounter:
                     plan_datastore(self.plan), self.run_id, step, task_id
                 )
             attempt = self._known[key]
+        from metaflow.metaflow_config import MAX_ATTEMPTS  # imported by plan_datastore
+
         if attempt >= MAX_ATTEMPTS:
             raise Failure(
                 description="Task %s/%s/%s/%s already has %d attempts, the most Metaflow "

@@ -15,8 +15,17 @@ def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
     return FlowDataStore(flow_name, None, storage_impl=storage, ds_root=ds_root or None)
 
 
+# Op threads and open_in_background's thread may all be first to need Metaflow.
+# Importing it from two threads at once can hand one of them a partly initialised
+# module (metaflow's package imports are circular), so the first open, which
+# imports it, happens under this lock: the runtime opens the datastore before it
+# imports anything else from metaflow.
+_first_open = threading.Lock()
+
+
 def plan_datastore(plan: FlowPlan):
-    return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
+    with _first_open:
+        return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
 
 
 _opening = threading.Lock()
