@@ -110,13 +110,19 @@ def _task_processes(directory) -> list:
     return pids
 
 
-def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_home):
+def _triggered_run_in_start(tmp_path, dagster_home):
+    """A triggered run of the gate flow whose start step runs (waiting for its gate):
+    (flow directory, target, Dagster run id, run state)."""
     directory = flow_dir(tmp_path, GATE)
     mf(directory, GATE, "dagster", "create")
     target = embedded(dagster_home)
     run_id = field(mf(directory, GATE, "dagster", "trigger", dagster_home=dagster_home),
                    "Dagster run id")
-    _wait_step(target, run_id, "start", "IN_PROGRESS")
+    return directory, target, run_id, _wait_step(target, run_id, "start", "IN_PROGRESS")
+
+
+def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_home):
+    directory, target, run_id, _ = _triggered_run_in_start(tmp_path, dagster_home)
     assert wait_until(lambda: _task_processes(directory), 60)
 
     # By Metaflow run id, as `argo-workflows terminate` takes it.
@@ -162,12 +168,7 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
 
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
-    directory = flow_dir(tmp_path, GATE)
-    mf(directory, GATE, "dagster", "create")
-    target = embedded(dagster_home)
-    run_id = field(mf(directory, GATE, "dagster", "trigger", dagster_home=dagster_home),
-                   "Dagster run id")
-    state = _wait_step(target, run_id, "start", "IN_PROGRESS")
+    directory, target, run_id, state = _triggered_run_in_start(tmp_path, dagster_home)
     worker_pid = int(state.tags[TAG_RUN_WORKER].rsplit(":", 1)[1])
     os.killpg(worker_pid, signal.SIGKILL)
     try:
