@@ -28,13 +28,13 @@ def plan_datastore(plan: FlowPlan):
         return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
 
 
-_opening = threading.Lock()
+_background_open = threading.Lock()  # acquired once, by the first op of the process
 
 
 def open_in_background(plan: FlowPlan) -> None:
     """Open the plan's datastore in a thread while the process's first task runs,
     so that saving the task's logs afterwards does not start with `import metaflow`
     (~0.35 s). Once per process: later ops find it open."""
-    if _opening.acquire(blocking=False):  # never released
+    if _background_open.acquire(blocking=False):  # never released
         threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
                          daemon=True).start()
