@@ -2,6 +2,7 @@
 the start task waits for it in dagster_internal's step_init. Both sides here are
 real: a compiled flow's real `init` subprocess, and a real file handshake."""
 
+import os
 import threading
 import time
 
@@ -49,7 +50,10 @@ def test_the_start_task_waits_until_the_op_says_init_is_done(tmp_path):
 
     def finish_init_later():
         time.sleep(0.5)
-        ready.write_text("ok")
+        # Written whole, then renamed, as ParametersInit does: the waiter must never
+        # see the file before its content.
+        (tmp_path / "ready.tmp").write_text("ok")
+        os.replace(tmp_path / "ready.tmp", ready)
 
     threading.Thread(target=finish_init_later).start()
     started = time.monotonic()
