@@ -16,7 +16,7 @@ Phases per Dagster step (all from event-log timestamps, except those marked *):
               the first time in a process)
   post        end of save-logs* -> STEP_SUCCESS (outputs, IO manager, events)
 The starred timestamps come from a small wrapper the profiler appends to the
-generated definitions file around runtime.tasks.run_task and
+generated definitions file around runtime.tasks.run_process and
 runtime.job.save_task_logs; it writes JSON lines to $MFD_PROFILE_FILE.
 """
 
@@ -41,7 +41,7 @@ PROFILE_PATCH = '''
 # --- appended by bench/profile_op.py: timestamps around the op's phases ---
 def _mfd_profile():
     import functools, json, os, sys, threading, time
-    import metaflow_dagster.runtime.job as job_mod
+    import metaflow_dagster.runtime.ops as ops_mod
     import metaflow_dagster.runtime.tasks as tasks_mod
     path = os.environ["MFD_PROFILE_FILE"]
     lock = threading.Lock()
@@ -74,8 +74,8 @@ def _mfd_profile():
                        metaflow_imported_here=fresh and "metaflow" in sys.modules)
         setattr(mod, name, timed)
 
-    wrap(tasks_mod, "run_task", "task")
-    wrap(job_mod, "save_task_logs", "save-logs")
+    wrap(tasks_mod, "run_process", "task")
+    wrap(ops_mod, "save_task_logs", "save-logs")
 
 
 _mfd_profile()

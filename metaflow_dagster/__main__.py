@@ -4,8 +4,6 @@
 sensors of compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
 """
 
-import os
-
 import click
 
 
@@ -28,28 +26,20 @@ def send_event_command(name, pairs):
     """Record event NAME, with its payload, in the Dagster instance at DAGSTER_HOME."""
     from dagster import DagsterInstance
 
-    from .events import send_event
+    from .deploy.errors import CommandError
+    from .deploy.events import send_event
+    from .deploy.home import dagster_home
 
-    _require_dagster_home()
+    try:
+        dagster_home()
+    except CommandError as error:
+        raise click.UsageError(str(error)) from None
     payload = _parse_pairs(pairs)
     try:
         event_id = send_event(name, payload, instance=DagsterInstance.get())
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="NAME") from e
     click.echo("Event %s sent (id %s)." % (name, event_id))
-
-
-def _require_dagster_home() -> None:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise click.UsageError(
-            "DAGSTER_HOME is not set. Set it to the directory of the Dagster instance the "
-            "sensors run against (the one `dagster dev` uses)."
-        )
-    if not os.path.isabs(home) or not os.path.isdir(home):
-        raise click.UsageError(
-            "DAGSTER_HOME=%s must be an absolute path to an existing directory." % home
-        )
 
 
 def _parse_pairs(pairs) -> dict:

@@ -7,9 +7,26 @@ else crosses from `dagster create` time to run time.
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 SPEC_VERSION = 1
+
+
+def reachable(successors: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set:
+    """The steps reachable from `starts` (included), following `successors`
+    (step name -> the names of the steps after it)."""
+    seen, todo = set(), list(starts)
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in successors:
+            seen.add(name)
+            todo.extend(successors[name])
+    return seen
+
+
+def start_op_run_config(start_op: str, config: dict) -> dict:
+    """Run config giving the start op its config (the flow's Parameters)."""
+    return {"ops": {start_op: {"config": config}}} if config else {}
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,9 @@ class FlowPlan:
 
     def step_names(self) -> List[str]:
         return [step.name for step in self.steps]
+
+    def successors(self) -> Dict[str, List[str]]:
+        return {step.name: step.next for step in self.steps}
 
     def op(self, name: str) -> OpPlan:
         for op in self.ops:

@@ -123,13 +123,13 @@ def latest_run(dagster_home: Path, job_name: str, output: str = "") -> RunResult
     from dagster import DagsterInstance
     from dagster._core.storage.dagster_run import RunsFilter
 
-    from metaflow_dagster import ids
+    from metaflow_dagster import naming
 
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         run = instance.get_runs(filters=RunsFilter(job_name=job_name), limit=1)[0]
         steps = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
         return RunResult(run.run_id, run.status.value, steps, output,
-                         ids.metaflow_run_id_of(run))
+                         naming.metaflow_run_id_of(run))
 
 
 def metaflow_run(compiled: Compiled, result: RunResult):
@@ -359,10 +359,10 @@ def result_of(dagster_home: Path, run) -> RunResult:
     """A RunResult (steps, Metaflow run id) for a DagsterRun, e.g. one a daemon started."""
     from dagster import DagsterInstance
 
-    from metaflow_dagster import ids
+    from metaflow_dagster import naming
 
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         run = instance.get_run_by_id(run.run_id)
         steps = {s.step_key: s for s in instance.get_run_step_stats(run.run_id)}
     return RunResult(run.run_id, run.status.value, steps, "",
-                     ids.metaflow_run_id_of(run))
+                     naming.metaflow_run_id_of(run))

@@ -1,5 +1,11 @@
-"""What generated definitions files import: ordinary, tested Python."""
+"""Runs inside Dagster: what generated definitions files import, and everything
+their ops, executor, hooks and sensors call. Never imports the CLI or the compiler.
 
-from .job import MetaflowJob
+This package's names are the one import surface of generated files.
+"""
 
-__all__ = ["MetaflowJob"]
+from .executor import metaflow_task_executor
+from .ops import FlowRuntime
+from .sensors import event_sensor, finish_sensor
+
+__all__ = ["FlowRuntime", "event_sensor", "finish_sensor", "metaflow_task_executor"]

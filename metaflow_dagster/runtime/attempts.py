@@ -2,7 +2,7 @@
 
 Within one Dagster run, a task's attempt is Dagster's retry number. But a Dagster
 re-execution ("re-execute from failure") continues the *same* Metaflow run (see
-ids.py), and its ops count retries from 0 again: reusing that number would
+naming.py), and its ops count retries from 0 again: reusing that number would
 overwrite the attempt that failed. So a task's attempt is the number of attempts
 the datastore already holds for it. Metaflow reads attempts 0, 1, 2, ... up to
 MAX_ATTEMPTS and stops at the first gap, so the numbers must stay contiguous;

@@ -20,7 +20,7 @@ import time
 
 from dagster import DagsterEventType
 
-from .. import ids
+from .. import naming
 from ..plan import FlowPlan
 
 EXIT_HOOK_SCRIPT = "metaflow.plugins.exit_hook.exit_hook_script"
@@ -54,7 +54,7 @@ def run_exit_hooks(plan: FlowPlan, context, kind: str, env: dict) -> None:
     if kind == "on_error":
         wait_for_other_steps(context)
     run = context.instance.get_run_by_id(context.run_id)
-    run_pathspec = "%s/%s" % (plan.flow_name, ids.metaflow_run_id_of(run))
+    run_pathspec = "%s/%s" % (plan.flow_name, naming.metaflow_run_id_of(run))
     for function in functions:
         context.log.info("Running exit hook %s(%s) for %s" % (function, kind, run_pathspec))
         proc = subprocess.run(

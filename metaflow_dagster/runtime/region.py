@@ -14,9 +14,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from dagster import Failure
 
-from .. import ids
+from .. import naming
 from ..plan import FlowPlan, OpPlan
-from .step_runner import TaskCancelled, TaskTimeout
+from .processes import TaskCancelled, TaskTimeout
 from .tasks import Task, TaskLauncher, next_task
 
 
@@ -91,12 +91,12 @@ class RegionRunner:
         """The tasks that can start now that `task` has succeeded."""
         step = self.plan.step(task.step)
         path = task.pathspec(self.launcher.run_id)
-        indices = ids.split_indices(task.task_id)
+        indices = naming.split_indices(task.task_id)
         if step.type == "foreach":
-            count = result["foreach_num_splits"]
+            count = result[naming.RESULT_FOREACH_SPLITS]
             self.splits[(step.matching_join, indices)] = count
             return [next_task(self.plan, step.next[0], [path], i) for i in range(count)]
-        nexts = [result["switch_step"]] if step.type == "split-switch" else step.next
+        nexts = [result[naming.RESULT_SWITCH_STEP]] if step.type == "split-switch" else step.next
         followers = []
         for name in nexts:
             if name not in self.members:

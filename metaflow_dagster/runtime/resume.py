@@ -5,7 +5,7 @@
   task whose origin task succeeded is *cloned* (`flow.py step --clone-only`, no
   user code runs) unless its step is to be re-run: the step given with
   --step-to-rerun and every step after it. Everything else runs as usual. Task ids
-  are deterministic (ids.py), so the origin of a task is the task with the same
+  are deterministic (naming.py), so the origin of a task is the task with the same
   id in the origin run; in a foreach only the splits that failed run again.
 - Re-executing a region op (Dagster's "re-execute from failure") continues the
   same Metaflow run: the region's tasks that already succeeded are not run again.
@@ -17,14 +17,10 @@ A reused task reports what the dagster_internal decorator would have reported
 import json
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .. import ids
-from ..plan import FlowPlan, OpPlan
+from .. import naming
+from ..plan import FlowPlan, OpPlan, reachable
 from .datastore import plan_datastore
-from .step_runner import TaskOutcome, run_task
-
-# Run tags of a resume run.
-TAG_ORIGIN_RUN_ID = "metaflow/resume_origin_run_id"
-TAG_RERUN_STEPS = "metaflow/resume_rerun_steps"
+from .processes import TaskOutcome
 
 
 def rerun_steps(plan: FlowPlan, step_to_rerun: Optional[str]) -> List[str]:
@@ -36,15 +32,13 @@ def rerun_steps(plan: FlowPlan, step_to_rerun: Optional[str]) -> List[str]:
             "Step *%s* is not a step of %s; steps are: %s"
             % (step_to_rerun, plan.flow_name, ", ".join(plan.step_names()))
         )
-    rerun = {step_to_rerun}
-    for step in plan.steps:
-        if step.name in rerun:
-            rerun.update(step.next)
+    rerun = reachable(plan.successors(), [step_to_rerun])
     return [name for name in plan.step_names() if name in rerun]
 
 
 def resume_tags(origin_run_id: str, rerun: Iterable[str]) -> Dict[str, str]:
-    return {TAG_ORIGIN_RUN_ID: origin_run_id, TAG_RERUN_STEPS: json.dumps(sorted(rerun))}
+    return {naming.TAG_RESUME_ORIGIN: origin_run_id,
+            naming.TAG_RESUME_RERUN_STEPS: json.dumps(sorted(rerun))}
 
 
 class ReusedOutcome(TaskOutcome):
@@ -65,9 +59,9 @@ def task_result(flow_ds, plan: FlowPlan, run_id: str, step: str, task_id: str) -
     kind = plan.step(step).type
     result = {}
     if kind == "foreach":
-        result["foreach_num_splits"] = task_ds["_foreach_num_splits"]
+        result[naming.RESULT_FOREACH_SPLITS] = task_ds["_foreach_num_splits"]
     elif kind == "split-switch":
-        result["switch_step"] = task_ds["_transition"][0][0]
+        result[naming.RESULT_SWITCH_STEP] = task_ds["_transition"][0][0]
     return result
 
 
@@ -84,11 +78,11 @@ class Reuse:
 
     @classmethod
     def for_op(cls, plan: FlowPlan, run_id: str, dagster_run, op: OpPlan) -> Optional["Reuse"]:
-        origin = dagster_run.tags.get(TAG_ORIGIN_RUN_ID)
+        origin = dagster_run.tags.get(naming.TAG_RESUME_ORIGIN)
         skip_done = op.kind == "region" and dagster_run.parent_run_id is not None
         if not origin and not skip_done:
             return None
-        rerun = json.loads(dagster_run.tags.get(TAG_RERUN_STEPS) or "[]")
+        rerun = json.loads(dagster_run.tags.get(naming.TAG_RESUME_RERUN_STEPS) or "[]")
         return cls(plan, run_id, origin, rerun, skip_done)
 
     def reuse(self, launcher, task, prefix: str = "") -> Optional[Tuple[TaskOutcome, dict]]:
@@ -107,26 +101,18 @@ class Reuse:
         return None
 
     def _clone(self, launcher, task, prefix: str) -> TaskOutcome:
-        args = [
-            "step", task.step,
-            "--run-id", self.run_id,
-            "--task-id", task.task_id,
-            "--retry-count", "0",
-            "--clone-only", ids.task_pathspec(self.origin_run_id, task.step, task.task_id),
+        args = launcher.step_args(task, retry_count=0) + [
+            "--clone-only", naming.task_pathspec(self.origin_run_id, task.step, task.task_id),
             "--clone-run-id", self.origin_run_id,
         ]
-        for tag in self.plan.tags:
-            args += ["--tag", tag]
-        if self.plan.namespace is not None:
-            args += ["--namespace", self.plan.namespace]
         _say(prefix, "Cloning %s from %s (resume)." % (
             self._path(self.run_id, task), self._path(self.origin_run_id, task)))
-        outcome = run_task(launcher.command(args), launcher.base_env, self.plan.cwd,
-                           prefix=prefix, io=launcher.io)
+        outcome = launcher.run_command(args, prefix)
         return ReusedOutcome(outcome.returncode, outcome.stdout, outcome.stderr, outcome.seconds)
 
     def _path(self, run_id: str, task) -> str:
-        return "%s/%s" % (self.plan.flow_name, ids.task_pathspec(run_id, task.step, task.task_id))
+        pathspec = naming.task_pathspec(run_id, task.step, task.task_id)
+        return "%s/%s" % (self.plan.flow_name, pathspec)
 
 
 def _say(prefix: str, message: str) -> None:

@@ -32,8 +32,9 @@ from dagster import (
 )
 from dagster._config.config_type import ConfigScalarKind, ConfigTypeKind
 
-from .. import ids
-from ..events import event_asset_key, read_event
+from .. import naming
+from ..plan import start_op_run_config
+from .events import event_asset_key, read_event
 
 MIN_INTERVAL_SECONDS = 5
 FETCH_LIMIT = 100
@@ -57,7 +58,7 @@ def event_sensor(
     """Sensor starting `job` for the events of `event_specs` (triggers.trigger_specs()["events"]).
 
     `param_fields` maps each Metaflow parameter name to its config field of `start_op`
-    (normally `{p: ids.config_field_name(p)}`). A payload field that is absent leaves the
+    (normally `{p: naming.config_field_name(p)}`). A payload field that is absent leaves the
     parameter at its default, as on Argo.
     """
     names = [spec["name"] for spec in event_specs]
@@ -182,11 +183,11 @@ def _dump_state(state: dict) -> str:
 
 
 def _run_request(complete: list, start_op: str, config: dict) -> RunRequest:
-    """One run for a complete set of arrivals; `ids.TAG_TRIGGERS` feeds `current.trigger`."""
+    """One run for a complete set of arrivals; `naming.TAG_TRIGGERS` feeds `current.trigger`."""
     return RunRequest(
         run_key="+".join(arrival["key"] for arrival in complete),
-        run_config={"ops": {start_op: {"config": config}}} if config else {},
-        tags={ids.TAG_TRIGGERS: json.dumps([arrival["trigger"] for arrival in complete])},
+        run_config=start_op_run_config(start_op, config),
+        tags={naming.TAG_TRIGGERS: json.dumps([arrival["trigger"] for arrival in complete])},
     )
 
 
@@ -335,9 +336,9 @@ def _upstream_key(run, upstream_flows: list) -> "str | None":
     tags = run.tags
     for spec in upstream_flows:
         if (
-            tags.get(ids.TAG_FLOW_NAME) == spec["flow"]
-            and tags.get(ids.TAG_PROJECT) == spec.get("project")
-            and tags.get(ids.TAG_BRANCH) == spec.get("branch")
+            tags.get(naming.TAG_FLOW_NAME) == spec["flow"]
+            and tags.get(naming.TAG_PROJECT) == spec.get("project")
+            and tags.get(naming.TAG_BRANCH) == spec.get("branch")
         ):
             return _namespaced_flow(spec)
     return None
@@ -346,13 +347,13 @@ def _upstream_key(run, upstream_flows: list) -> "str | None":
 def _run_arrival(run, key: str, timestamp: float) -> dict:
     """The upstream run as metaflow.events.Trigger expects it: `id` must be a task pathspec
     (Trigger.runs slices "Flow/run" out of it), `name` is Argo's "metaflow.<flow>.end"."""
-    flow = run.tags[ids.TAG_FLOW_NAME]
-    run_id = ids.metaflow_run_id_of(run)
+    flow = run.tags[naming.TAG_FLOW_NAME]
+    run_id = naming.metaflow_run_id_of(run)
     return {
         "key": run.run_id,
         "trigger": {
             "timestamp": int(timestamp),
-            "id": "%s/%s" % (flow, ids.task_pathspec(run_id, END_STEP, ids.task_id())),
+            "id": "%s/%s" % (flow, naming.task_pathspec(run_id, END_STEP, naming.task_id())),
             "name": "metaflow.%s.end" % key,
             "type": "run",
         },

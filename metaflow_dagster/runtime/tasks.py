@@ -13,8 +13,9 @@ import threading
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .. import ids
-from ..env import (
+from .. import naming
+from ..files import write_atomically
+from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
@@ -23,7 +24,7 @@ from ..env import (
 )
 from ..plan import FlowPlan
 from .attempts import AttemptCounter
-from .step_runner import TaskOutcome, TaskTimeout, current_io, run_task
+from .processes import TaskOutcome, TaskTimeout, current_io, run_process
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -41,18 +42,18 @@ class Task:
     split_index: Optional[int] = None
 
     def pathspec(self, run_id: str) -> str:
-        return ids.task_pathspec(run_id, self.step, self.task_id)
+        return naming.task_pathspec(run_id, self.step, self.task_id)
 
 
 def next_task(plan: FlowPlan, step_name: str, upstream: List[str], split_index=None) -> Task:
     """The task of `step_name` fed by the upstream task pathspecs.
 
-    Task ids follow the foreach split indices (see ids.py): a foreach child adds
+    Task ids follow the foreach split indices (see naming.py): a foreach child adds
     its split index, a foreach join drops the last one, other steps keep them.
     """
     step = plan.step(step_name)
-    upstream = sorted(upstream, key=lambda p: ids.split_indices(p.rsplit("/", 1)[1]))
-    indices = ids.split_indices(upstream[0].rsplit("/", 1)[1]) if upstream else ()
+    upstream = sorted(upstream, key=lambda p: naming.split_indices(p.rsplit("/", 1)[1]))
+    indices = naming.split_indices(upstream[0].rsplit("/", 1)[1]) if upstream else ()
     parent_step = upstream[0].split("/")[1] if upstream else None
     if step.type == "join" and plan.step(step.joins).type == "foreach":
         indices = indices[:-1]
@@ -60,7 +61,7 @@ def next_task(plan: FlowPlan, step_name: str, upstream: List[str], split_index=N
         indices = indices + (split_index,)
     else:
         split_index = None
-    return Task(step_name, ids.task_id(indices), upstream, split_index)
+    return Task(step_name, naming.task_id(indices), upstream, split_index)
 
 
 class TaskLauncher:
@@ -74,7 +75,7 @@ class TaskLauncher:
         # Resume and re-execution (runtime/resume.py, runtime/attempts.py).
         self.reuse = reuse
         self.attempts = AttemptCounter(plan, run_id, continues_run)
-        # The op thread's log streams and cancel event (see step_runner.bind_io),
+        # The op thread's log streams and cancel event (see processes.bind_io),
         # kept for the region's worker threads, which run the op's tasks.
         self.io = current_io()
         self._pending_init: Optional[ParametersInit] = None
@@ -93,9 +94,7 @@ class TaskLauncher:
         return env
 
     def command(self, subcommand: List[str], decospecs=()) -> List[str]:
-        return self._command(subcommand, decospecs)
-
-    def _command(self, subcommand: List[str], decospecs=()) -> List[str]:
+        """`python flow.py [top-level options] --with dagster_internal ... <subcommand>`."""
         argv = [sys.executable, self.plan.flow_file] + list(self.plan.top_level_args)
         for spec in ["dagster_internal"] + list(decospecs):
             argv += ["--with", spec]
@@ -114,7 +113,7 @@ class TaskLauncher:
 
     def init_parameters(self, values: dict) -> TaskOutcome:
         """`flow.py init`: persist the run's Parameters as the _parameters task."""
-        args = ["init", "--run-id", self.run_id, "--task-id", ids.PARAMETERS_TASK_ID]
+        args = ["init", "--run-id", self.run_id, "--task-id", naming.PARAMETERS_TASK_ID]
         for tag in self.plan.tags:
             args += ["--tag", tag]
         for param in self.plan.parameters:
@@ -122,7 +121,12 @@ class TaskLauncher:
             if value is None:
                 continue
             args += ["--" + param.name, _cli_value(value)]
-        return run_task(self._command(args), self.base_env, self.plan.cwd, io=self.io)
+        return self.run_command(args)
+
+    def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
+        """Run a Metaflow command of this run (init, a clone) with the run's environment."""
+        return run_process(self.command(subcommand), self.base_env, self.plan.cwd,
+                           prefix=prefix, io=self.io)
 
     def run(self, task: Task, retry_count: int, prefix: str = "",
             deadline_seconds: Optional[float] = None, cancel=None):
@@ -164,12 +168,12 @@ class TaskLauncher:
             env[RESULT_FILE_ENV] = result_file
             if parameters_ready:
                 env[PARAMETERS_READY_ENV] = parameters_ready
-            args = self._step_args(task, attempt, user_code_retries, scratch)
+            args = self._task_args(task, attempt, user_code_retries, scratch)
             timeout = step.timeout_seconds and step.timeout_seconds + TIMEOUT_GRACE_SECONDS
             run_limited = deadline_seconds is not None and deadline_seconds < (timeout or 1e12)
             try:
-                outcome = run_task(
-                    self._command(args, step.decospecs), env, self.plan.cwd,
+                outcome = run_process(
+                    self.command(args, step.decospecs), env, self.plan.cwd,
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
                 )
             except TaskTimeout:
@@ -181,18 +185,28 @@ class TaskLauncher:
                     "Task timed out after %d seconds (@timeout) and was terminated."
                     % step.timeout_seconds) from None
             result = {}
-            if outcome.returncode == 0 and os.path.exists(result_file):
+            if outcome.returncode == 0 and os.path.exists(result_file):  # see naming.RESULT_*
                 with open(result_file) as f:
                     result = json.load(f)
         return outcome, result
 
-    def _step_args(self, task: Task, retry_count: int, user_code_retries: int,
-                   scratch: str) -> List[str]:
+    def step_args(self, task: Task, retry_count: int) -> List[str]:
+        """`step` with the options every task of the run gets, clones included."""
         args = [
             "step", task.step,
             "--run-id", self.run_id,
             "--task-id", task.task_id,
             "--retry-count", str(retry_count),
+        ]
+        for tag in self.plan.tags:
+            args += ["--tag", tag]
+        if self.plan.namespace is not None:
+            args += ["--namespace", self.plan.namespace]
+        return args
+
+    def _task_args(self, task: Task, retry_count: int, user_code_retries: int,
+                   scratch: str) -> List[str]:
+        args = self.step_args(task, retry_count) + [
             "--max-user-code-retries", str(user_code_retries),
             "--ubf-context", "none",
         ]
@@ -209,10 +223,6 @@ class TaskLauncher:
         if self.reuse is not None and self.reuse.origin_run_id:
             # A resume run: the task knows its origin (current.origin_run_id), as in Metaflow.
             args += ["--clone-run-id", self.reuse.origin_run_id]
-        for tag in self.plan.tags:
-            args += ["--tag", tag]
-        if self.plan.namespace is not None:
-            args += ["--namespace", self.plan.namespace]
         return args
 
 
@@ -251,9 +261,7 @@ class ParametersInit:
             self._error = error
         finally:
             ok = self._outcome is not None and self._outcome.returncode == 0
-            with open(self.ready_file + ".tmp", "w") as f:
-                f.write("ok" if ok else "failed")
-            os.replace(self.ready_file + ".tmp", self.ready_file)
+            write_atomically(self.ready_file, "ok" if ok else "failed")
 
     def join(self) -> None:
         self._thread.join()

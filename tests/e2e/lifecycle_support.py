@@ -16,7 +16,9 @@ from typing import List, Optional
 
 from harness import DAGSTER, FLOWS, PYTHON, env_for
 
-from metaflow_dagster.lifecycle import FINISHED, EmbeddedTarget, GraphQLTarget
+from metaflow_dagster.deploy.embedded import EmbeddedTarget
+from metaflow_dagster.deploy.graphql import GraphQLTarget
+from metaflow_dagster.deploy.runs import FINISHED
 
 
 def flow_dir(tmp_path: Path, *names: str) -> Path:

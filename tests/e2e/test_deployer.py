@@ -43,7 +43,7 @@ print(json.dumps({
 def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
     from metaflow import Deployer
 
-    from metaflow_dagster.deployer_objects import DagsterDeployedFlow
+    from metaflow_dagster.deploy.deployed_flow import DagsterDeployedFlow
 
     directory = flow_dir(tmp_path, FLOW)
     deployer = Deployer(

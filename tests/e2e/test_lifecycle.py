@@ -20,8 +20,7 @@ from lifecycle_support import (
     wait_for,
 )
 
-from metaflow_dagster import ids
-from metaflow_dagster.lifecycle import TAG_RUN_WORKER
+from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +53,7 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
                 dagster_home=dagster_home)
     run1, run2 = field(first, "Dagster run id"), field(second, "Dagster run id")
     pathspec1 = field(first, "Metaflow run")
-    assert pathspec1 == "LifecycleGateFlow/%s" % ids.metaflow_run_id(run1)
+    assert pathspec1 == "LifecycleGateFlow/%s" % naming.metaflow_run_id(run1)
     assert field(first, "Dagster UI").endswith("/runs/%s" % run1)
     assert trigger_seconds < 30
 
@@ -91,8 +90,8 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     # The run records carry what `dagster dev` needs to show and re-execute them.
     with target._instance() as instance:
         record = instance.get_run_by_id(run1)
-    assert record.tags[ids.TAG_FLOW_NAME] == "LifecycleGateFlow"
-    assert record.tags[ids.TAG_RUN_ID] == ids.metaflow_run_id(run1)
+    assert record.tags[naming.TAG_FLOW_NAME] == "LifecycleGateFlow"
+    assert record.tags[naming.TAG_RUN_ID] == naming.metaflow_run_id(run1)
     assert record.remote_job_origin.location_name == "lifecyclegateflow_dagster.py"
 
 
@@ -127,8 +126,8 @@ def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_h
 
     # By Metaflow run id, as `argo-workflows terminate` takes it.
     said = mf(directory, GATE, "dagster", "terminate", "--run-id",
-              ids.metaflow_run_id(run_id), dagster_home=dagster_home)
-    assert "Terminating LifecycleGateFlow/%s" % ids.metaflow_run_id(run_id) in said.stderr
+              naming.metaflow_run_id(run_id), dagster_home=dagster_home)
+    assert "Terminating LifecycleGateFlow/%s" % naming.metaflow_run_id(run_id) in said.stderr
     state = wait_for(target, run_id, timeout=30)
     assert state.status == "CANCELED"
     assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
@@ -169,7 +168,7 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
     directory, target, run_id, state = _triggered_run_in_start(tmp_path, dagster_home)
-    worker_pid = int(state.tags[TAG_RUN_WORKER].rsplit(":", 1)[1])
+    worker_pid = int(state.tags[naming.TAG_RUN_WORKER].rsplit(":", 1)[1])
     os.killpg(worker_pid, signal.SIGKILL)
     try:
         shown = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout
@@ -253,7 +252,7 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     child = result["run"]["runId"]
     state = wait_for(target, child)
     assert state.status == "SUCCESS"
-    assert state.metaflow_run_id == ids.metaflow_run_id(failed)
+    assert state.metaflow_run_id == naming.metaflow_run_id(failed)
 
     ran_again = executions(directory) - before
     assert ran_again == {("body", "t-1", "1"): 1, ("join", "t", "0"): 1, ("end", "t", "0"): 1}

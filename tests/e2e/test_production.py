@@ -148,7 +148,7 @@ def _send_events(dev):
     """data_ready twice from the command line, once from Python; the values sent."""
     from dagster import DagsterInstance
 
-    from metaflow_dagster.events import send_event
+    from metaflow_dagster.deploy.events import send_event
 
     sent = ["first", "second"]
     for value in sent:

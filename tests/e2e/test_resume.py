@@ -11,7 +11,7 @@ import pytest
 from harness import PYTHON, compile_flow, env_for, execute, latest_run
 from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
-from metaflow_dagster import ids
+from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def test_resume_reruns_only_the_failed_split(tmp_path, dagster_home):
 
     resumed = mf(directory, RESUME, "dagster", "resume", "--origin-run-id", origin_run,
                  dagster_home=dagster_home)
-    origin_metaflow_run = ids.metaflow_run_id(origin_run)
+    origin_metaflow_run = naming.metaflow_run_id(origin_run)
     assert "Resuming LifecycleResumeFlow/%s" % origin_metaflow_run in resumed.stderr
     assert wait_for(target, field(resumed, "Dagster run id")).status == "SUCCESS"
 
@@ -127,7 +127,7 @@ def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagst
     assert steps_run == {"body": 1, "join": 1, "end": 1}
     metaflow = client(directory)
     local = metaflow.Flow("LifecycleResumeFlow").latest_run
-    assert local.successful and not local.id.startswith(ids.RUN_ID_PREFIX)
+    assert local.successful and not local.id.startswith(naming.RUN_ID_PREFIX)
     assert local["start"].task.metadata_dict["origin-run-id"] == failed.metaflow_run_id
 
     # Dagster's re-execution from failure (what execute_job does; it copies no tags).

@@ -9,7 +9,7 @@ from dagster import ScheduleDefinition, build_schedule_context, job, op
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 from metaflow import FlowSpec, schedule, step
 
-from metaflow_dagster.schedules import (
+from metaflow_dagster.compiler.schedules import (
     ScheduleNotSupported,
     aws_cron_to_dagster,
     schedule_spec,

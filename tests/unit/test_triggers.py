@@ -13,7 +13,7 @@ from metaflow import (
     trigger_on_finish,
 )
 
-from metaflow_dagster.triggers import TriggerNotSupported, trigger_specs
+from metaflow_dagster.compiler.triggers import TriggerNotSupported, trigger_specs
 
 
 @pytest.fixture(autouse=True)

@@ -16,13 +16,14 @@ from metaflow.client.core import get_metadata
 from metaflow.runner.deployer import DeployedFlow, Deployer, TriggeredRun
 from metaflow.runner.utils import get_lower_level_group, handle_timeout, temporary_fifo
 
-from .deployer import DeploymentRecord, registered_deployments
-from .lifecycle import FINISHED
+from ..naming import DAGSTER_URL_ENV
+from .registry import DeploymentRecord, registered_deployments
+from .runs import FINISHED
 
 
 def _target(deployer):
     """Where the deployer's commands send runs: what their environment says."""
-    from .lifecycle import DAGSTER_URL_ENV, target_for
+    from .targets import target_for
 
     env = deployer.env_vars
     return target_for(env.get(DAGSTER_URL_ENV) or None, env.get("DAGSTER_HOME") or None)
@@ -74,13 +75,14 @@ class DagsterTriggeredRun(TriggeredRun):
         self._dagster_run_id = json.loads(content).get("dagster_run_id")
 
     def _state(self):
-        from .lifecycle import LifecycleError, find_run
+        from .errors import CommandError
+        from .runs import find_run
 
         target = _target(self.deployer)
         flow_name, run_id = self.pathspec.split("/")
         try:
             return find_run(target, flow_name, run_id)
-        except LifecycleError:
+        except CommandError:
             if self._dagster_run_id:
                 return target.run_state(self._dagster_run_id)
             return None
@@ -234,7 +236,7 @@ class DagsterDeployedFlow(DeployedFlow):
         """
         A run of the deployment, by Metaflow run id (or Dagster run id).
         """
-        from .lifecycle import metaflow_run_of
+        from .runs import metaflow_run_of
 
         deployed = cls.from_deployment(identifier, metadata)
         run_id = metaflow_run_of(_target(deployed.deployer), deployed.flow_name, run_id)
@@ -250,9 +252,9 @@ def _record(identifier: str) -> DeploymentRecord:
     """An identifier, or the path of a definitions file."""
     if identifier.lstrip().startswith("{"):
         return DeploymentRecord.from_identifier(identifier)
-    from .lifecycle import CompiledJob
+    from .definitions import DefinitionsFile
 
-    job = CompiledJob(identifier)
+    job = DefinitionsFile(identifier)
     record = DeploymentRecord.for_plan(job.plan, job.path)
     if not os.path.isabs(record.flow_file):
         raise ValueError("Cannot find the flow file of %s" % identifier)

@@ -14,7 +14,7 @@ meet takes a fan-in list that holds the one branch that ran.
 
 from typing import Dict, List, Optional
 
-from .plan import OpPlan, StepPlan
+from ..plan import OpPlan, StepPlan, reachable
 
 
 def layout_ops(steps: List[StepPlan]) -> List[OpPlan]:
@@ -93,13 +93,7 @@ def _foreach_region(by_name, order, foreach: str) -> List[str]:
 
 
 def _reachable(by_name, start: str) -> set:
-    seen, todo = set(), [start]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(by_name[name].next)
-    return seen
+    return reachable({name: step.next for name, step in by_name.items()}, [start])
 
 
 def switch_merge(by_name, order, switch: str) -> str:

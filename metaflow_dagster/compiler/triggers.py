@@ -13,9 +13,10 @@ mirror `ArgoWorkflows._process_triggers` so a flow triggers the same way on both
   project and branch must then both be known.
 """
 
-import re
+from metaflow import current
 
-EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+from ..naming import EVENT_NAME_RE
+from .parameters import flow_parameters
 
 
 class TriggerNotSupported(ValueError):
@@ -41,8 +42,6 @@ def trigger_specs(flow, project: "str | None" = None, branch: "str | None" = Non
     if event_decos:
         specs["events"] = _event_specs(event_decos[0], flow)
     if finish_decos:
-        from metaflow import current  # here, so importing this module does not load Metaflow
-
         project = project or current.get("project_name")
         branch = branch or current.get("branch_name")
         specs["flows"] = _flow_specs(finish_decos[0], project, branch)
@@ -75,11 +74,7 @@ def _event_specs(deco, flow) -> list:
 
 def _flow_parameters(flow) -> dict:
     """{lower-cased name: declared name} of the parameters an event payload can set."""
-    return {
-        param.name.lower(): param.name
-        for _, param in flow._get_parameters()
-        if not param.IS_CONFIG_PARAMETER
-    }
+    return {param.name.lower(): param.name for _, param in flow_parameters(flow)}
 
 
 def _event_name(name, specs: list) -> str:

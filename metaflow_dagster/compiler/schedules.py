@@ -137,11 +137,22 @@ def _convert_day(token: str, expr: str) -> str:
 
 
 def _require_valid(cron: str, expr: str) -> None:
-    # imported here: importing dagster is most of the compile time otherwise
-    from dagster._utils.schedules import is_valid_cron_string
-
-    if not is_valid_cron_string(cron):
+    """Dagster's own rule (dagster._utils.schedules.is_valid_cron_string), with the
+    croniter it vendors: importing dagster would be most of the compile time."""
+    if not _is_valid_for_dagster(cron):
         raise _unsupported(expr, "Dagster does not accept the converted cron %r" % cron)
+
+
+def _is_valid_for_dagster(cron: str) -> bool:
+    from croniter import croniter
+
+    if not croniter.is_valid(cron):
+        return False
+    fields = croniter.expand(cron)[0]
+    if len(fields) != 5:  # Dagster has no seconds or years
+        return False
+    _, _, days, months, _ = fields
+    return not (months == [2] and len(days) == 1 and days[0] in (30, 31))
 
 
 def _unsupported(expr: str, reason: str) -> ScheduleNotSupported:

@@ -3,6 +3,8 @@
 import keyword
 from typing import List
 
+from ..plan import reachable
+
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
 DAGSTER_DISALLOWED_NAMES = frozenset(keyword.kwlist) | {
@@ -75,26 +77,14 @@ def validate(flow, graph, options) -> None:
         raise NotSupported(graph.name, problems)
 
 
+def _successors(graph) -> dict:
+    return {node.name: node.out_funcs for node in graph}
+
+
 def _reaches(graph, starts, target) -> bool:
-    seen, todo = set(), list(starts)
-    while todo:
-        name = todo.pop()
-        if name == target:
-            return True
-        if name not in seen and name in graph:
-            seen.add(name)
-            todo.extend(graph[name].out_funcs)
-    return False
+    return target in reachable(_successors(graph), starts)
 
 
 def _branches_meet(graph, node) -> bool:
-    def reach(start):
-        seen, todo = set(), [start]
-        while todo:
-            name = todo.pop()
-            if name not in seen and name in graph:
-                seen.add(name)
-                todo.extend(graph[name].out_funcs)
-        return seen
-
-    return bool(set.intersection(*[reach(t) for t in set(node.out_funcs)]))
+    successors = _successors(graph)
+    return bool(set.intersection(*[reachable(successors, [t]) for t in set(node.out_funcs)]))

@@ -19,11 +19,13 @@ from metaflow.decorators import StepDecorator
 from metaflow.exception import MetaflowException
 from metaflow.metadata_provider import MetaDatum
 
-from .env import (
+from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
     RESULT_FILE_ENV,
+    RESULT_FOREACH_SPLITS,
+    RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
 
@@ -85,9 +87,9 @@ class DagsterInternalDecorator(StepDecorator):
         node = graph[step_name]
         result = {}
         if node.type == "foreach":
-            result["foreach_num_splits"] = flow._foreach_num_splits
+            result[RESULT_FOREACH_SPLITS] = flow._foreach_num_splits
         if node.type == "split-switch":
-            result["switch_step"] = flow._transition[0][0]
+            result[RESULT_SWITCH_STEP] = flow._transition[0][0]
         with open(result_file, "w") as f:
             json.dump(result, f)
 

@@ -1,103 +1,21 @@
-"""Metaflow's Deployer API on Dagster: `Deployer("flow.py").dagster().create()`.
-
-The same contract as Metaflow's Argo Workflows deployer: `create` runs
-`python flow.py [top-level options] dagster create --deployer-attribute-file F`,
-which writes the deployment's identifier to F (a FIFO the deployer reads).
+"""The deployments a Dagster home knows of.
 
 A deployment is a definitions file. Its identifier is a JSON object naming the
 file, the job, the flow and where runs go (DAGSTER_HOME, or a webserver URL), so
 `DeployedFlow.from_deployment(identifier)` needs nothing else. Deployments made
 while DAGSTER_HOME is set are also recorded under it, for `list_deployed_flows`.
-
-This module is imported whenever Metaflow loads its plugins: keep it light.
 """
 
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import List, Optional
 
-from metaflow.runner.deployer_impl import DeployerImpl
-
-from .lifecycle import DAGSTER_URL_ENV
+from ..files import write_atomically
+from ..naming import DAGSTER_URL_ENV
 
 REGISTRY_DIR = os.path.join("metaflow_dagster", "deployments")
-
-
-class DagsterDeployer(DeployerImpl):
-    """
-    Deployer implementation for Dagster.
-
-    Parameters
-    ----------
-    dagster_url : str, optional, default None
-        URL of a running Dagster webserver (`dagster dev`, or webserver + daemon) to
-        submit runs to. Without it, runs execute against the Dagster instance of
-        DAGSTER_HOME.
-    dagster_home : str, optional, default None
-        DAGSTER_HOME for the deployment's commands (default: the environment's).
-    """
-
-    TYPE: ClassVar[Optional[str]] = "dagster"
-
-    def __init__(self, deployer_kwargs: Dict[str, str], **kwargs):
-        deployer_kwargs = dict(deployer_kwargs)
-        self.dagster_url = deployer_kwargs.pop("dagster_url", None)
-        self.dagster_home = deployer_kwargs.pop("dagster_home", None)
-        if deployer_kwargs:
-            raise TypeError(
-                "Unknown options for the Dagster deployer: %s (known: dagster_url, "
-                "dagster_home)" % ", ".join(sorted(deployer_kwargs))
-            )
-        super().__init__(**kwargs)
-        # The commands the deployer runs learn the target from their environment.
-        if self.dagster_url:
-            self.env_vars[DAGSTER_URL_ENV] = self.dagster_url
-        if self.dagster_home:
-            self.env_vars["DAGSTER_HOME"] = os.path.abspath(self.dagster_home)
-
-    @property
-    def deployer_kwargs(self) -> Dict[str, Any]:
-        # Options of the `dagster` command group itself: it has none.
-        return {}
-
-    @staticmethod
-    def deployed_flow_type():
-        from .deployer_objects import DagsterDeployedFlow
-
-        return DagsterDeployedFlow
-
-    def create(self, **kwargs):
-        """
-        Compile the flow into a Dagster definitions file.
-
-        Parameters
-        ----------
-        file : str, optional
-            Where to write the definitions file (default: <flow name>_dagster.py in
-            the deployer's working directory).
-        name : str, optional
-            Job name (default: the flow name, prefixed by the @project name).
-        tags : List[str], optional
-            Metaflow tags for every task of every run.
-        namespace : str, optional
-            Metaflow namespace of the tasks.
-        decospecs : List[str], optional
-            Step decorators to add to every step (as `--with`).
-        max_workers : int, optional, default 100
-            Most tasks of one foreach running at once.
-        workflow_timeout : int, optional
-            Fail a run once it has run this many seconds.
-
-        Returns
-        -------
-        DagsterDeployedFlow
-            The flow, deployed to Dagster.
-        """
-        from .deployer_objects import DagsterDeployedFlow
-
-        return self._create(DagsterDeployedFlow, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -152,10 +70,7 @@ class DeploymentRecord:
         # The same file may have held another job (e.g. another @project branch).
         forget_deployment(self.definitions_file, self.dagster_home)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.tmp-%d" % (path, os.getpid())
-        with open(tmp, "w") as f:
-            f.write(self.identifier())
-        os.replace(tmp, path)
+        write_atomically(path, self.identifier())
 
 
 def _registry_entries(dagster_home: Optional[str]):

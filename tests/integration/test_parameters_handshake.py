@@ -10,10 +10,10 @@ import pytest
 from harness import compile_flow, load_definitions
 from metaflow.exception import MetaflowException
 
-from metaflow_dagster import ids
-from metaflow_dagster.internal_decorator import _wait_for_parameters
+from metaflow_dagster import naming
 from metaflow_dagster.runtime.datastore import plan_datastore
 from metaflow_dagster.runtime.tasks import ParametersFailed, ParametersInit, TaskLauncher
+from metaflow_dagster.task.decorator import _wait_for_parameters
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_init_persists_the_parameters_then_says_ok(plan):
     init.join()
     init.raise_if_failed()
     params = plan_datastore(plan).get_task_datastore(
-        "handshake-ok", ids.PARAMETERS_STEP, ids.PARAMETERS_TASK_ID)
+        "handshake-ok", naming.PARAMETERS_STEP, naming.PARAMETERS_TASK_ID)
     assert params["count"] == 11
     assert params["label"] == "hello world"
 

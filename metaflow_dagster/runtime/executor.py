@@ -61,22 +61,12 @@ from dagster._core.executor.base import Executor
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from .runtime import step_runner
+from . import processes
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
 DEFAULT_MAX_CONCURRENT = 16
 POLL_SECONDS = 0.1
 _DONE = object()
-
-# Importing this module means a definitions file is being loaded: in a run process
-# (`dagster job execute`, `dagster api execute_run`) or a code server. By now the
-# imports have created ~200k objects (dagster, its SQLite storage, this package) that
-# live as long as the process. Moving them to the collector's permanent generation
-# spares every full collection during the run from walking them again, and so the
-# interpreter's teardown when a run process exits (measured: 0.75 s -> 0.1 s per
-# run on 2 cores).
-gc.freeze()
-
 
 class MetaflowTaskExecutor(Executor):
     def __init__(self, retries: RetryMode, max_concurrent: Optional[int] = None,
@@ -99,6 +89,12 @@ class MetaflowTaskExecutor(Executor):
 
     def execute(self, plan_context: PlanOrchestrationContext,
                 execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        # By now the run process has imported dagster, its storage, this package and
+        # the definitions (~200k objects that live as long as the process). Moving
+        # them to the collector's permanent generation spares every full collection
+        # during the run from walking them again, and the interpreter's teardown when
+        # the run process exits (measured: 0.75 s -> 0.1 s per run on 2 cores).
+        gc.freeze()
         yield DagsterEvent.engine_event(
             plan_context,
             "Executing steps in threads of the run process (pid: %d), at most %d at once; "
@@ -125,7 +121,11 @@ class MetaflowTaskExecutor(Executor):
 
     def _threaded_iterator(self, job_context: PlanExecutionContext,
                            execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-        _TASK_SLOTS.configure(self._max_tasks)
+        # At most max_tasks Metaflow task processes of the run at once, over all ops
+        # and regions (as Metaflow's --max-workers): ops are cheap threads, but each
+        # task is a process, and ten 10-way regions would otherwise start 100
+        # processes on a 2-core box.
+        task_slots = threading.BoundedSemaphore(self._max_tasks)
         events: "queue.Queue" = queue.Queue()
         # One entry per step *attempt*: after STEP_UP_FOR_RETRY, Dagster may start the
         # next attempt before the previous attempt's thread has returned.
@@ -164,7 +164,7 @@ class MetaflowTaskExecutor(Executor):
                             token = next(attempts)
                             thread = threading.Thread(
                                 target=_run_step, name="step:%s" % step.key, daemon=True,
-                                args=(token, job_context, step_context, events, cancel))
+                                args=(token, job_context, step_context, events, cancel, task_slots))
                             running[token] = (step.key, cancel, thread)
                             thread.start()
                     try:
@@ -205,7 +205,7 @@ class MetaflowTaskExecutor(Executor):
             raise DagsterExecutionInterruptedError()
 
 
-def _run_step(token, job_context, step_context, events, cancel) -> None:
+def _run_step(token, job_context, step_context, events, cancel, task_slots) -> None:
     key = step_context.step.key
     manager = job_context.instance.compute_log_manager
     try:
@@ -217,8 +217,10 @@ def _run_step(token, job_context, step_context, events, cancel) -> None:
             events.put((token, DagsterEvent.capture_logs(
                 job_context, [key], log_key, CapturedLogContext(log_key))))
             step_events = []
-            with _bind_step_io(stdout=_Mirror(out, sys.__stdout__),
-                               stderr=_Mirror(err, sys.__stderr__), cancel=cancel):
+            io = processes.StepIO(stdout=_Mirror(out, sys.__stdout__),
+                                  stderr=_Mirror(err, sys.__stderr__), cancel=cancel,
+                                  slots=task_slots)
+            with processes.bind_io(io):
                 for event in dagster_event_sequence_for_step(step_context):
                     step_events.append(event)
                     events.put((token, event))
@@ -266,26 +268,6 @@ class _Mirror:
             self._file.flush()
             if self._console is not None:
                 self._console.flush()
-
-
-class _TaskSlots:
-    """At most N Metaflow tasks of the run at once, over all ops and regions (as
-    Metaflow's --max-workers): ops are cheap threads, but each task is a process,
-    and ten 10-way regions would otherwise start 100 processes on a 2-core box."""
-
-    def __init__(self):
-        self.semaphore = None
-
-    def configure(self, n: int) -> None:
-        self.semaphore = threading.BoundedSemaphore(n)
-
-
-_TASK_SLOTS = _TaskSlots()
-
-
-def _bind_step_io(stdout, stderr, cancel):
-    return step_runner.bind_io(step_runner.StepIO(
-        stdout=stdout, stderr=stderr, cancel=cancel, slots=_TASK_SLOTS.semaphore))
 
 
 @executor(

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from dagster import AssetMaterialization
 
 from metaflow_dagster.__main__ import cli
-from metaflow_dagster.events import event_asset_key, read_event, send_event
+from metaflow_dagster.deploy.events import send_event
+from metaflow_dagster.runtime.events import event_asset_key, read_event
 
 
 @pytest.fixture(scope="module")

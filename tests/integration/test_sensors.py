@@ -18,8 +18,8 @@ from dagster import (
 )
 from metaflow.events import Trigger
 
-from metaflow_dagster import ids
-from metaflow_dagster.events import send_event
+from metaflow_dagster import naming
+from metaflow_dagster.deploy.events import send_event
 from metaflow_dagster.runtime import sensors
 from metaflow_dagster.runtime.sensors import event_sensor, finish_sensor
 
@@ -39,7 +39,7 @@ def start(context):
     return dict(context.op_config)
 
 
-@job(tags={ids.TAG_FLOW_NAME: "Downstream"})
+@job(tags={naming.TAG_FLOW_NAME: "Downstream"})
 def downstream_job():
     start()
 
@@ -62,7 +62,7 @@ def flaky_op():
         raise RuntimeError("not yet")
 
 
-@job(tags={ids.TAG_FLOW_NAME: "Flaky"})
+@job(tags={naming.TAG_FLOW_NAME: "Flaky"})
 def flaky_job():
     flaky_op()
 
@@ -81,7 +81,7 @@ def tick(sensor_def, instance, cursor):
 
 
 def triggers_of(request) -> list:
-    meta = json.loads(request.tags[ids.TAG_TRIGGERS])
+    meta = json.loads(request.tags[naming.TAG_TRIGGERS])
     Trigger(list(meta))  # the runtime hands this list to metaflow.events.Trigger as is
     return meta
 
@@ -128,8 +128,8 @@ def test_requested_run_config_is_valid_for_the_job(instance):
         "count": 7,  # the string "7" fitted to the Int config field
         "learning_rate": 0.1,
     }
-    assert result.dagster_run.tags[ids.TAG_TRIGGERS] == request.tags[ids.TAG_TRIGGERS]
-    assert result.dagster_run.tags[ids.TAG_FLOW_NAME] == "Downstream"
+    assert result.dagster_run.tags[naming.TAG_TRIGGERS] == request.tags[naming.TAG_TRIGGERS]
+    assert result.dagster_run.tags[naming.TAG_FLOW_NAME] == "Downstream"
 
 
 def test_payload_values_are_fitted_to_config_types(instance):
@@ -229,9 +229,9 @@ def test_event_sensor_refuses_unmapped_parameters():
 
 
 def run_upstream(instance, flow, project=None, branch=None, fail=False):
-    tags = {ids.TAG_FLOW_NAME: flow}
+    tags = {naming.TAG_FLOW_NAME: flow}
     if project:
-        tags.update({ids.TAG_PROJECT: project, ids.TAG_BRANCH: branch})
+        tags.update({naming.TAG_PROJECT: project, naming.TAG_BRANCH: branch})
     result = upstream_job.execute_in_process(
         instance=instance,
         tags=tags,
@@ -257,7 +257,7 @@ def test_finish_sensor_fires_once_per_successful_upstream_run(instance):
     (trigger,) = triggers_of(request)
     assert trigger["type"] == "run"
     assert trigger["name"] == "metaflow.Up.end"
-    assert trigger["id"] == "Up/%s/end/t" % ids.metaflow_run_id(first)
+    assert trigger["id"] == "Up/%s/end/t" % naming.metaflow_run_id(first)
     assert isinstance(trigger["timestamp"], int)
 
     assert tick(sensor_def, instance, cursor)[0] == []
@@ -276,7 +276,7 @@ def test_finish_sensor_matches_project_and_branch(instance):
     assert request.run_key == wanted
     (trigger,) = triggers_of(request)
     assert trigger["name"] == "metaflow.p.prod.Up.end"
-    assert trigger["id"].startswith("Up/%s/" % ids.metaflow_run_id(wanted))
+    assert trigger["id"].startswith("Up/%s/" % naming.metaflow_run_id(wanted))
 
 
 def test_finish_sensor_waits_for_every_upstream_flow(instance):
@@ -325,7 +325,7 @@ def test_reexecuted_upstream_is_named_by_its_root_run(tmp_path, monkeypatch):
         (request,), _ = tick(sensor_def, instance, None)
         assert request.run_key == retried.run_id
         (trigger,) = triggers_of(request)
-        assert trigger["id"] == "Flaky/%s/end/t" % ids.metaflow_run_id(failed.run_id)
+        assert trigger["id"] == "Flaky/%s/end/t" % naming.metaflow_run_id(failed.run_id)
         instance.dispose()
 
 

@@ -1,15 +1,12 @@
 """Flow + graph + options -> plan. Pure: no click objects, no file I/O."""
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from metaflow.parameters import JSONTypeClass, deploy_time_eval
-
-from .ids import config_field_name
+from ..plan import FlowPlan, StepPlan
 from .layout import layout_ops
-from .plan import FlowPlan, ParameterPlan, StepPlan
+from .parameters import parameter_plans
 from .validate import validate
 
 
@@ -24,7 +21,6 @@ class CompileOptions:
     executor: str = "metaflow"
     workflow_timeout_seconds: Optional[int] = None
     top_level_args: List[str] = field(default_factory=list)
-    env: Dict[str, str] = field(default_factory=dict)
     project: Dict[str, str] = field(default_factory=dict)
     schedule: Optional[Dict[str, str]] = None
     triggers: Dict[str, list] = field(default_factory=dict)
@@ -47,7 +43,6 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         ops=layout_ops(steps),
         parameters=parameter_plans(flow),
         top_level_args=list(options.top_level_args),
-        env=dict(options.env),
         tags=list(options.tags),
         namespace=options.namespace,
         max_workers=options.max_workers,
@@ -141,36 +136,3 @@ def _resources(deco) -> Dict[str, str]:
     if deco is None:
         return {}
     return {k: str(v) for k, v in sorted(deco.attributes.items()) if v not in (None, "", 0)}
-
-
-PARAMETER_TYPES = {str: "str", int: "int", float: "float", bool: "bool"}
-
-
-def parameter_plans(flow) -> List[ParameterPlan]:
-    """Deploy-time default functions are evaluated here, once, as on Argo."""
-    plans = []
-    for _, param in flow._get_parameters():
-        if param.IS_CONFIG_PARAMETER:
-            continue
-        kind = _parameter_type(param)
-        default = deploy_time_eval(param.kwargs.get("default"))
-        if kind == "json" and default is not None and not isinstance(default, str):
-            default = json.dumps(default, sort_keys=True)
-        plans.append(
-            ParameterPlan(
-                name=param.name,
-                field=config_field_name(param.name),
-                type=kind,
-                default=default,
-                required=bool(param.kwargs.get("required", False)),
-                help=param.kwargs.get("help"),
-            )
-        )
-    return plans
-
-
-def _parameter_type(param) -> str:
-    declared = param.kwargs.get("type")
-    if isinstance(declared, JSONTypeClass):
-        return "json"
-    return PARAMETER_TYPES.get(declared, "str")

@@ -72,7 +72,7 @@ class TaskOutcome:
         return "\n".join(lines[-ERROR_TAIL_LINES:])
 
 
-def run_task(
+def run_process(
     argv: List[str],
     env: dict,
     cwd: str,

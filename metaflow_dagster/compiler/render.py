@@ -8,11 +8,10 @@ the way the flow's `self.next(...)` calls do, then the plan itself.
 import os
 from typing import Dict, List
 
-from . import __version__
-from .plan import FlowPlan, OpPlan
+from .. import __version__
+from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT
+from ..plan import FlowPlan, OpPlan
 
-FOREACH_TAG = "metaflow/foreach"
-TIMEOUT_TAG = "dagster/op_execution_timeout"
 MAX_COLUMNS = 88
 CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "str"}
 
@@ -26,7 +25,7 @@ def render(plan: FlowPlan, regenerate_command: str) -> str:
         _job(plan),
         _definitions(plan),
         # The plan holds paths and values as they are; long lines are expected there.
-        "FLOW = MetaflowJob.from_json(\n    r'''\n%s\n'''  # noqa: E501\n)\n" % plan.to_json(),
+        "FLOW = FlowRuntime.from_json(\n    r'''\n%s\n'''  # noqa: E501\n)\n" % plan.to_json(),
     ]
     return "\n\n\n".join(parts)
 
@@ -90,15 +89,15 @@ def _imports(plan: FlowPlan) -> str:
         names.add("success_hook")
     if plan.exit_hooks.get("on_error"):
         names.add("failure_hook")
-    lines = [_import_line("dagster", names)]
+    ours = {"FlowRuntime"}
     if plan.executor == "metaflow":
-        lines.append("from metaflow_dagster.executor import metaflow_task_executor")
-    lines.append("from metaflow_dagster.runtime import MetaflowJob")
-    if plan.triggers.get("events") or plan.triggers.get("flows"):
-        used = [n for n, key in (("event_sensor", "events"), ("finish_sensor", "flows"))
-                if plan.triggers.get(key)]
-        lines.append("from metaflow_dagster.runtime.sensors import %s" % ", ".join(used))
-    return "\n".join(lines)
+        ours.add("metaflow_task_executor")
+    if plan.triggers.get("events"):
+        ours.add("event_sensor")
+    if plan.triggers.get("flows"):
+        ours.add("finish_sensor")
+    return "\n".join([_import_line("dagster", names),
+                      _import_line("metaflow_dagster.runtime", ours)])
 
 
 def _import_line(module: str, names) -> str:
@@ -152,14 +151,14 @@ def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
     tags: Dict[str, object] = {}
     timeouts = [plan.step(s).timeout_seconds for s in op.steps if plan.step(s).timeout_seconds]
     if op.kind != "region" and timeouts:
-        tags[TIMEOUT_TAG] = str(timeouts[0])
+        tags[TAG_OP_TIMEOUT] = str(timeouts[0])
     step = plan.step(op.step)
     for key, value in step.resources.items():
         tags["metaflow-resources/%s" % key] = value
     if step.resources:
         tags["dagster-k8s/config"] = _k8s_resources(step.resources)
     if op.mapped_by:
-        tags[FOREACH_TAG] = op.mapped_by
+        tags[TAG_FOREACH] = op.mapped_by
     return tags
 
 
@@ -218,7 +217,7 @@ def _executor(plan: FlowPlan) -> str:
     per_foreach = {"applyLimitPerUniqueValue": True}
     config = {
         "tag_concurrency_limits": [
-            {"key": FOREACH_TAG, "value": per_foreach, "limit": plan.max_workers}
+            {"key": TAG_FOREACH, "value": per_foreach, "limit": plan.max_workers}
         ],
     }
     if plan.executor == "multiprocess":

@@ -4,21 +4,22 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 from dataclasses import replace
 
 from metaflow import current, decorators
 from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
-from .compile import CompileOptions, compile_flow
-from .deployer import record_deployment
-from .lifecycle_cli import COMMANDS
-from .production import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
-from .render import render
-from .schedules import ScheduleNotSupported, schedule_spec
-from .triggers import TriggerNotSupported, trigger_specs
-from .validate import NotSupported
+from ..compiler.compile import CompileOptions, compile_flow
+from ..compiler.render import render
+from ..compiler.schedules import ScheduleNotSupported, schedule_spec
+from ..compiler.triggers import TriggerNotSupported, trigger_specs
+from ..compiler.validate import NotSupported
+from ..files import write_atomically
+from ..naming import default_definitions_file
+from .production_token import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
+from .registry import record_deployment
+from .run_commands import COMMANDS
 
 
 @click.group()
@@ -68,7 +69,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
             "and branch. Use --branch instead.")
     if decospecs:
         _attach_decorators(obj, decospecs)
-    file = file or "%s_dagster.py" % obj.flow.name.lower()
+    file = file or default_definitions_file(obj.flow.name)
     options = CompileOptions(
         flow_file=os.path.abspath(sys.argv[0]),
         cwd=os.getcwd(),
@@ -96,7 +97,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
     )
     plan = replace(plan, env=dict(plan.env, **{PRODUCTION_TOKEN_ENV: token}))
     text = render(plan, _regenerate_command(file))
-    _write_atomically(file, text)
+    write_atomically(file, text)
     record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
     obj.echo("Run it with:  dagster dev -f %s" % file)
@@ -186,20 +187,6 @@ def _regenerate_command(file):
     return " ".join(["python", os.path.basename(sys.argv[0])] + [shlex.quote(a) for a in args])
 
 
-def _write_atomically(path, text):
-    """Never leave a half-written definitions file behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-# trigger / status / resume / delete live in their own module (lifecycle_cli.py).
+# trigger / status / terminate / resume / delete live in their own module (run_commands.py).
 for _command in COMMANDS:
     dagster.add_command(_command)

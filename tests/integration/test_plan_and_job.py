@@ -293,6 +293,6 @@ def test_reserved_step_names_cover_dagsters_own():
     imports dagster; they must stay the same set."""
     from dagster._core.definitions.utils import DISALLOWED_NAMES
 
-    from metaflow_dagster.validate import DAGSTER_DISALLOWED_NAMES
+    from metaflow_dagster.compiler.validate import DAGSTER_DISALLOWED_NAMES
 
     assert DAGSTER_DISALLOWED_NAMES == DISALLOWED_NAMES

@@ -3,10 +3,10 @@ lifecycle.
 
 The commands work on the definitions file `dagster create` wrote and send runs
 to the Dagster instance of DAGSTER_HOME, or with --dagster-url (or
-METAFLOW_DAGSTER_URL) to a running Dagster webserver (see lifecycle.py).
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see runs.py).
 
 This module is imported with every Metaflow command: Dagster is imported inside
-the commands only.
+the commands only (none of the modules imported here imports it at the top).
 """
 
 import json
@@ -15,13 +15,19 @@ import os
 from metaflow import parameters
 from metaflow._vendor import click
 
+from .. import naming
+from . import report, runs
+from .errors import CommandError
+from .parameters import command_line_values, origin_run_values, run_config
+from .targets import target_for
+
 
 def _definitions_option(func):
     return click.option(
         "--definitions-file",
         default=None,
         help="The definitions file `dagster create` wrote (default: "
-        "<flow name>_dagster.py in the current directory).",
+        "%s in the current directory)." % naming.default_definitions_file("<flow name>"),
     )(func)
 
 
@@ -52,49 +58,29 @@ class _Errors:
         return self
 
     def __exit__(self, kind, error, tb):
-        from .lifecycle import LifecycleError
-
-        if kind is not None and issubclass(kind, LifecycleError):
+        if kind is not None and issubclass(kind, CommandError):
             raise click.ClickException(str(error)) from None
         return False
 
 
-def _compiled_job(obj, definitions_file):
-    from .lifecycle import CompiledJob, LifecycleError
+def _definitions_file(obj, definitions_file):
+    from .definitions import DefinitionsFile
 
-    path = definitions_file or "%s_dagster.py" % obj.flow.name.lower()
-    job = CompiledJob(path)
+    path = definitions_file or naming.default_definitions_file(obj.flow.name)
+    job = DefinitionsFile(path)
     if job.plan.flow_name != obj.flow.name:
-        raise LifecycleError("%s is the job of flow %s, not of %s." % (
+        raise CommandError("%s is the job of flow %s, not of %s." % (
             path, job.plan.flow_name, obj.flow.name))
     return job
 
 
-def _parameter_values(obj, kwargs) -> dict:
-    """The Parameters given on the command line (already checked and converted
-    by click against the flow's types), by Metaflow name."""
-    values = {}
-    for _, param in obj.flow._get_parameters():
-        if param.IS_CONFIG_PARAMETER:
-            continue
-        value = kwargs.get(param.name.replace("-", "_").lower())
-        if value is None:
-            continue
-        if isinstance(value, parameters.DelayedEvaluationParameter):
-            value = value(return_str=True)
-        values[param.name] = value
-    return values
-
-
 def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file, what):
-    from . import ids, lifecycle
-
     run_id = target.launch(job, config, tags)
-    metaflow_run = "%s/%s" % (obj.flow.name, ids.metaflow_run_id(run_id))
+    metaflow_run = "%s/%s" % (obj.flow.name, naming.metaflow_run_id(run_id))
     obj.echo("%s *%s* on %s." % (what, job.job_name, target.describe()), bold=True)
     obj.echo("    Dagster run id:  %s" % run_id)
     obj.echo("    Metaflow run:    %s" % metaflow_run)
-    obj.echo("    Dagster UI:      %s" % lifecycle.ui_url(target, run_id))
+    obj.echo("    Dagster UI:      %s" % report.ui_url(target, run_id))
     if run_id_file:
         with open(run_id_file, "w") as f:
             f.write(metaflow_run.split("/")[1])
@@ -108,7 +94,7 @@ def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
             }, f)
     try:
         warning = target.queue_warning()
-    except lifecycle.LifecycleError:
+    except CommandError:
         warning = None  # the run is submitted; this was only advice
     if warning:
         obj.echo("Warning: " + warning, fg="yellow")
@@ -121,12 +107,11 @@ def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
             deployer_attribute_file=None, **kwargs):
-    from . import lifecycle
 
     with _Errors():
-        job = _compiled_job(obj, definitions_file)
-        config = lifecycle.run_config(job.plan, _parameter_values(obj, kwargs))
-        target = lifecycle.target_for(dagster_url)
+        job = _definitions_file(obj, definitions_file)
+        config = run_config(job.plan, command_line_values(obj.flow, kwargs))
+        target = target_for(dagster_url)
         _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
                "Triggered a run of")
 
@@ -137,19 +122,18 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
 @_url_option
 @click.pass_obj
 def status(obj, run_id=None, dagster_url=None):
-    from . import lifecycle
 
     with _Errors():
-        target = lifecycle.target_for(dagster_url)
+        target = target_for(dagster_url)
         if run_id:
-            state = lifecycle.find_run(target, obj.flow.name, run_id)
+            state = runs.find_run(target, obj.flow.name, run_id)
         else:
-            state = lifecycle.latest_run(target, obj.flow.name)
+            state = runs.latest_run(target, obj.flow.name)
             if state is None:
-                raise lifecycle.LifecycleError(
+                raise CommandError(
                     "No run of %s in %s." % (obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
-        for line in lifecycle.describe_state(state, obj.flow.name):
+        for line in report.describe_state(state, obj.flow.name):
             click.echo(line)
 
 
@@ -159,13 +143,12 @@ def status(obj, run_id=None, dagster_url=None):
 @_url_option
 @click.pass_obj
 def terminate(obj, run_id, dagster_url=None):
-    from . import lifecycle
 
     with _Errors():
-        target = lifecycle.target_for(dagster_url)
-        state = lifecycle.find_run(target, obj.flow.name, run_id)
+        target = target_for(dagster_url)
+        state = runs.find_run(target, obj.flow.name, run_id)
         if state.finished:
-            raise lifecycle.LifecycleError(
+            raise CommandError(
                 "Run %s/%s has already finished (%s); nothing to terminate."
                 % (obj.flow.name, state.metaflow_run_id, state.status))
         target.terminate(state.run_id)
@@ -183,19 +166,18 @@ def terminate(obj, run_id, dagster_url=None):
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
            run_id_file=None, deployer_attribute_file=None):
-    from . import lifecycle
-    from .runtime import resume as resume_runtime
+    from ..runtime import resume as resume_runtime
 
     with _Errors():
-        job = _compiled_job(obj, definitions_file)
-        target = lifecycle.target_for(dagster_url)
-        origin = lifecycle.metaflow_run_of(target, obj.flow.name, origin_run_id)
-        _check_finished(lifecycle, target, obj.flow.name, origin)
+        job = _definitions_file(obj, definitions_file)
+        target = target_for(dagster_url)
+        origin = runs.metaflow_run_of(target, obj.flow.name, origin_run_id)
+        _check_finished(target, obj.flow.name, origin)
         try:
             rerun = resume_runtime.rerun_steps(job.plan, step_to_rerun)
         except ValueError as error:
-            raise lifecycle.LifecycleError(str(error)) from None
-        config = lifecycle.run_config(job.plan, _origin_parameters(obj, job.plan, origin))
+            raise CommandError(str(error)) from None
+        config = run_config(job.plan, origin_run_values(obj.flow, job.plan, origin))
         tags = resume_runtime.resume_tags(origin, rerun)
         obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
             ": re-running %s" % ", ".join(rerun)) if rerun else ""))
@@ -203,59 +185,31 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
                "Started a resume run of")
 
 
-def _check_finished(lifecycle, target, flow_name, origin):
+def _check_finished(target, flow_name, origin):
     """Cloning from a run that still runs would copy a moving target."""
     try:
-        state = lifecycle.find_run(target, flow_name, origin)
-    except lifecycle.LifecycleError:
+        state = runs.find_run(target, flow_name, origin)
+    except CommandError:
         return  # not a run of this Dagster instance: the datastore decides
     if not state.finished:
-        raise lifecycle.LifecycleError(
+        raise CommandError(
             "Run %s/%s is still %s (Dagster run %s); resume it once it has finished."
             % (flow_name, origin, state.status, state.run_id))
-
-
-def _origin_parameters(obj, plan, origin_run_id) -> dict:
-    """The origin run's Parameter values: a resumed run keeps them, as in Metaflow."""
-    from metaflow.datastore.exceptions import DataException
-
-    from . import ids
-    from .lifecycle import LifecycleError
-    from .runtime.attempts import plan_datastore
-
-    try:
-        params = plan_datastore(plan).get_task_datastore(
-            origin_run_id, ids.PARAMETERS_STEP, ids.PARAMETERS_TASK_ID)
-    except DataException:
-        raise LifecycleError(
-            "Run %s/%s has no parameters in the datastore at %s: it did not run from this "
-            "deployment." % (plan.flow_name, origin_run_id, plan.datastore_root)) from None
-    values = {}
-    for var, param in obj.flow._get_parameters():
-        if not param.IS_CONFIG_PARAMETER and var in params:
-            values[param.name] = params[var]
-    return values
 
 
 @click.command(help="Delete the deployment: its definitions file and its record.")
 @_definitions_option
 @click.pass_obj
 def delete(obj, definitions_file=None):
-    from .deployer import forget_deployment
-    from .lifecycle import LifecycleError
+    from .registry import forget_deployment
 
     with _Errors():
-        path = os.path.abspath(definitions_file or "%s_dagster.py" % obj.flow.name.lower())
-        if not os.path.isfile(path):
-            raise LifecycleError("No definitions file at %s." % path)
-        with open(path) as f:
-            # Never delete a file `dagster create` did not write (e.g. the flow).
-            if "from metaflow_dagster.runtime import MetaflowJob" not in f.read():
-                raise LifecycleError("%s is not a definitions file of metaflow-dagster; "
-                                     "not deleting it." % path)
-        forget_deployment(path)
-        os.unlink(path)
-        obj.echo("Deleted the Dagster deployment of *%s* (%s)." % (obj.flow.name, path),
+        # Never delete a file `dagster create` did not write (e.g. the flow): only one
+        # that loads as the definitions file of this flow.
+        job = _definitions_file(obj, definitions_file)
+        forget_deployment(job.path)
+        os.unlink(job.path)
+        obj.echo("Deleted the Dagster deployment of *%s* (%s)." % (obj.flow.name, job.path),
                  bold=True)
 
 

@@ -6,37 +6,36 @@ from typing import Iterator, List, Optional
 
 from dagster import DynamicOutput, Failure, MetadataValue, Output
 
-from .. import ids
+from .. import naming
 from ..plan import FlowPlan, OpPlan
 from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
+from .processes import TaskTimeout
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
-from .step_runner import TaskTimeout
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
 EXIT_DISALLOW_RETRY = 202
-TRIGGERS_TAG = "metaflow/triggers"
 
 
-class MetaflowJob:
+class FlowRuntime:
     """The compiled flow, as seen from inside Dagster."""
 
     def __init__(self, plan: FlowPlan):
         self.plan = plan
 
     @classmethod
-    def from_json(cls, text: str) -> "MetaflowJob":
+    def from_json(cls, text: str) -> "FlowRuntime":
         return cls(FlowPlan.from_json(text))
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
         open_in_background(self.plan)
-        run_id = ids.metaflow_run_id_of(context.run)
+        run_id = naming.metaflow_run_id_of(context.run)
         launcher = TaskLauncher(
-            self.plan, run_id, context.run_id, op_name, context.run.tags.get(TRIGGERS_TAG),
+            self.plan, run_id, context.run_id, op_name, context.run.tags.get(naming.TAG_TRIGGERS),
             reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
             continues_run=context.run.parent_run_id is not None,
         )
@@ -49,7 +48,7 @@ class MetaflowJob:
         except ParametersFailed as failed:
             raise Failure(
                 description="Could not initialise the Parameters of %s:\n%s"
-                % (self._pathspec(ids.parameters_pathspec(run_id)), failed.outcome.error_tail()),
+                % (self._pathspec(naming.parameters_pathspec(run_id)), failed.outcome.error_tail()),
                 allow_retries=False,
             ) from None
 
@@ -66,7 +65,7 @@ class MetaflowJob:
         attempt = launcher.attempts.attempt(task.step, task.task_id, context.retry_number)
         context.log.info("Metaflow task %s (attempt %d)" % (
             self._pathspec(task.pathspec(launcher.run_id)), attempt))
-        result = self.run_task(context, launcher, task, context.retry_number, deadline)
+        result = self.run_task_attempt(context, launcher, task, context.retry_number, deadline)
         yield from self._outputs(op, task.pathspec(launcher.run_id), result)
 
     def run_exit_hooks(self, context, kind: str) -> None:
@@ -74,7 +73,7 @@ class MetaflowJob:
         launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
         run_exit_hooks(self.plan, context, kind, launcher.base_env)
 
-    def run_task(self, context, launcher: TaskLauncher, task: Task, retry_number: int,
+    def run_task_attempt(self, context, launcher: TaskLauncher, task: Task, retry_number: int,
                  deadline: Optional[float], prefix: str = "") -> dict:
         """Run one attempt of a task; raise Failure if it fails."""
         step = self.plan.step(task.step)
@@ -111,11 +110,11 @@ class MetaflowJob:
     def _outputs(self, op: OpPlan, pathspec: str, result: dict) -> Iterator[Output]:
         metadata = {"metaflow_pathspec": MetadataValue.text(self._pathspec(pathspec))}
         if op.kind == "foreach":
-            splits = result["foreach_num_splits"]
+            splits = result[naming.RESULT_FOREACH_SPLITS]
             for index in range(splits):
                 yield DynamicOutput(pathspec, mapping_key=str(index))
         elif op.kind == "switch":
-            yield Output(pathspec, output_name=result["switch_step"], metadata=metadata)
+            yield Output(pathspec, output_name=result[naming.RESULT_SWITCH_STEP], metadata=metadata)
         else:
             yield Output(pathspec, metadata=metadata)
 
@@ -124,7 +123,7 @@ class MetaflowJob:
         retries and re-executions of the start op reuse them."""
         if context.retry_number == 0 and not context.run.parent_run_id:
             launcher.start_parameters(dict(context.op_config or {}))
-        return ids.parameters_pathspec(run_id)
+        return naming.parameters_pathspec(run_id)
 
     def _seconds_left(self, context) -> Optional[float]:
         """--workflow-timeout: what is left of it; fails the op once it is spent."""

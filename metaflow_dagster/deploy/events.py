@@ -1,0 +1,43 @@
+"""Sending a Metaflow event to the Dagster instance, where the event sensors of
+compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
+The event's layout is runtime/events.py's."""
+
+import json
+import time
+import uuid
+
+from dagster import AssetMaterialization, DagsterInstance, MetadataValue
+
+from ..naming import EVENT_NAME_RE
+from ..runtime.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
+
+
+def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = None) -> str:
+    """Record event `name` with `payload`; return its id.
+
+    `instance` defaults to the one DAGSTER_HOME points at. The timestamp is whole epoch
+    seconds because metaflow.events.Trigger converts only int timestamps to datetimes.
+    """
+    if not EVENT_NAME_RE.match(name):
+        raise ValueError(
+            "Event name %r is invalid: use letters, digits, '_', '-' and '.' only." % name
+        )
+    _check_payload(payload)
+    event_id = str(uuid.uuid4())
+    materialization = AssetMaterialization(
+        asset_key=event_asset_key(name),
+        description="Metaflow event %s" % name,
+        metadata={
+            PAYLOAD_KEY: MetadataValue.json(payload),
+            EVENT_ID_KEY: MetadataValue.text(event_id),
+            TIMESTAMP_KEY: MetadataValue.int(int(time.time())),
+        },
+    )
+    (instance or DagsterInstance.get()).report_runless_asset_event(materialization)
+    return event_id
+
+
+def _check_payload(payload: dict) -> None:
+    if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
+        raise ValueError("An event payload must be a dict with string keys, got %r" % (payload,))
+    json.dumps(payload)  # raises TypeError on values JSON cannot hold

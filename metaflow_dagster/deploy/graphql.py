@@ -1,0 +1,138 @@
+"""A running Dagster deployment (`dagster dev`, or a webserver and a daemon) as a
+target, through its GraphQL API. The webserver queues the run; its daemon
+launches it."""
+
+from typing import Dict, List, Optional
+from urllib.parse import urlparse
+
+from .. import naming
+from .definitions import DefinitionsFile
+from .errors import CommandError
+from .runs import RunState, StepState
+
+RUN_FIELDS = "runId status jobName rootRunId parentRunId tags { key value }"
+RUN_STATE_QUERY = """
+query RunState($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { %s stepStats { stepKey status startTime } }
+    ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+""" % RUN_FIELDS
+DAEMON_QUERY = """
+{
+  instance {
+    runQueuingSupported
+    daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } }
+  }
+}
+"""
+FLOW_RUNS_QUERY = """
+query FlowRuns($filter: RunsFilter, $limit: Int) {
+  runsOrError(filter: $filter, limit: $limit) {
+    __typename
+    ... on Runs { results { %s } }
+    ... on InvalidPipelineRunsFilterError { message }
+    ... on PythonError { message }
+  }
+}
+""" % RUN_FIELDS
+
+
+# Seconds to wait for the webserver: an unreachable one fails the command quickly.
+REQUEST_TIMEOUT_SECONDS = 30
+
+
+class GraphQLTarget:
+    """Starts and terminates runs with dagster_graphql's public client; reads run
+    and step states (which that client does not offer) with its GraphQL library, gql."""
+
+    def __init__(self, url: str):
+        from dagster_graphql import DagsterGraphQLClient
+        from gql import Client
+        from gql.transport.requests import RequestsHTTPTransport
+
+        parsed = urlparse(url if "://" in url else "http://" + url)
+        if not parsed.hostname:
+            raise CommandError("Not a URL of a Dagster webserver: %r" % url)
+        self.url = url
+        self.ui_base = "%s://%s%s" % (parsed.scheme, parsed.netloc, parsed.path.rstrip("/"))
+        self.client = DagsterGraphQLClient(
+            parsed.hostname,
+            port_number=parsed.port,
+            use_https=parsed.scheme == "https",
+            path_prefix=parsed.path.rstrip("/"),
+            timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+        self.graphql_url = "%s/graphql" % self.ui_base
+        self._queries = Client(transport=RequestsHTTPTransport(
+            url=self.graphql_url, use_json=True, timeout=REQUEST_TIMEOUT_SECONDS))
+
+    def describe(self) -> str:
+        return "the Dagster webserver at %s" % self.ui_base
+
+    def query(self, query: str, variables: dict) -> dict:
+        from gql import gql
+
+        try:
+            return self._queries.execute(gql(query), variable_values=variables)
+        except Exception as error:  # gql raises transport, connection and query errors alike
+            raise CommandError("%s did not answer %s: %s" % (
+                self.describe(), self.graphql_url, error)) from None
+
+    def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
+        from dagster_graphql import DagsterGraphQLClientError
+
+        try:
+            return self.client.submit_job_execution(job.job_name, run_config=config, tags=tags)
+        except DagsterGraphQLClientError as error:
+            detail = error.body if getattr(error, "body", None) else ""
+            raise CommandError(
+                "%s could not start job %s: %s %s" % (self.describe(), job.job_name, error, detail)
+            ) from None
+
+    def terminate(self, run_id: str) -> None:
+        """Ask the webserver to terminate the run (as the UI's Terminate button)."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        try:
+            self.client.terminate_run(run_id)
+        except DagsterGraphQLClientError as error:
+            raise CommandError("%s could not terminate run %s: %s"
+                                 % (self.describe(), run_id, error)) from None
+
+    def queue_warning(self) -> Optional[str]:
+        """Why a submitted run may stay QUEUED: the deployment queues runs and no
+        daemon is there to dequeue them (a webserver alone)."""
+        data = self.query(DAEMON_QUERY, {})["instance"]
+        status = data["daemonHealth"]["daemonStatus"]
+        if data["runQueuingSupported"] and not status["healthy"]:
+            return ("%s queues runs, and its daemon is not running: the run stays QUEUED "
+                    "until a daemon starts (`dagster-daemon run`, or use `dagster dev`)."
+                    % self.describe())
+        return None
+
+    def run_state(self, run_id: str) -> Optional[RunState]:
+        data = self.query(RUN_STATE_QUERY, {"runId": run_id})["runOrError"]
+        if data["__typename"] == "RunNotFoundError":
+            return None
+        if data["__typename"] != "Run":
+            raise CommandError(data.get("message", data["__typename"]))
+        steps = [StepState(s["stepKey"], s["status"] or "UNKNOWN", s["startTime"])
+                 for s in data["stepStats"]]
+        return _run_from_graphql(data, steps)
+
+    def flow_runs(self, flow_name: str, limit: int) -> List[RunState]:
+        variables = {"filter": {"tags": [{"key": naming.TAG_FLOW_NAME, "value": flow_name}]},
+                     "limit": limit}
+        data = self.query(FLOW_RUNS_QUERY, variables)["runsOrError"]
+        if data["__typename"] != "Runs":
+            raise CommandError(data.get("message", data["__typename"]))
+        return [_run_from_graphql(r) for r in data["results"]]
+
+
+def _run_from_graphql(data: dict, steps=()) -> RunState:
+    return RunState(data["runId"], data["status"], data["jobName"], data["rootRunId"],
+                    data["parentRunId"], {t["key"]: t["value"] for t in data["tags"]}, list(steps))

@@ -1,0 +1,66 @@
+"""Runs of a compiled job as the user's commands see them, whichever target
+(targets.py) they are on."""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .. import naming
+from .errors import CommandError
+
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+# How many recent runs of a flow are searched for a Metaflow run id.
+RUN_SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class StepState:
+    key: str
+    status: str
+    start_time: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    status: str
+    job_name: str
+    root_run_id: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    tags: Dict[str, str] = field(default_factory=dict)
+    steps: List[StepState] = field(default_factory=list)
+
+    @property
+    def metaflow_run_id(self) -> str:
+        return naming.metaflow_run_id_of(self)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def latest_run(target, flow_name: str) -> Optional[RunState]:
+    runs = target.flow_runs(flow_name, 1)
+    return target.run_state(runs[0].run_id) if runs else None
+
+
+def find_run(target, flow_name: str, run_id: str) -> RunState:
+    """A Dagster run by its id, or the latest Dagster run of a Metaflow run (a
+    re-execution continues the Metaflow run of its root run)."""
+    if not naming.is_metaflow_run_id(run_id):
+        state = target.run_state(run_id)
+        if state is None:
+            raise CommandError("No run %s in %s." % (run_id, target.describe()))
+        return state
+    for run in target.flow_runs(flow_name, RUN_SEARCH_LIMIT):
+        if run.metaflow_run_id == run_id:
+            return target.run_state(run.run_id)
+    raise CommandError(
+        "No Dagster run of Metaflow run %s/%s in %s." % (flow_name, run_id, target.describe())
+    )
+
+
+def metaflow_run_of(target, flow_name: str, run_id: str) -> str:
+    """The Metaflow run id of a Metaflow or Dagster run id."""
+    if naming.is_metaflow_run_id(run_id):
+        return run_id
+    return find_run(target, flow_name, run_id).metaflow_run_id
