@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test unit bench clean
 
 venv: $(STAMP)
 
@@ -18,10 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	scripts/demo.sh
 
+# The whole suite, all three tiers (about 10 minutes on 2 cores).
 test: venv
 	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
-	$(BIN)/ruff check . && \
-	$(BIN)/pytest -n 2 tests
+	$(BIN)/python -m ruff check . && \
+	$(BIN)/python -m pytest -n 2 tests
+
+# The fast tier alone: in memory, no subprocess, seconds.
+unit: venv
+	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: venv
 	$(BIN)/python bench/run.py

@@ -136,7 +136,7 @@ def _serving(url: str) -> bool:
 
 def _locations_loaded(url: str) -> bool:
     query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
-    entries = graphql(url)._execute(query, {})["workspaceOrError"].get("locationEntries")
+    entries = graphql(url).query(query, {})["workspaceOrError"].get("locationEntries")
     return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
 

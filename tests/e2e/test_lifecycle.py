@@ -245,7 +245,7 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     before = executions(directory)
 
     # What the UI's "Re-execute from failure" button sends.
-    result = graphql(url)._execute(
+    result = graphql(url).query(
         REEXECUTE, {"params": {"parentRunId": failed, "strategy": "FROM_FAILURE"}}
     )["launchRunReexecution"]
     assert result["__typename"] == "LaunchRunSuccess", result

@@ -12,6 +12,7 @@ class LinearFlow(FlowSpec):
     @step
     def a(self):
         self.trail = self.trail + ["a"]
+        print("trail so far: %s" % self.trail)
         self.next(self.b)
 
     @step

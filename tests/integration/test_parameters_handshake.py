@@ -2,7 +2,6 @@
 the start task waits for it in dagster_internal's step_init. Both sides here are
 real: a compiled flow's real `init` subprocess, and a real file handshake."""
 
-import os
 import threading
 import time
 
@@ -11,6 +10,7 @@ from harness import compile_flow, load_definitions
 from metaflow.exception import MetaflowException
 
 from metaflow_dagster import naming
+from metaflow_dagster.files import write_atomically
 from metaflow_dagster.runtime.datastore import plan_datastore
 from metaflow_dagster.runtime.tasks import ParametersFailed, ParametersInit, TaskLauncher
 from metaflow_dagster.task.decorator import _wait_for_parameters
@@ -50,10 +50,7 @@ def test_the_start_task_waits_until_the_op_says_init_is_done(tmp_path):
 
     def finish_init_later():
         time.sleep(0.5)
-        # Written whole, then renamed, as ParametersInit does: the waiter must never
-        # see the file before its content.
-        (tmp_path / "ready.tmp").write_text("ok")
-        os.replace(tmp_path / "ready.tmp", ready)
+        write_atomically(str(ready), "ok")  # as ParametersInit does
 
     threading.Thread(target=finish_init_later).start()
     started = time.monotonic()

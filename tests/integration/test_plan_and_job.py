@@ -271,7 +271,6 @@ def test_parameters_are_the_start_ops_config(built):
 def test_plan_round_trips_through_json(built, name):
     plan = built[name].plan
     assert FlowPlan.from_json(plan.to_json()) == plan
-    assert FlowPlan.from_json(plan.to_json()).to_json() == plan.to_json()
 
 
 @pytest.mark.parametrize("name", sorted(FLOWS_UNDER_TEST))

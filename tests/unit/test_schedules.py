@@ -83,10 +83,6 @@ def test_unsupported_cron_is_refused_by_name(aws, reason):
     assert "five-field cron" in message  # says what to do
 
 
-def test_schedule_not_supported_is_a_value_error():
-    assert issubclass(ScheduleNotSupported, ValueError)
-
-
 # --- schedule_spec ------------------------------------------------------------------------------
 
 
@@ -250,3 +246,15 @@ def test_schedule_evaluation_requests_one_run():
         data = schedule_def.evaluate_tick(context)
     assert len(data.run_requests) == 1
     assert data.run_requests[0].run_key is None
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 3 * * *", "*/15 * * * *", "0 0 * * 1-5", "0 9 * * MON", "0 0 31 2 *", "0 0 30 2 *",
+     "0 0 29 2 *", "0 0 3 * * *", "61 * * * *", "0 0 ? * *", "0 0 1,31 2 *", "@daily", "x"],
+)
+def test_the_cron_check_at_create_time_is_dagsters(cron):
+    """`create` checks crons without importing dagster; it must agree with Dagster."""
+    from metaflow_dagster.compiler.schedules import _is_valid_for_dagster
+
+    assert _is_valid_for_dagster(cron) == is_valid_cron_string(cron)

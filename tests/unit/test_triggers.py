@@ -251,7 +251,3 @@ def test_unsupported_forms_are_refused_clearly(flow_cls, words):
         trigger_specs(init_flow(flow_cls))
     for word in words:
         assert word in str(e.value)
-
-
-def test_trigger_not_supported_is_a_value_error():
-    assert issubclass(TriggerNotSupported, ValueError)

@@ -1,0 +1,141 @@
+"""Plans made by hand, laid out into ops and rendered into a definitions file, which
+is then executed in memory: assertions are on the built Dagster job (op names,
+dependencies, dynamic mapping, retry policies, tags), not on the text."""
+
+import itertools
+import json
+import types
+
+import pytest
+
+from metaflow_dagster.compiler.layout import layout_ops
+from metaflow_dagster.compiler.render import render
+from metaflow_dagster.plan import FlowPlan, ParameterPlan, StepPlan
+
+_modules = itertools.count()
+
+
+def step(name, type_, next_=(), parents=(), **policies) -> StepPlan:
+    return StepPlan(name=name, type=type_, next=list(next_), parents=list(parents), **policies)
+
+
+def plan_of(steps, **fields) -> FlowPlan:
+    return FlowPlan(flow_name="HandFlow", flow_file="hand_flow.py", job_name="HandFlow",
+                    start_step="start", end_step="end", steps=steps, ops=layout_ops(steps),
+                    **fields)
+
+
+def build(plan: FlowPlan):
+    """The rendered file, executed as a module (as Dagster loads it); its job."""
+    text = render(plan, "python hand_flow.py dagster create")
+    module = types.ModuleType("hand_defs_%d" % next(_modules))
+    exec(compile(text, "<definitions>", "exec"), module.__dict__)
+    return text, module.defs.get_job_def(plan.job_name)
+
+
+def dependencies(job):
+    structure = job.graph.dependency_structure
+    deps = {}
+    for node_input in structure.inputs():
+        upstream = [(o.node.name, o.output_def.name) for o in structure.get_deps_list(node_input)]
+        deps.setdefault(node_input.node.name, {})[node_input.input_def.name] = (
+            structure.get_dependency_type(node_input).value, upstream)
+    return deps
+
+
+LINEAR = [
+    step("start", "start", ["a"]),
+    step("a", "linear", ["end"], ["start"], user_code_retries=2, retry_delay_seconds=60,
+         timeout_seconds=90, resources={"cpu": "2", "memory": "4096"}),
+    step("end", "end", [], ["a"]),
+]
+
+FOREACH = [
+    step("start", "foreach", ["body"], matching_join="join"),
+    step("body", "linear", ["join"], ["start"], foreach_stack=["start"]),
+    step("join", "join", ["end"], ["body"], joins="start"),
+    step("end", "end", [], ["join"]),
+]
+
+NESTED = [
+    step("start", "foreach", ["outer"], matching_join="outer_join"),
+    step("outer", "foreach", ["inner"], ["start"], foreach_stack=["start"],
+         matching_join="inner_join"),
+    step("inner", "linear", ["inner_join"], ["outer"], foreach_stack=["start", "outer"]),
+    step("inner_join", "join", ["outer_join"], ["inner"], foreach_stack=["start"],
+         joins="outer"),
+    step("outer_join", "join", ["end"], ["inner_join"], joins="start"),
+    step("end", "end", [], ["outer_join"]),
+]
+
+SWITCH = [
+    step("start", "split-switch", ["high", "low"], switch_cases={"h": "high", "l": "low"}),
+    step("high", "linear", ["end"], ["start"]),
+    step("low", "linear", ["end"], ["start"]),
+    step("end", "end", [], ["high", "low"]),
+]
+
+
+def test_a_linear_flow_is_a_chain_of_ops_with_the_steps_policies():
+    _, job = build(plan_of(LINEAR))
+    assert dependencies(job) == {
+        "a": {"start": ("DIRECT", [("start", "result")])},
+        "end": {"a": ("DIRECT", [("a", "result")])},
+    }
+    a = job.graph.node_named("a").definition
+    assert (a.retry_policy.max_retries, a.retry_policy.delay) == (2, 60)
+    assert a.tags["dagster/op_execution_timeout"] == "90"
+    k8s = json.loads(a.tags["dagster-k8s/config"])  # Dagster keeps tag values as strings
+    assert k8s["container_config"]["resources"]["requests"] == {"cpu": "2", "memory": "4096M"}
+    assert job.graph.node_named("start").definition.retry_policy is None
+
+
+def test_a_foreach_maps_its_body_and_the_join_collects():
+    plan = plan_of(FOREACH, max_workers=7)
+    _, job = build(plan)
+    structure = job.graph.dependency_structure
+    assert [n.name for n in job.graph.nodes if structure.is_dynamic_mapped(n.name)] == ["body"]
+    assert dependencies(job)["join"] == {"splits": ("DYNAMIC_COLLECT", [("body", "result")])}
+    assert job.graph.node_named("body").definition.tags["metaflow/foreach"] == "start"
+    config = job.executor_def.config_schema.resolve_config({}).value["config"]
+    limits = config["tag_concurrency_limits"]
+    assert limits == [{"key": "metaflow/foreach", "value": {"applyLimitPerUniqueValue": True},
+                       "limit": 7}]
+
+
+def test_a_nested_foreach_runs_as_one_region_op_inside_the_outer_map():
+    plan = plan_of(NESTED)
+    assert [(op.name, op.kind, op.steps) for op in plan.ops] == [
+        ("start", "foreach", ["start"]),
+        ("outer", "region", ["outer", "inner", "inner_join"]),
+        ("outer_join", "step", ["outer_join"]),
+        ("end", "step", ["end"]),
+    ]
+    _, job = build(plan)
+    assert {n.name for n in job.graph.nodes} == {"start", "outer", "outer_join", "end"}
+    assert dependencies(job)["outer_join"] == {
+        "splits": ("DYNAMIC_COLLECT", [("outer", "result")])}
+
+
+def test_a_switch_has_one_optional_output_per_case_and_the_merge_takes_either():
+    _, job = build(plan_of(SWITCH))
+    outputs = {o.name: o.is_required for o in job.graph.node_named("start").definition.output_defs}
+    assert outputs == {"high": False, "low": False}
+    assert dependencies(job)["end"] == {
+        "branches": ("FAN_IN", [("high", "result"), ("low", "result")])}
+
+
+def test_parameters_are_typed_config_fields_of_the_start_op():
+    params = [ParameterPlan("alpha", "alpha", "float", 0.5, help="Learning rate"),
+              ParameterPlan("n-rows", "n_rows", "int", None, required=True)]
+    _, job = build(plan_of(LINEAR, parameters=params))
+    fields = job.graph.node_named("start").definition.config_schema.as_field().config_type.fields
+    assert fields["alpha"].default_value == 0.5
+    assert fields["alpha"].description == "Learning rate"
+    assert fields["n_rows"].is_required
+
+
+@pytest.mark.parametrize("steps", [LINEAR, FOREACH, NESTED, SWITCH])
+def test_the_file_is_deterministic(steps):
+    text, _ = build(plan_of(steps))
+    assert render(plan_of(steps), "python hand_flow.py dagster create") == text
