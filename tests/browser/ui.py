@@ -1,0 +1,517 @@
+"""Helpers for driving the real Dagster UI in a headless browser.
+
+- `start_dagster_dev` runs `dagster dev -f DEFS` on a free port in its own session and
+  waits until the webserver answers and the code location has LOADED; `DagsterDevHandle.stop`
+  stops it by its own process group (SIGINT as Ctrl-C would, then SIGKILL after a grace).
+- `browser` makes a headless Selenium Chrome on Debian's chromium + chromedriver.
+- `wait_text`, `wait_css`, `click_text`, `screenshot`, `set_codemirror`: small page helpers.
+
+Nothing here knows about metaflow-dagster's package layout: it only runs the `dagster`
+next to the current interpreter and talks HTTP/GraphQL to it.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+VENV_BIN = Path(sys.executable).parent
+DAGSTER = str(VENV_BIN / "dagster")
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.5,
+               message: str = "") -> object:
+    """Poll predicate until it returns something truthy; that value. AssertionError
+    (with message) on timeout. A predicate that trips over a page element React replaced
+    meanwhile (StaleElementReferenceException) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except Exception as error:
+            if type(error).__name__ != "StaleElementReferenceException":
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s: %s" % (timeout, message))
+        time.sleep(interval)
+
+
+def browser_available() -> Optional[str]:
+    """None when the headless browser can run here, else why not (for pytest.skip)."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium)"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return "%s is missing (apt-get install --no-install-recommends chromium " \
+                   "chromium-driver)" % path
+    return None
+
+
+# --- dagster dev -----------------------------------------------------------------------------
+
+def _reset_signals() -> None:
+    """In the child, before exec: a background shell leaves SIGINT/SIGTERM ignored and
+    `dagster dev` would inherit that, so it could not be stopped with Ctrl-C's signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_dev_options: Optional[str] = None
+
+
+def _dev_help() -> str:
+    global _dev_options
+    if _dev_options is None:
+        _dev_options = subprocess.run([DAGSTER, "dev", "--help"], capture_output=True,
+                                      text=True).stdout
+    return _dev_options
+
+
+@dataclass
+class DagsterDevHandle:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    defs_file: Path
+    location: str = ""  # the code location's name, known once loaded
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def graphql(self, query: str, variables: Optional[dict] = None, timeout: float = 30) -> dict:
+        request = urllib.request.Request(
+            self.url + "/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:  # a bad query: say what the server said
+            raise AssertionError("GraphQL %s: %s" % (error.code, error.read()[:2000])) from None
+        assert not body.get("errors"), body
+        return body["data"]
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def locations(self) -> List[dict]:
+        """The workspace's code locations: name, loadStatus, and the load error if any."""
+        data = self.graphql(
+            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
+            "loadStatus locationOrLoadError { __typename ... on PythonError { message } } "
+            "} } } }")
+        return data["workspaceOrError"].get("locationEntries") or []
+
+    def wait_loaded(self, timeout: float = 180) -> str:
+        """Until the webserver answers and the code location has LOADED; its name."""
+        def loaded():
+            assert self.proc.poll() is None, "dagster dev exited (%s):\n%s" % (
+                self.proc.returncode, self.log_tail())
+            try:
+                urllib.request.urlopen(self.url + "/server_info", timeout=5).read()
+                entries = self.locations()
+            except (OSError, ValueError):
+                return None  # not listening yet, or answering but not ready
+            for entry in entries:
+                error = entry["locationOrLoadError"]
+                assert not (error and error["__typename"] == "PythonError"), \
+                    "code location %s failed to load:\n%s" % (entry["name"], error["message"])
+            done = [e for e in entries if e["loadStatus"] == "LOADED"
+                    and e["locationOrLoadError"]]
+            return done[0]["name"] if entries and len(done) == len(entries) else None
+
+        self.location = wait_until(loaded, timeout, interval=1,
+                                   message="dagster dev not ready:\n" + self.log_tail())
+        return self.location
+
+    def stop(self, grace: float = 20) -> None:
+        """SIGINT to the process group this process leads (webserver, daemon, code
+        servers, run workers), then SIGKILL to whatever is left after grace seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        pgid = self.proc.pid  # it leads its own session, so its pid is the group id
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                if self.proc.poll() is None:
+                    try:
+                        self.proc.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                else:
+                    time.sleep(0.5)
+            if not _group_alive(pgid):
+                break
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __enter__(self) -> "DagsterDevHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in process group pgid."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def start_dagster_dev(defs_file: Path, dagster_home: Path, cwd: Path, env: Optional[dict] = None,
+                      timeout: float = 180) -> DagsterDevHandle:
+    """`dagster dev -f DEFS -h 127.0.0.1 -p PORT` against dagster_home (which must exist),
+    started in its own session; returns once its code location has loaded. Its output goes
+    to dagster_dev.log in dagster_home. Stop it with handle.stop() (or use it in `with`)."""
+    env = dict(os.environ if env is None else env)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    if not (Path(dagster_home) / "dagster.yaml").exists():
+        # No telemetry (no network traffic, no banner) and no "Join the Dagster community"
+        # dialog over the first page the browser opens.
+        (Path(dagster_home) / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    port = free_port()
+    argv = [DAGSTER, "dev", "-f", str(defs_file), "-h", "127.0.0.1", "-p", str(port)]
+    help_text = _dev_help()
+    for option in ("--dagster-log-level", "--log-level"):
+        if option in help_text:
+            argv += [option, "warning"]
+            break
+    log_path = Path(dagster_home) / "dagster_dev.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_reset_signals)
+    handle = DagsterDevHandle(proc, port, log_path, Path(defs_file))
+    try:
+        handle.wait_loaded(timeout)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+# --- the browser -------------------------------------------------------------------------------
+
+def browser(width: int = 1600, height: int = 1000):
+    """A headless Chrome webdriver on Debian's chromium and chromedriver, with a fresh
+    profile (removed on quit). Use it as a context manager or call quit()."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="ui-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 "--user-data-dir=%s" % profile, "--window-size=%d,%d" % (width, height)):
+        options.add_argument(flag)
+    service = Service(executable_path=CHROMEDRIVER, log_output=subprocess.DEVNULL)
+    driver = webdriver.Chrome(service=service, options=options)
+    # --window-size is the outer size: grow the window so the page itself (what
+    # screenshots show) is width x height.
+    inner_w, inner_h, outer_w, outer_h = driver.execute_script(
+        "return [innerWidth, innerHeight, outerWidth, outerHeight]")
+    driver.set_window_size(width + outer_w - inner_w, height + outer_h - inner_h)
+
+    quit_ = driver.quit
+
+    def quit_and_clean():
+        try:
+            quit_()
+        finally:
+            import shutil
+            shutil.rmtree(profile, ignore_errors=True)
+
+    driver.quit = quit_and_clean
+    return driver
+
+
+def page_text(driver) -> str:
+    return driver.execute_script("return document.body ? document.body.innerText : ''") or ""
+
+
+def wait_text(driver, text: str, timeout: float = 30) -> None:
+    """Until `text` shows in the page's visible text."""
+    wait_until(lambda: text in page_text(driver), timeout, interval=0.5,
+               message="%r not on %s" % (text, driver.current_url))
+
+
+def wait_any_text(driver, texts, timeout: float = 30) -> str:
+    """Until one of `texts` shows in the page's visible text; which one."""
+    def found():
+        body = page_text(driver)
+        return next((t for t in texts if t in body), None)
+
+    return wait_until(found, timeout, interval=0.5,
+                      message="none of %r on %s" % (list(texts), driver.current_url))
+
+
+def wait_css(driver, selector: str, timeout: float = 30):
+    """Until an element matching the CSS selector is displayed; the element."""
+    from selenium.webdriver.common.by import By
+
+    def shown():
+        return next((e for e in driver.find_elements(By.CSS_SELECTOR, selector)
+                     if e.is_displayed()), None)
+
+    return wait_until(shown, timeout, interval=0.5,
+                      message="no %s on %s" % (selector, driver.current_url))
+
+
+def find_by_text(driver, text: str, tags=("button", "a", "span", "div")):
+    """Displayed elements whose own visible text is exactly `text`, innermost tags first
+    in `tags` order (a button before the span inside it)."""
+    from selenium.webdriver.common.by import By
+
+    found = []
+    for tag in tags:
+        xpath = "//%s[normalize-space(.)=%s]" % (tag, _xpath_literal(text))
+        found += [e for e in driver.find_elements(By.XPATH, xpath) if e.is_displayed()]
+    return found
+
+
+def click_text(driver, text: str, timeout: float = 30, tags=("button", "a", "span", "div")):
+    """Click the first displayed, enabled element whose text is exactly `text` (found
+    again if the page re-renders it under our feet)."""
+    def clicked():
+        for element in find_by_text(driver, text, tags):
+            if element.is_enabled():
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                                      element)
+                element.click()
+                return True
+        return False
+
+    wait_until(clicked, timeout, interval=0.5,
+               message="nothing to click named %r on %s" % (text, driver.current_url))
+
+
+def _xpath_literal(text: str) -> str:
+    if "'" not in text:
+        return "'%s'" % text
+    if '"' not in text:
+        return '"%s"' % text
+    return "concat(%s)" % ", \"'\", ".join("'%s'" % p for p in text.split("'"))
+
+
+def set_codemirror(driver, text: str, selector: str = ".CodeMirror") -> str:
+    """Replace the content of a CodeMirror 5 editor through its own API (typing into it
+    gets auto-indented); the editor's content afterwards."""
+    editor = wait_css(driver, selector)
+    return driver.execute_script(
+        "var cm = arguments[0].CodeMirror; cm.setValue(arguments[1]); cm.focus();"
+        " return cm.getValue();", editor, text)
+
+
+def get_codemirror(driver, selector: str = ".CodeMirror") -> str:
+    editor = wait_css(driver, selector)
+    return driver.execute_script("return arguments[0].CodeMirror.getValue();", editor)
+
+
+def screenshot(driver, path) -> Path:
+    """Save a PNG of the viewport at path (its directory is created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(path)), "screenshot failed: %s" % path
+    return path
+
+
+# --- Dagster UI pages (Dagster 1.13) -----------------------------------------------------------
+# One helper per page. Each leaves the browser on its page, loaded, and returns what a test
+# needs from it. Navigation goes through the UI (links and tabs) where a user would click.
+
+TERMINAL_RUN_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def open_job(driver, base_url: str, job_name: str, op_names=()) -> str:
+    """The job's overview (its op graph), reached from the Jobs list; its URL
+    (/locations/<location>/jobs/<job>). Waits until every name in op_names is drawn."""
+    driver.get(base_url + "/jobs")
+    wait_text(driver, job_name)
+    click_text(driver, job_name, tags=("a",))
+    wait_until(lambda: "/jobs/%s" % job_name in driver.current_url, 30,
+               message="job page of %s did not open: %s" % (job_name, driver.current_url))
+    wait_text(driver, "Launchpad")
+    for name in op_names:
+        wait_text(driver, name)
+    return driver.current_url.rstrip("/")
+
+
+def open_launchpad(driver) -> str:
+    """From a job page, its Launchpad tab (/locations/<location>/jobs/<job>/playground);
+    the config editor's initial YAML (the scaffolded defaults)."""
+    click_text(driver, "Launchpad", tags=("a",))
+    wait_until(lambda: driver.current_url.rstrip("/").endswith("/playground"), 30,
+               message="launchpad did not open: %s" % driver.current_url)
+    wait_css(driver, ".CodeMirror")
+    wait_until(lambda: get_codemirror(driver).strip(), 30, message="empty config editor")
+    return get_codemirror(driver)
+
+
+def set_launchpad_config(driver, config_yaml: str, settle: float = 1.5,
+                         timeout: float = 30) -> None:
+    """Replace the launchpad's run config and wait until the UI has validated it: the
+    errors panel says "No errors" and 'Launch Run' is enabled, both for `settle` seconds
+    in a row (after a change the panel shows the previous verdict for up to ~1 s)."""
+    assert set_codemirror(driver, config_yaml) == config_yaml
+    since = [None]
+
+    def valid_and_settled():
+        buttons = find_by_text(driver, "Launch Run", tags=("button",))
+        ok = "No errors" in page_text(driver) and any(b.is_enabled() for b in buttons)
+        if not ok:
+            since[0] = None
+            return False
+        since[0] = since[0] or time.monotonic()
+        return time.monotonic() - since[0] >= settle
+
+    wait_until(valid_and_settled, timeout, interval=0.25,
+               message="launchpad config not accepted:\n" + config_yaml
+               + "\npage says:\n" + page_text(driver).split("ERRORS")[-1][:1500])
+
+
+def launch_run(driver, timeout: float = 60) -> str:
+    """Click 'Launch Run' on the launchpad; the UI then opens the run's page
+    (/runs/<run id>). The Dagster run id."""
+    before = driver.current_url
+    click_text(driver, "Launch Run", tags=("button",))
+    match = wait_until(
+        lambda: driver.current_url != before and re.search(r"/runs/([0-9a-f-]{36})",
+                                                           driver.current_url),
+        timeout, message="no run page after Launch Run (still %s): %s" % (
+            driver.current_url, page_text(driver)[-2000:]))
+    return match.group(1)
+
+
+def open_run(driver, base_url: str, run_id: str) -> None:
+    """The run's page (/runs/<run id>): header, Gantt chart and event log."""
+    driver.get("%s/runs/%s" % (base_url, run_id))
+    wait_text(driver, run_id[:8])
+
+
+def run_page_status(driver) -> Optional[str]:
+    """The run's status as the run page shows it: its document title ends with
+    "[STATUS]" (e.g. "Runs | UIFlow | 1a2b3c4d [SUCCESS]")."""
+    match = re.search(r"\[([A-Z_]+)\]\s*$", driver.title or "")
+    return match.group(1) if match else None
+
+
+def run_status_tag(driver) -> str:
+    """The text of the status tag in the run page's header: 'Queued', 'Starting',
+    'Started', then 'Success', 'Failure' or 'Canceled'. It is the tag just before the
+    'Run of <job>' tag; read in one script, as the header re-renders while the run goes."""
+    return driver.execute_script(
+        "var tags = Array.from(document.querySelectorAll('.BaseTag'));"
+        " var i = tags.findIndex(function (t) { return /^Run of/.test(t.innerText.trim()); });"
+        " return i > 0 ? tags[i - 1].innerText.trim() : '';")
+
+
+def wait_run_finished(driver, timeout: float = 180) -> str:
+    """On a run page, until the run has ended; its status (SUCCESS, FAILURE, CANCELED).
+    The page title and the header's status tag must agree: once, reading the title twice
+    in a row gave SUCCESS then STARTED."""
+    def finished():
+        status = run_page_status(driver)
+        if status in TERMINAL_RUN_STATUSES and run_status_tag(driver).upper() == status:
+            return status
+        return None
+
+    return wait_until(finished, timeout, interval=1,
+                      message="run not finished, page title %r" % driver.title)
+
+
+# --- the same facts through GraphQL ------------------------------------------------------------
+
+def run_info(dev: DagsterDevHandle, run_id: str) -> dict:
+    """A run as the webserver knows it: status, jobName, runConfigYaml, tags (key/value)."""
+    data = dev.graphql("query($id: ID!) { runOrError(runId: $id) { __typename "
+                       "... on Run { status jobName runConfigYaml tags { key value } } } }",
+                       {"id": run_id})
+    assert data["runOrError"]["__typename"] == "Run", data
+    return data["runOrError"]
+
+
+def run_status(dev: DagsterDevHandle, run_id: str) -> str:
+    return run_info(dev, run_id)["status"]
+
+
+def run_events(dev: DagsterDevHandle, run_id: str) -> List[dict]:
+    """Every event of a run: __typename, stepKey, message, and metadataEntries
+    (label plus text/url/path/json value) where the event has them."""
+    query = """
+    query($id: ID!, $after: String) {
+      logsForRun(runId: $id, afterCursor: $after) {
+        __typename
+        ... on EventConnection {
+          cursor hasMore
+          events {
+            __typename
+            ... on MessageEvent { message stepKey }
+            ... on DisplayableEvent {
+              metadataEntries {
+                label
+                ... on TextMetadataEntry { text }
+                ... on UrlMetadataEntry { url }
+                ... on PathMetadataEntry { path }
+                ... on JsonMetadataEntry { jsonString }
+              }
+            }
+          }
+        }
+      }
+    }"""
+    events, cursor = [], None
+    while True:
+        data = dev.graphql(query, {"id": run_id, "after": cursor})["logsForRun"]
+        assert data["__typename"] == "EventConnection", data
+        events += data["events"]
+        cursor = data["cursor"]
+        if not data["hasMore"]:
+            return events

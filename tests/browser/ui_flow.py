@@ -1,0 +1,44 @@
+"""UIFlow, the flow the browser test launches from the Dagster UI.
+
+A typed Parameter sets the fan-out width of a foreach and a label; ``report``
+renders a Metaflow card. Run it locally with:
+    python ui_flow.py run --width 4 --label "from the CLI"
+"""
+
+from metaflow import FlowSpec, Parameter, card, current, step
+from metaflow.cards import Markdown
+
+
+class UIFlow(FlowSpec):
+    width = Parameter("width", type=int, default=2, help="Number of foreach branches")
+    label = Parameter("label", type=str, default="default label", help="A label for the card")
+
+    @step
+    def start(self):
+        self.items = list(range(self.width))
+        self.next(self.square, foreach="items")
+
+    @step
+    def square(self):
+        self.value = self.input * self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.squares = sorted(inp.value for inp in inputs)
+        self.next(self.report)
+
+    @card(type="blank")
+    @step
+    def report(self):
+        current.card.append(Markdown("# %s\n\nsquares: %s" % (self.label, self.squares)))
+        self.seen = {"width": self.width, "label": self.label, "squares": self.squares}
+        self.next(self.end)
+
+    @step
+    def end(self):
+        assert len(self.squares) == self.width, (self.squares, self.width)
+
+
+if __name__ == "__main__":
+    UIFlow()
