@@ -304,7 +304,7 @@ class DagsterDev:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
-            if wait_until(lambda: not _group_alive(pgid), grace, interval=0.5):
+            if wait_until(lambda: not group_alive(pgid), grace, interval=0.5):
                 break
         try:
             self.proc.wait(timeout=10)
@@ -315,7 +315,7 @@ class DagsterDev:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """True while a live (non-zombie) process is left in process group pgid."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

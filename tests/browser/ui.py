@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from harness import group_alive
+
 VENV_BIN = Path(sys.executable).parent
 DAGSTER = str(VENV_BIN / "dagster")
 CHROMIUM = "/usr/bin/chromium"
@@ -166,7 +168,7 @@ class DagsterDevHandle:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + grace
-            while _group_alive(pgid) and time.monotonic() < deadline:
+            while group_alive(pgid) and time.monotonic() < deadline:
                 if self.proc.poll() is None:
                     try:
                         self.proc.wait(timeout=0.5)
@@ -174,7 +176,7 @@ class DagsterDevHandle:
                         pass
                 else:
                     time.sleep(0.5)
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 break
         try:
             self.proc.wait(timeout=10)
@@ -186,21 +188,6 @@ class DagsterDevHandle:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process is left in process group pgid."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def start_dagster_dev(defs_file: Path, dagster_home: Path, cwd: Path, env: Optional[dict] = None,
