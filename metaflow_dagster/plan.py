@@ -115,7 +115,7 @@ class FlowPlan:
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
     max_workers: int = 100
-    # "metaflow": ops as threads of the run process (executor.py); "multiprocess":
+    # "metaflow": ops as threads of the run process (runtime/executor.py); "multiprocess":
     # Dagster's stock executor, one process per op.
     executor: str = "metaflow"
     workflow_timeout_seconds: Optional[int] = None

@@ -211,7 +211,7 @@ def _job_function(plan: FlowPlan) -> str:
 
 def _executor(plan: FlowPlan) -> str:
     """--max-workers is a per-foreach cap (tag_concurrency_limits) either way.
-    metaflow: ops run as threads of the run process (executor.py), each task still
+    metaflow: ops run as threads of the run process (runtime/executor.py), each task still
     its own process. multiprocess: Dagster's stock executor, with the forkserver
     start method (about 2x faster op start than spawn)."""
     per_foreach = {"applyLimitPerUniqueValue": True}

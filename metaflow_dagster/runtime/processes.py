@@ -5,7 +5,7 @@
   itself only interrupts the op's own process and would orphan the task.
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
   captured logs) and kept, to be saved as the task's Metaflow logs.
-- An executor that runs ops as threads (metaflow_dagster/executor.py) binds each
+- An executor that runs ops as threads (runtime/executor.py) binds each
   op's own log streams, the run's cancel event and the run-wide task slots with
   `bind_io`; other executors bind nothing and the process's stdout/stderr are used.
 """
