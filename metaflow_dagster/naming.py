@@ -100,6 +100,8 @@ GRAPH_ENV = "METAFLOW_DAGSTER_GRAPH"
 # Marks every process of a task's tree (inherited through the environment) with the
 # process that launched the task, so that its reaper finds them all (runtime/reaper.py).
 TASK_OWNER_ENV = "METAFLOW_DAGSTER_TASK_OWNER"
+# The pid of the process that launched the task (task/parent_death.py).
+LAUNCHER_PID_ENV = "METAFLOW_DAGSTER_LAUNCHER_PID"
 
 # What the task reports back through RESULT_FILE_ENV (a JSON object).
 RESULT_FOREACH_SPLITS = "foreach_num_splits"

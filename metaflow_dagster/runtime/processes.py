@@ -3,8 +3,9 @@
 - The task gets its own session, so on timeout or cancellation the whole process
   group is terminated: SIGTERM, then SIGKILL after KILL_GRACE_SECONDS. Dagster
   itself only interrupts the op's own process and would orphan the task.
-- If this process dies outright, the task gets SIGKILL from the kernel and this
-  process's reaper kills what the task started (see metaflow_dagster/reaper.py).
+- If this process dies outright, its reaper kills the task and everything the
+  task started, and the task's parent-death signal kills it too (see
+  metaflow_dagster/reaper.py).
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
   captured logs) and kept, to be saved as the task's Metaflow logs.
 - An executor that runs ops as threads (metaflow_dagster/executor.py) binds each
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .. import reaper
+from ..naming import LAUNCHER_PID_ENV
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40
@@ -108,13 +110,13 @@ def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOut
     name, _, value = mark.partition("=")
     proc = subprocess.Popen(
         argv,
-        env=dict(env, **{name: value}),
+        # The task arms its parent-death signal with this pid (task/parent_death.py).
+        env=dict(env, **{name: value, LAUNCHER_PID_ENV: str(os.getpid())}),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=reaper.kill_with_parent(),
     )
     out_buf, err_buf = [], []
     readers = [

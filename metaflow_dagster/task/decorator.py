@@ -9,7 +9,8 @@ written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
 records the Dagster run and op on the task's metadata, exposes the events that
 triggered the run as `current.trigger`, and makes a start task launched alongside
 `flow.py init` wait until the run's Parameters are persisted. Before anything, it
-checks that the flow's graph is the one the job was compiled for (graph_check.py).
+makes the task die with the op's process (parent_death.py) and checks that the
+flow's graph is the one the job was compiled for (graph_check.py).
 """
 
 import json
@@ -31,8 +32,9 @@ from ..naming import (
     TRIGGERS_ENV,
 )
 from .graph_check import GraphChanged, check_graph
+from .parent_death import die_with_launcher
 
-_graph_checked = False
+_process_checked = False
 
 
 class DagsterInternalDecorator(StepDecorator):
@@ -42,7 +44,7 @@ class DagsterInternalDecorator(StepDecorator):
                   logger):
         # Runs (for every step of the flow) before the task reads its inputs; for
         # the start task, its input is the _parameters task `flow.py init` writes.
-        _check_graph_once(flow, graph)
+        _once_per_process(flow, graph)
         ready_file = os.environ.pop(PARAMETERS_READY_ENV, None)
         if ready_file:
             _wait_for_parameters(ready_file)
@@ -100,13 +102,14 @@ class DagsterInternalDecorator(StepDecorator):
             json.dump(result, f)
 
 
-def _check_graph_once(flow, graph) -> None:
-    """A changed graph ends the task (and `init`) at once, without retries: another
-    attempt would meet the same code."""
-    global _graph_checked
-    if _graph_checked:
+def _once_per_process(flow, graph) -> None:
+    """Before the first step_init of the task process. A changed graph ends the task
+    (and `init`) at once, without retries: another attempt would meet the same code."""
+    global _process_checked
+    if _process_checked:
         return
-    _graph_checked = True
+    _process_checked = True
+    die_with_launcher()
     try:
         check_graph(flow.name, graph, sys.argv[0])
     except GraphChanged as changed:

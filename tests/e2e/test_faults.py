@@ -50,7 +50,8 @@ def _work_pids(directory: Path, watched: subprocess.Popen = None) -> list:
 
 
 def _seconds_until_gone(pids: list, since: float) -> float:
-    assert wait_until(lambda: not any(process_alive(p) for p in pids), TASKS_GONE_SECONDS), [
+    assert wait_until(lambda: not any(process_alive(p) for p in pids), TASKS_GONE_SECONDS,
+                      interval=0.05), [
         p for p in pids if process_alive(p)]
     return time.monotonic() - since
 

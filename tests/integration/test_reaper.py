@@ -115,3 +115,63 @@ def test_kill_marked_finds_a_process_by_its_environment():
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+# A task process arming its parent-death signal as dagster_internal does; it reports
+# whether its own children would still see the launcher's pid.
+ARMED_TASK = r"""
+import os, sys, time
+from metaflow_dagster import naming
+from metaflow_dagster.task.parent_death import die_with_launcher
+die_with_launcher()
+with open(sys.argv[1], "w") as f:
+    f.write(str(naming.LAUNCHER_PID_ENV in os.environ))
+time.sleep(300)
+"""
+
+# A launcher without any reaper: only the parent-death signal can stop its task.
+BARE_LAUNCHER = r"""
+import os, subprocess, sys, time
+from metaflow_dagster import naming
+env = dict(os.environ)
+if sys.argv[3] == "armed":
+    env[naming.LAUNCHER_PID_ENV] = str(os.getpid())
+task = subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]], env=env)
+with open(sys.argv[2] + ".pid", "w") as f:
+    f.write(str(task.pid))
+task.wait()
+"""
+
+
+def _bare_launch(tmp_path, mode):
+    (tmp_path / "task.py").write_text(ARMED_TASK)
+    (tmp_path / "launcher.py").write_text(BARE_LAUNCHER)
+    out = tmp_path / mode
+    launcher = subprocess.Popen([sys.executable, str(tmp_path / "launcher.py"),
+                                 str(tmp_path / "task.py"), str(out), mode])
+    assert wait_until(out.exists, 60)
+    time.sleep(0.2)
+    task = int(out.with_suffix(".pid").read_text())
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    return task, out.read_text()
+
+
+def test_a_task_dies_with_its_launcher_even_without_a_reaper(tmp_path):
+    task, launcher_pid_visible = _bare_launch(tmp_path, "armed")
+    try:
+        assert wait_until(lambda: not process_alive(task), 5)
+        assert launcher_pid_visible == "False"  # the task's own children do not inherit it
+    finally:
+        _kill_if_alive(task)
+    unarmed, _ = _bare_launch(tmp_path, "unarmed")
+    try:
+        time.sleep(1)
+        assert process_alive(unarmed)  # what the signal is for
+    finally:
+        _kill_if_alive(unarmed)
+
+
+def _kill_if_alive(pid):
+    if process_alive(pid):
+        os.kill(pid, signal.SIGKILL)
