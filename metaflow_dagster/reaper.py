@@ -50,10 +50,12 @@ class Reaper:
     """A reaper process guarding this one: when this process ends, or calls
     `release`, it kills every process carrying one of `marks` ("NAME=VALUE"
     environment entries). If this process ends without releasing it, the reaper
-    also calls `on_death` ("module:function", given `args` and the number of
-    processes killed) in its own process."""
+    also kills the tasks of this process (owner_mark) and calls `on_death`
+    ("module:function", given `args` and the number of processes killed) in its
+    own process. While one is not released, this process starts no other reaper
+    for its tasks."""
 
-    def __init__(self, marks: Iterable[str], on_death: Optional[str] = None,
+    def __init__(self, marks: Iterable[str] = (), on_death: Optional[str] = None,
                  args: Optional[dict] = None):
         read_end, self._write_end = os.pipe()
         try:
@@ -63,12 +65,17 @@ class Reaper:
         finally:
             os.close(read_end)
         # The configuration goes through the pipe: args may hold an instance's config.
-        config = {"marks": list(marks), "on_death": on_death, "args": args or {}}
+        config = {"marks": list(marks), "owner": owner_mark(), "on_death": on_death,
+                  "args": args or {}}
         os.write(self._write_end, json.dumps(config).encode() + b"\n")
         self.pid = self._proc.pid
+        with _lock:
+            _guards.add(self)
 
     def release(self) -> None:
         """This process is done with what the reaper guards: it kills leftovers only."""
+        with _lock:
+            _guards.discard(self)
         if self._write_end is None:
             return
         try:
@@ -78,26 +85,34 @@ class Reaper:
             self._write_end = None
 
 
-_owner_lock = threading.Lock()
-_owner = None  # (pid, mark, Reaper) of this process
+_lock = threading.RLock()
+_owner = None  # (pid, mark) of this process
+# The unreleased reapers guarding this process's tasks (of this very process: a
+# forked child has none, since it does not hold their pipes' write ends).
+_guards: set = set()
 _tasks = itertools.count()
 
 
 def owner_mark() -> str:
-    """The environment entry that marks this process's tasks for its reaper; starts
-    the reaper the first time (again in a forked child)."""
-    global _owner
-    with _owner_lock:
+    """The environment entry that marks the tasks this process launches."""
+    global _owner, _guards
+    with _lock:
         if _owner is None or _owner[0] != os.getpid():
-            mark = "%s=%s" % (TASK_OWNER_ENV, uuid.uuid4().hex)
-            _owner = (os.getpid(), mark, Reaper([mark]))
+            _owner = (os.getpid(), "%s=%s" % (TASK_OWNER_ENV, uuid.uuid4().hex))
+            _guards = set()
         return _owner[1]
 
 
 def task_mark() -> str:
     """The environment entry for one task this process launches: its owner's mark
-    (which matches it) plus the task's own number (which matches only its tree)."""
-    return "%s/%d" % (owner_mark(), next(_tasks))
+    (which matches it) plus the task's own number (which matches only its tree).
+    Starts a reaper for this process's tasks unless one guards them already (the
+    run's reaper, in a run worker that runs its ops itself)."""
+    with _lock:
+        mark = owner_mark()
+        if not _guards:
+            Reaper()  # kept for as long as this process lives
+    return "%s/%d" % (mark, next(_tasks))
 
 
 def kill_marked(marks: Iterable[str]) -> int:
@@ -142,15 +157,20 @@ def _matches(item: bytes, mark: bytes) -> bool:
 
 def main() -> None:
     stdin = os.fdopen(0, "rb", buffering=0)
-    config = json.loads(stdin.readline() or b"{}")
+    line = stdin.readline()
+    if not line:  # the launching process died before it could say what to guard
+        return
+    config = json.loads(line)
     released = False
     while True:
         chunk = stdin.read(64)
         if not chunk:
             break
         released = released or RELEASE in chunk
-    killed = kill_marked(config.get("marks", []))
-    if not released and config.get("on_death"):
+    # A released reaper leaves the process's other tasks alone: they may belong to
+    # other work of the same process.
+    killed = kill_marked(config["marks"] + ([] if released else [config["owner"]]))
+    if not released and config["on_death"]:
         module, _, function = config["on_death"].partition(":")
         getattr(importlib.import_module(module), function)(config["args"], killed)
 
