@@ -17,10 +17,12 @@ from harness import process_alive, wait_until
 from metaflow_dagster import naming
 from metaflow_dagster.reaper import Reaper, kill_marked
 
-# A task: starts a child in its group and one in a session of its own, writes the
-# three pids, then sleeps.
+# A task: arms its parent-death signal as dagster_internal does, starts a child in its
+# group and one in a session of its own, writes the three pids, then sleeps.
 TASK = r"""
 import json, subprocess, sys, time
+from metaflow_dagster.task.parent_death import die_with_launcher
+die_with_launcher()
 stay = subprocess.Popen(["sleep", "300"])
 leave = subprocess.Popen(["sleep", "300"], start_new_session=True)
 with open(sys.argv[1], "w") as f:
