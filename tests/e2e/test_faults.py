@@ -28,6 +28,7 @@ from harness import (
 from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
+from metaflow_dagster.runtime.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +83,19 @@ def _engine_messages(dagster_home: Path, run_id: str) -> list:
         return [r.message for r in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)]
 
 
+def _session_alive(sid: int) -> bool:
+    """Is a live process left in session sid (`dagster job execute` and what it started)?"""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
 def _kill(pids) -> None:
     """Never leave this test's processes behind on a shared machine."""
     for pid in pids:
@@ -95,7 +109,7 @@ def test_trigger_worker_killed_no_orphans_run_fails_resume_reuses(tmp_path, dags
     run_id = field(mf(directory, ORPHAN, "dagster", "trigger", dagster_home=dagster_home),
                    "Dagster run id")
     pids = _work_pids(directory)
-    worker = int(_run_record(dagster_home, run_id).tags[naming.TAG_RUN_WORKER].split(":")[1])
+    worker = parse_worker_tag(_run_record(dagster_home, run_id).tags[naming.TAG_RUN_WORKER]).pid
     try:
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
@@ -162,6 +176,9 @@ def test_multiprocess_executor_process_killed_no_orphans(tmp_path, dagster_home,
         killed = time.monotonic()
         gone = _seconds_until_gone(pids, killed)
         run, failed = _seconds_until_finished(dagster_home, None, killed)
+        # Dagster's own processes (the forkserver, the op's process) end too.
+        assert wait_until(lambda: not _session_alive(proc.pid), 60), "Dagster's processes stay"
+        all_gone = time.monotonic() - killed
     finally:
         _kill(pids)
         try:
@@ -170,7 +187,8 @@ def test_multiprocess_executor_process_killed_no_orphans(tmp_path, dagster_home,
             pass
         proc.wait()
     print("\n[dagster job execute, multiprocess executor] %s SIGKILL -> last task process "
-          "gone: %.2f s; run FAILURE: %.2f s" % (victim, gone, failed))
+          "gone: %.2f s; run FAILURE: %.2f s; every process of the run gone: %.2f s"
+          % (victim, gone, failed, all_gone))
     assert run.status.value == "FAILURE", (tmp_path / "dagster.log").read_text()[-3000:]
     if victim == "run worker":
         assert any("died before the run finished" in m
