@@ -24,21 +24,22 @@ def cli():
 )
 def send_event_command(name, pairs):
     """Record event NAME, with its payload, in the Dagster instance at DAGSTER_HOME."""
-    from dagster import DagsterInstance
-
     from .deploy.errors import CommandError
     from .deploy.events import send_event
-    from .deploy.home import dagster_home
+    from .deploy.home import dagster_home, open_instance
 
     try:
-        dagster_home()
+        home = dagster_home()
     except CommandError as error:
         raise click.UsageError(str(error)) from None
     payload = _parse_pairs(pairs)
     try:
-        event_id = send_event(name, payload, instance=DagsterInstance.get())
+        with open_instance(home) as instance:
+            event_id = send_event(name, payload, instance=instance)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="NAME") from e
+    except CommandError as error:
+        raise click.ClickException(str(error)) from None
     click.echo("Event %s sent (id %s)." % (name, event_id))
 
 

@@ -77,8 +77,12 @@ TAG_TRIGGERS = "metaflow/triggers"
 # A resume run: the run it resumes, and the steps it re-runs (a JSON list).
 TAG_RESUME_ORIGIN = "metaflow/resume_origin_run_id"
 TAG_RESUME_RERUN_STEPS = "metaflow/resume_rerun_steps"
-# "<dagster run id>@<host>:<pid>" of the detached process executing an embedded run.
+# "<dagster run id>@<host>:<pid>:<start time>" of the process executing a run (the run
+# worker): set by `dagster trigger` when it starts one, and by the executors at the start
+# of every run (runtime/workers.py).
 TAG_RUN_WORKER = "metaflow/dagster_run_worker"
+# Set on a run that was failed because its worker died before the run finished: why.
+TAG_RUN_WORKER_LOST = "metaflow/dagster_run_worker_lost"
 # Op tags: the foreach an op is mapped over (the per-foreach cap), and @timeout.
 TAG_FOREACH = "metaflow/foreach"
 TAG_OP_TIMEOUT = "dagster/op_execution_timeout"
@@ -90,6 +94,14 @@ DAGSTER_RUN_ID_ENV = "METAFLOW_DAGSTER_RUN_ID"
 DAGSTER_OP_ENV = "METAFLOW_DAGSTER_OP"
 TRIGGERS_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 PARAMETERS_READY_ENV = "METAFLOW_DAGSTER_PARAMETERS_READY"
+# The flow's graph as the definitions file knows it (plan.graph_shape, JSON): the task
+# fails at once if the code it runs has another graph.
+GRAPH_ENV = "METAFLOW_DAGSTER_GRAPH"
+# Marks every process of a task's tree (inherited through the environment) with the
+# process that launched the task, so that its reaper finds them all (runtime/reaper.py).
+TASK_OWNER_ENV = "METAFLOW_DAGSTER_TASK_OWNER"
+# The pid of the process that launched the task (task/parent_death.py).
+LAUNCHER_PID_ENV = "METAFLOW_DAGSTER_LAUNCHER_PID"
 
 # What the task reports back through RESULT_FILE_ENV (a JSON object).
 RESULT_FOREACH_SPLITS = "foreach_num_splits"

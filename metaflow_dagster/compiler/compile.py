@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..plan import FlowPlan, StepPlan
+from ..plan import FlowPlan, StepPlan, graph_fingerprint, graph_shape
 from .layout import layout_ops
 from .parameters import parameter_plans
 from .validate import validate
@@ -55,6 +55,8 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         datastore=options.datastore,
         datastore_root=options.datastore_root,
         exit_hooks=dict(options.exit_hooks),
+        graph_fingerprint=graph_fingerprint(graph_shape(
+            (node.name, node.type, node.out_funcs) for node in graph)),
     )
 
 

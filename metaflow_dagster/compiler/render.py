@@ -71,8 +71,6 @@ def _header(plan: FlowPlan, regenerate_command: str) -> str:
 
 def _imports(plan: FlowPlan) -> str:
     names = {"Definitions", "job", "op"}
-    if plan.executor == "multiprocess":
-        names.add("multiprocess_executor")
     for op in plan.ops:
         step = plan.step(op.step)
         if op.kind == "foreach":
@@ -90,8 +88,8 @@ def _imports(plan: FlowPlan) -> str:
     if plan.exit_hooks.get("on_error"):
         names.add("failure_hook")
     ours = {"FlowRuntime"}
-    if plan.executor == "metaflow":
-        ours.add("metaflow_task_executor")
+    ours.add("metaflow_task_executor" if plan.executor == "metaflow"
+             else "metaflow_multiprocess_executor")
     if plan.triggers.get("events"):
         ours.add("event_sensor")
     if plan.triggers.get("flows"):
@@ -212,8 +210,9 @@ def _job_function(plan: FlowPlan) -> str:
 def _executor(plan: FlowPlan) -> str:
     """--max-workers is a per-foreach cap (tag_concurrency_limits) either way.
     metaflow: ops run as threads of the run process (runtime/executor.py), each task still
-    its own process. multiprocess: Dagster's stock executor, with the forkserver
-    start method (about 2x faster op start than spawn)."""
+    its own process. multiprocess: Dagster's stock executor (with the run worker
+    supervised, runtime/multiprocess.py), with the forkserver start method (about
+    2x faster op start than spawn)."""
     per_foreach = {"applyLimitPerUniqueValue": True}
     config = {
         "tag_concurrency_limits": [
@@ -223,7 +222,8 @@ def _executor(plan: FlowPlan) -> str:
     if plan.executor == "multiprocess":
         preload = ["dagster", "metaflow_dagster.runtime"]
         config["start_method"] = {"forkserver": {"preload_modules": preload}}
-        return "EXECUTOR = multiprocess_executor.configured(\n    %s\n)" % _py(config, 4, 1)
+        return "EXECUTOR = metaflow_multiprocess_executor.configured(\n    %s\n)" % _py(
+            config, 4, 1)
     return "EXECUTOR = metaflow_task_executor.configured(\n    %s\n)" % _py(config, 4, 1)
 
 

@@ -70,6 +70,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = file or default_definitions_file(obj.flow.name)
+    _check_output_path(file)
     options = CompileOptions(
         flow_file=os.path.abspath(sys.argv[0]),
         cwd=os.getcwd(),
@@ -101,6 +102,20 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
     record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
     obj.echo("Run it with:  dagster dev -f %s" % file)
+
+
+def _check_output_path(file):
+    """Before anything is written (a production token included): a typo in the
+    directory must not create a tree elsewhere, nor fail half-way."""
+    directory = os.path.dirname(os.path.abspath(file))
+    if not os.path.isdir(directory):
+        raise click.ClickException(
+            "Cannot write the definitions file %s: the directory %s does not exist. Create "
+            "it first, or give another path." % (file, directory))
+    if os.path.isdir(file):
+        raise click.ClickException(
+            "Cannot write the definitions file %s: it is a directory. Give a file name, "
+            "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
 
 
 def top_level_args(obj):

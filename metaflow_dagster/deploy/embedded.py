@@ -5,21 +5,24 @@ The run record is created here, with the same origins a code location would give
 it, so `dagster dev` on the same home shows the run and can re-execute it; the
 run then executes in a detached `dagster api execute_run` process (what Dagster's
 own run launcher starts), so the command returns at once.
+
+Every command opens the instance under a lock in DAGSTER_HOME (home.open_instance)
+and first fails the runs whose worker process died (runtime/workers.py).
 """
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from typing import Dict, List, Optional
 
 from .. import naming
 from .definitions import DefinitionsFile
 from .errors import CommandError
-from .home import dagster_home
+from .home import dagster_home, open_instance
 from .report import DEFAULT_UI_URL
-from .runs import FINISHED, RunState, StepState
+from .runs import RunState, StepState
 
 
 class EmbeddedTarget:
@@ -35,15 +38,20 @@ class EmbeddedTarget:
     def queue_warning(self) -> Optional[str]:
         return None  # runs start right away, past any run queue
 
+    @contextmanager
     def _instance(self):
-        from dagster import DagsterInstance
+        from ..runtime import workers  # imports dagster: only once a command runs
 
-        return DagsterInstance.from_config(self.home)
+        with open_instance(self.home) as instance:
+            workers.fail_runs_whose_worker_died(instance)
+            yield instance
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster import DagsterRunStatus
         from dagster._core.errors import DagsterInvalidConfigError
         from dagster._core.utils import make_new_run_id
+
+        from ..runtime.workers import worker_tag
 
         job_def = job.job_def()
         run_id = make_new_run_id()
@@ -66,7 +74,7 @@ class EmbeddedTarget:
                     "Invalid run config: %s" % "; ".join(e.message for e in error.errors)
                 ) from None
             pid = self._spawn_worker(instance, run, job.plan.cwd)
-            instance.add_run_tags(run_id, {naming.TAG_RUN_WORKER: _worker_tag(run_id, pid)})
+            instance.add_run_tags(run_id, {naming.TAG_RUN_WORKER: worker_tag(run_id, pid)})
             instance.report_engine_event(
                 "metaflow-dagster started the process executing this run (pid %d)." % pid, run)
         return run_id
@@ -103,42 +111,26 @@ class EmbeddedTarget:
             run = instance.get_run_by_id(run_id)
             if run is None:
                 return None
-            if run.status.value not in FINISHED + ("NOT_STARTED", "QUEUED"):
-                run = self._fail_if_worker_died(instance, run)
             return self._state(instance, run)
 
     def terminate(self, run_id: str) -> None:
-        """Cancel a run started by `dagster trigger` here: mark it CANCELING and
-        interrupt its worker. Dagster's run worker takes SIGINT as a request to stop
-        (SIGTERM would kill it on the spot); the executor then terminates the running
-        tasks' process groups and the run ends CANCELED."""
+        """Cancel a run whose worker runs on this machine (started by `dagster trigger`,
+        `dagster job execute` or `dagster dev`): mark it CANCELING and interrupt its
+        worker. Dagster's run worker takes SIGINT as a request to stop (SIGTERM would
+        kill it on the spot); the executor then terminates the running tasks' process
+        groups and the run ends CANCELED."""
+        from ..runtime.workers import worker_of
+
         with self._instance() as instance:
             run = instance.get_run_by_id(run_id)
-            pid = _worker_pid(run)
-            if pid is None or not _is_run_worker(pid):
+            worker = worker_of(run)
+            if worker is None or not worker.on_this_host or not worker.alive():
                 raise CommandError(
-                    "Dagster run %s was not started by `dagster trigger` on this machine, or "
-                    "its process is gone; terminate it from the Dagster UI, or with "
-                    "--dagster-url." % run_id)
+                    "Dagster run %s is not executed by a process of metaflow-dagster on this "
+                    "machine%s; terminate it from the Dagster UI, or with --dagster-url."
+                    % (run_id, " (it runs on %s)" % worker.host if worker else ""))
             instance.report_run_canceling(run, message="Terminating the run (metaflow-dagster).")
-            os.kill(pid, signal.SIGINT)
-
-    def _fail_if_worker_died(self, instance, run):
-        """A run whose worker process is gone will never finish: say so, as
-        Dagster's run monitoring would, instead of showing it running forever.
-        (Only for runs executed by a worker started here: a re-execution launched
-        by the webserver copies its parent's tags, but not this one's run id.)"""
-        pid = _worker_pid(run)
-        if pid is None or _is_run_worker(pid):
-            return run
-        # The worker may have finished the run just now.
-        run = instance.get_run_by_id(run.run_id)
-        if run.status.value in FINISHED:
-            return run
-        instance.report_run_failed(
-            run, "The process executing this run (pid %s) exited before the run finished." % pid
-        )
-        return instance.get_run_by_id(run.run_id)
+            os.kill(worker.pid, signal.SIGINT)
 
     def _state(self, instance, run) -> RunState:
         steps = [
@@ -157,35 +149,3 @@ class EmbeddedTarget:
                                      limit=limit)
             return [RunState(r.run_id, r.status.value, r.job_name, r.root_run_id,
                              r.parent_run_id, dict(r.tags)) for r in runs]
-
-
-def _worker_tag(run_id: str, pid: int) -> str:
-    return "%s@%s:%d" % (run_id, socket.gethostname(), pid)
-
-
-def _worker_pid(run) -> Optional[int]:
-    """The pid of the worker `dagster trigger` started on this machine for this
-    very run (a re-execution copies its parent's tags, not its run id)."""
-    owner, _, pid = run.tags.get(naming.TAG_RUN_WORKER, "").rpartition(":")
-    if owner != "%s@%s" % (run.run_id, socket.gethostname()) or not pid.isdigit():
-        return None
-    return int(pid)
-
-
-def _is_run_worker(pid: int) -> bool:
-    """Is pid a live `dagster api execute_run` process (not a zombie, not reused)?"""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"execute_run" in f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        # No /proc (not Linux): only ask whether the pid exists.
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True

@@ -147,6 +147,12 @@ def terminate(obj, run_id, dagster_url=None):
     with _Errors():
         target = target_for(dagster_url)
         state = runs.find_run(target, obj.flow.name, run_id)
+        lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
+        if state.finished and lost:
+            # Nothing of it is left running (see runtime/workers.py): done.
+            obj.echo("Run %s/%s has already ended (%s): %s" % (
+                obj.flow.name, state.metaflow_run_id, state.status, lost), bold=True)
+            return
         if state.finished:
             raise CommandError(
                 "Run %s/%s has already finished (%s); nothing to terminate."

@@ -62,6 +62,7 @@ from dagster._core.storage.compute_log_manager import CapturedLogContext, Comput
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from . import processes
+from .workers import supervised_run
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
 DEFAULT_MAX_CONCURRENT = 16
@@ -95,29 +96,31 @@ class MetaflowTaskExecutor(Executor):
         # during the run from walking them again, and the interpreter's teardown when
         # the run process exits (measured: 0.75 s -> 0.1 s per run on 2 cores).
         gc.freeze()
-        yield DagsterEvent.engine_event(
-            plan_context,
-            "Executing steps in threads of the run process (pid: %d), at most %d at once; "
-            "each Metaflow task runs in its own process, at most %d at once"
-            % (os.getpid(), self._max_concurrent, self._max_tasks),
-            event_specific_data=EngineEventData.in_process(
-                os.getpid(), execution_plan.step_keys_to_execute),
-        )
-        yield from iter(ExecuteRunWithPlanIterable(
-            execution_plan=plan_context.execution_plan,
-            iterator=self._threaded_iterator,
-            execution_context_manager=PlanExecutionContextManager(
-                job=plan_context.job,
-                retry_mode=plan_context.retry_mode,
+        # The run worker is recorded; if it dies, the run is failed (workers.py).
+        with supervised_run(plan_context):
+            yield DagsterEvent.engine_event(
+                plan_context,
+                "Executing steps in threads of the run process (pid: %d), at most %d at "
+                "once; each Metaflow task runs in its own process, at most %d at once"
+                % (os.getpid(), self._max_concurrent, self._max_tasks),
+                event_specific_data=EngineEventData.in_process(
+                    os.getpid(), execution_plan.step_keys_to_execute),
+            )
+            yield from iter(ExecuteRunWithPlanIterable(
                 execution_plan=plan_context.execution_plan,
-                run_config=plan_context.run_config,
-                dagster_run=plan_context.dagster_run,
-                instance=plan_context.instance,
-                raise_on_error=plan_context.raise_on_error,
-                output_capture=plan_context.output_capture,
-                step_dependency_config=self.step_dependency_config,
-            ),
-        ))
+                iterator=self._threaded_iterator,
+                execution_context_manager=PlanExecutionContextManager(
+                    job=plan_context.job,
+                    retry_mode=plan_context.retry_mode,
+                    execution_plan=plan_context.execution_plan,
+                    run_config=plan_context.run_config,
+                    dagster_run=plan_context.dagster_run,
+                    instance=plan_context.instance,
+                    raise_on_error=plan_context.raise_on_error,
+                    output_capture=plan_context.output_capture,
+                    step_dependency_config=self.step_dependency_config,
+                ),
+            ))
 
     def _threaded_iterator(self, job_context: PlanExecutionContext,
                            execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:

@@ -3,6 +3,9 @@
 - The task gets its own session, so on timeout or cancellation the whole process
   group is terminated: SIGTERM, then SIGKILL after KILL_GRACE_SECONDS. Dagster
   itself only interrupts the op's own process and would orphan the task.
+- If this process dies outright, its reaper kills the task and everything the
+  task started, and the task's parent-death signal kills it too (see
+  metaflow_dagster/reaper.py).
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
   captured logs) and kept, to be saved as the task's Metaflow logs.
 - An executor that runs ops as threads (runtime/executor.py) binds each
@@ -19,6 +22,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional
+
+from .. import reaper
+from ..naming import LAUNCHER_PID_ENV
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40
@@ -100,9 +106,12 @@ def run_process(
 
 def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOutcome:
     started = time.monotonic()
+    mark = reaper.task_mark()
+    name, _, value = mark.partition("=")
     proc = subprocess.Popen(
         argv,
-        env=env,
+        # The task arms its parent-death signal with this pid (task/parent_death.py).
+        env=dict(env, **{name: value, LAUNCHER_PID_ENV: str(os.getpid())}),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -123,10 +132,14 @@ def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOut
         terminate_group(proc)
         raise
     finally:
+        # A task's own children must not outlive it (e.g. after Metaflow's @timeout):
+        # its process group; and unless it succeeded, whatever of its tree left the
+        # group (a scan of /proc, a few ms), which may hold its output pipes open.
+        _signal_group(proc.pid, signal.SIGKILL)
+        if proc.returncode != 0:
+            reaper.kill_marked([mark])
         for reader in readers:
             reader.join(timeout=5)
-    # A task's own children must not outlive it (e.g. after Metaflow's @timeout).
-    _signal_group(proc.pid, signal.SIGKILL)
     return TaskOutcome(
         returncode=proc.returncode,
         stdout=b"".join(out_buf),

@@ -18,6 +18,7 @@ from ..files import write_atomically
 from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
+    GRAPH_ENV,
     PARAMETERS_READY_ENV,
     RESULT_FILE_ENV,
     TRIGGERS_ENV,
@@ -89,6 +90,9 @@ class TaskLauncher:
         env["PYTHONUNBUFFERED"] = "1"
         env[DAGSTER_RUN_ID_ENV] = dagster_run_id
         env[DAGSTER_OP_ENV] = op_name
+        # Each task checks it runs the graph this job was compiled for (task/graph_check.py).
+        env[GRAPH_ENV] = json.dumps({"fingerprint": self.plan.graph_fingerprint,
+                                     "steps": self.plan.graph_shape()}, sort_keys=True)
         if triggers:
             env[TRIGGERS_ENV] = triggers
         return env
@@ -121,7 +125,9 @@ class TaskLauncher:
             if value is None:
                 continue
             args += ["--" + param.name, _cli_value(value)]
-        return self.run_command(args)
+        # The start task, launched alongside, checks the graph and fails as a step.
+        env = {k: v for k, v in self.base_env.items() if k != GRAPH_ENV}
+        return run_process(self.command(args), env, self.plan.cwd, io=self.io)
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
         """Run a Metaflow command of this run (init, a clone) with the run's environment."""

@@ -8,15 +8,18 @@ orchestrator needs to know next, so the Dagster op never imports Metaflow:
 written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
 records the Dagster run and op on the task's metadata, exposes the events that
 triggered the run as `current.trigger`, and makes a start task launched alongside
-`flow.py init` wait until the run's Parameters are persisted.
+`flow.py init` wait until the run's Parameters are persisted. Before anything, it
+makes the task die with the op's process (parent_death.py) and checks that the
+flow's graph is the one the job was compiled for (graph_check.py).
 """
 
 import json
 import os
+import sys
 import time
 
 from metaflow.decorators import StepDecorator
-from metaflow.exception import MetaflowException
+from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 from metaflow.metadata_provider import MetaDatum
 
 from ..naming import (
@@ -28,6 +31,10 @@ from ..naming import (
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
+from .graph_check import GraphChanged, check_graph
+from .parent_death import die_with_launcher
+
+_process_checked = False
 
 
 class DagsterInternalDecorator(StepDecorator):
@@ -37,6 +44,7 @@ class DagsterInternalDecorator(StepDecorator):
                   logger):
         # Runs (for every step of the flow) before the task reads its inputs; for
         # the start task, its input is the _parameters task `flow.py init` writes.
+        _once_per_process(flow, graph)
         ready_file = os.environ.pop(PARAMETERS_READY_ENV, None)
         if ready_file:
             _wait_for_parameters(ready_file)
@@ -92,6 +100,22 @@ class DagsterInternalDecorator(StepDecorator):
             result[RESULT_SWITCH_STEP] = flow._transition[0][0]
         with open(result_file, "w") as f:
             json.dump(result, f)
+
+
+def _once_per_process(flow, graph) -> None:
+    """Before the first step_init of the task process. A changed graph ends the task
+    (and `init`) at once, without retries: another attempt would meet the same code."""
+    global _process_checked
+    if _process_checked:
+        return
+    _process_checked = True
+    die_with_launcher()
+    try:
+        check_graph(flow.name, graph, sys.argv[0])
+    except GraphChanged as changed:
+        sys.stderr.write("Error: %s\n" % changed)
+        sys.stderr.flush()
+        sys.exit(METAFLOW_EXIT_DISALLOW_RETRY)
 
 
 def _wait_for_parameters(ready_file: str) -> None:

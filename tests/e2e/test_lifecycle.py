@@ -21,6 +21,7 @@ from lifecycle_support import (
 )
 
 from metaflow_dagster import naming
+from metaflow_dagster.runtime.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 
@@ -168,7 +169,7 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
     directory, target, run_id, state = _triggered_run_in_start(tmp_path, dagster_home)
-    worker_pid = int(state.tags[naming.TAG_RUN_WORKER].rsplit(":", 1)[1])
+    worker_pid = parse_worker_tag(state.tags[naming.TAG_RUN_WORKER]).pid
     os.killpg(worker_pid, signal.SIGKILL)
     try:
         shown = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout

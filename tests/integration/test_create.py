@@ -118,3 +118,15 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert any("*output*" in p and "name" in p for p in problems), proc.stderr
     assert any("--max-workers" in p for p in problems), proc.stderr
     assert not (flow_file.parent / "two_problems_flow_dagster.py").exists()
+
+
+def test_a_directory_that_does_not_exist_is_refused(tmp_path):
+    """A typo in the directory writes nothing anywhere: no file, no directory, no token."""
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    proc = create(flow_file, defs_name="typo/defs/linear_dagster.py", expect_ok=False)
+    assert proc.returncode == 1
+    assert "Cannot write the definitions file typo/defs/linear_dagster.py: the directory %s " \
+        "does not exist" % (flow_file.parent / "typo" / "defs") in proc.stderr
+    assert "Internal error" not in proc.stderr
+    assert not (flow_file.parent / "typo").exists()
+    assert not (tmp_path / "tokens").exists()  # resolved only after the path is checked

@@ -112,3 +112,10 @@ def test_no_import_cycles():
     for module in sorted(graph):
         visit(module)
     assert cycles == []
+
+
+def test_the_reaper_imports_only_naming():
+    """It runs as a process of its own next to every run worker: stdlib and naming only."""
+    imports = MODULES["%s.reaper" % PACKAGE]
+    assert _ours(imports) <= {PACKAGE, "%s.naming" % PACKAGE}
+    assert not {m for m in imports if m.split(".")[0] in ("dagster", "metaflow")}
