@@ -1,7 +1,8 @@
 """`python -m metaflow_dagster ...`: commands that need no flow file.
 
-`send-event` records a Metaflow event in the Dagster instance of DAGSTER_HOME, where the event
-sensors of compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
+`send-event` records a Metaflow event in the Dagster instance of the Dagster home (DAGSTER_HOME,
+or the default one), where the event sensors of compiled flows pick it up (the Dagster
+counterpart of `ArgoEvent(name).publish()`). `home` prints that Dagster home.
 """
 
 import click
@@ -23,23 +24,39 @@ def cli():
     help="A payload field; repeat for several. Values are strings.",
 )
 def send_event_command(name, pairs):
-    """Record event NAME, with its payload, in the Dagster instance at DAGSTER_HOME."""
+    """Record event NAME, with its payload, in the Dagster instance of the Dagster home."""
     from dagster import DagsterInstance
 
+    from .deploy.command import plain_text
     from .deploy.errors import CommandError
     from .deploy.events import send_event
     from .deploy.home import dagster_home
 
     try:
-        dagster_home()
+        home = dagster_home()
     except CommandError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(plain_text(str(error))) from None
     payload = _parse_pairs(pairs)
-    try:
-        event_id = send_event(name, payload, instance=DagsterInstance.get())
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="NAME") from e
+    with DagsterInstance.from_config(home) as instance:
+        try:
+            event_id = send_event(name, payload, instance=instance)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="NAME") from e
     click.echo("Event %s sent (id %s)." % (name, event_id))
+
+
+@cli.command("home")
+def home_command():
+    """Print the Dagster home the commands use (DAGSTER_HOME, or the default one),
+    creating it if need be: `DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev ...`."""
+    from .deploy.command import plain_text
+    from .deploy.errors import CommandError
+    from .deploy.home import dagster_home
+
+    try:
+        click.echo(dagster_home())
+    except CommandError as error:
+        raise click.UsageError(plain_text(str(error))) from None
 
 
 def _parse_pairs(pairs) -> dict:
