@@ -21,6 +21,9 @@ METAFLOW_STATUS = {
     "STARTING": PENDING,
     "STARTED": RUNNING,
     "MANAGED": RUNNING,
+    # Dagster 1.13 declares it and writes it nowhere yet; a suspended Argo workflow
+    # is Running too.
+    "SUSPENDED": RUNNING,
     "SUCCESS": SUCCEEDED,
     "FAILURE": FAILED,
     "CANCELING": ABORTED,
