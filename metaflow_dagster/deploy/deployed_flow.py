@@ -78,7 +78,6 @@ class DagsterTriggeredRun(TriggeredRun):
     def __init__(self, deployer, content: str):
         super().__init__(deployer=deployer, content=content)
         self._dagster_run_id = json.loads(content).get("dagster_run_id")
-        self._final = None  # (status, dagster status) once the run has ended
 
     def _state(self):
         from .errors import CommandError
@@ -93,16 +92,12 @@ class DagsterTriggeredRun(TriggeredRun):
             return target, None
 
     def _statuses(self):
-        """(Metaflow's word, Dagster's, finished) for the run, or Nones."""
-        if self._final is not None:
-            return self._final + (True,)
+        """(Metaflow's word, Dagster's, finished) for the run (Nones if Dagster does
+        not know it). Asked each time: a re-execution continues the Metaflow run."""
         target, state = self._state()
         if state is None:
             return None, None, False
-        status = runs.metaflow_status(target, state)
-        if state.finished:
-            self._final = (status, state.status)
-        return status, state.status, state.finished
+        return runs.metaflow_status(target, state), state.status, state.finished
 
     @property
     def dagster_run_id(self) -> Optional[str]:
@@ -151,17 +146,17 @@ class DagsterTriggeredRun(TriggeredRun):
             return False
         return True
 
-    def terminate(self, **kwargs) -> bool:
+    def terminate(self) -> bool:
         """Terminate the run (`python flow.py dagster terminate`): its running tasks
         are stopped and it ends ABORTED. True if the request was made."""
         return self._run_id_command("terminate")
 
-    def suspend(self, **kwargs) -> bool:
+    def suspend(self) -> bool:
         """Suspend the run (`python flow.py dagster suspend`): its running tasks
         finish, no new task starts until `unsuspend()`. True if it worked."""
         return self._run_id_command("suspend")
 
-    def unsuspend(self, **kwargs) -> bool:
+    def unsuspend(self) -> bool:
         """Let a suspended run start new tasks again. True if it worked."""
         return self._run_id_command("unsuspend")
 

@@ -157,10 +157,10 @@ class GraphQLTarget:
 
     def tag_run(self, run_id: str, tags: Dict[str, str]) -> None:
         raise CommandError(
-            "Tagging a run is not supported through the Dagster webserver's GraphQL API (it "
-            "has no mutation for run tags). Run the command without --dagster-url (and "
-            "without $%s), with DAGSTER_HOME set to the webserver's Dagster home."
-            % naming.DAGSTER_URL_ENV)
+            "Suspending or unsuspending a run is not supported through the Dagster "
+            "webserver's GraphQL API (it has no mutation for run tags): run the command "
+            "without --dagster-url (nor $%s), with DAGSTER_HOME set to the webserver's "
+            "Dagster home." % naming.DAGSTER_URL_ENV)
 
     def _events(self, run_id: str, cursor: Optional[str]):
         data = self.query(RUN_EVENTS_QUERY, {"runId": run_id, "afterCursor": cursor})

@@ -60,11 +60,6 @@ class RunState:
         return self.status in FINISHED
 
 
-def latest_run(target, flow_name: str) -> Optional[RunState]:
-    runs = target.flow_runs(flow_name, 1)
-    return target.run_state(runs[0].run_id) if runs else None
-
-
 def find_run(target, flow_name: str, run_id: str) -> RunState:
     """A Dagster run by its id, or the latest Dagster run of a Metaflow run (a
     re-execution continues the Metaflow run of its root run)."""
@@ -100,7 +95,5 @@ def metaflow_status(target, state: RunState) -> str:
 
 def latest_job_run(target, flow_name: str, job_name: str) -> Optional[RunState]:
     """The latest run of one deployment (job) of the flow."""
-    for run in target.flow_runs(flow_name, RUN_SEARCH_LIMIT):
-        if run.job_name == job_name:
-            return target.run_state(run.run_id)
-    return None
+    runs = target.flow_runs(flow_name, 1, job_name=job_name)
+    return target.run_state(runs[0].run_id) if runs else None
