@@ -42,7 +42,7 @@ def test_the_readme_marks_few_blocks_and_says_why():
 
 
 def _newcomer_env(tmp_path: Path) -> dict:
-    home = tmp_path / "home"
+    home = tmp_path / "newcomer"
     home.mkdir()
     return {
         "METAFLOW_USER": os.environ.get("METAFLOW_USER", "newcomer"),
