@@ -288,3 +288,17 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     assert run.successful
     assert {t.id: t.current_attempt for t in run["body"]} == {"t-0": 0, "t-1": 1}
     assert run["join"].task.data.values == [0, 10]
+
+
+def test_trigger_wait_follows_a_failing_run_and_exits_non_zero(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, "failing_flow")
+    mf(directory, "failing_flow", "dagster", "create")
+    proc = mf(directory, "failing_flow", "dagster", "trigger", "--wait",
+              dagster_home=dagster_home, expect_rc=1)
+    output = proc.stdout + proc.stderr
+    steps = re.findall(r"^    \[(\d)/(\d)\] (\w+)  (\w+)$", output, re.M)
+    assert steps == [("1", "4", "start", "SUCCESS"), ("2", "4", "a", "SUCCESS"),
+                     ("3", "4", "b", "FAILURE")], output
+    assert re.search(r"Error: Run FailingFlow/dagster-\w+ ended FAILED \(Dagster FAILURE\)\. "
+                     r"Its failures: `python failing_flow.py dagster status --run-id ", output)
+    assert "DEBUG" not in output and "STEP_START" not in output
