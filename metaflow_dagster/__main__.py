@@ -1,7 +1,8 @@
 """`python -m metaflow_dagster ...`: commands that need no flow file.
 
-`send-event` records a Metaflow event in the Dagster instance of DAGSTER_HOME, where the event
-sensors of compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
+`send-event` records a Metaflow event in the Dagster instance of the Dagster home (DAGSTER_HOME,
+or the default one), where the event sensors of compiled flows pick it up (the Dagster
+counterpart of `ArgoEvent(name).publish()`). `home` prints that Dagster home.
 """
 
 import click
@@ -23,7 +24,8 @@ def cli():
     help="A payload field; repeat for several. Values are strings.",
 )
 def send_event_command(name, pairs):
-    """Record event NAME, with its payload, in the Dagster instance at DAGSTER_HOME."""
+    """Record event NAME, with its payload, in the Dagster instance of the Dagster home."""
+    from .deploy.command import plain_text
     from .deploy.errors import CommandError
     from .deploy.events import send_event
     from .deploy.home import dagster_home, open_instance
@@ -31,7 +33,7 @@ def send_event_command(name, pairs):
     try:
         home = dagster_home()
     except CommandError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(plain_text(str(error))) from None
     payload = _parse_pairs(pairs)
     try:
         with open_instance(home) as instance:
@@ -39,8 +41,22 @@ def send_event_command(name, pairs):
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="NAME") from e
     except CommandError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(plain_text(str(error))) from None
     click.echo("Event %s sent (id %s)." % (name, event_id))
+
+
+@cli.command("home")
+def home_command():
+    """Print the Dagster home the commands use (DAGSTER_HOME, or the default one),
+    creating it if need be: `DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev ...`."""
+    from .deploy.command import plain_text
+    from .deploy.errors import CommandError
+    from .deploy.home import dagster_home
+
+    try:
+        click.echo(dagster_home())
+    except CommandError as error:
+        raise click.UsageError(plain_text(str(error))) from None
 
 
 def _parse_pairs(pairs) -> dict:

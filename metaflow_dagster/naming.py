@@ -83,6 +83,11 @@ TAG_RESUME_RERUN_STEPS = "metaflow/resume_rerun_steps"
 TAG_RUN_WORKER = "metaflow/dagster_run_worker"
 # Set on a run that was failed because its worker died before the run finished: why.
 TAG_RUN_WORKER_LOST = "metaflow/dagster_run_worker_lost"
+# Set to "true" on a run by `dagster suspend`, to "false" by `unsuspend` (Dagster can
+# add and change run tags, not remove them): while it is "true", no new task of the
+# run starts (runtime/suspension.py). The UI shows the tag.
+TAG_SUSPENDED = "metaflow/suspended"
+SUSPENDED, NOT_SUSPENDED = "true", "false"
 # Op tags: the foreach an op is mapped over (the per-foreach cap), and @timeout.
 TAG_FOREACH = "metaflow/foreach"
 TAG_OP_TIMEOUT = "dagster/op_execution_timeout"
@@ -112,11 +117,20 @@ RESULT_SWITCH_STEP = "switch_step"
 DAGSTER_URL_ENV = "METAFLOW_DAGSTER_URL"
 UI_URL_ENV = "METAFLOW_DAGSTER_UI_URL"
 
+# What the failure of a run that ran past --workflow-timeout says (runtime/ops.py,
+# runtime/tasks.py); the user's commands report such a run as TIMED_OUT.
+WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
+
 # --- Files -------------------------------------------------------------------------
 
 EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
+# The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/home.py).
+DEFAULT_DAGSTER_HOME = "~/.metaflow_dagster/dagster_home"
 
-def default_definitions_file(flow_name: str) -> str:
-    """Where `dagster create` writes, and the other commands look, by default."""
-    return "%s_dagster.py" % flow_name.lower()
+
+def default_definitions_file(job_name: str) -> str:
+    """Where `dagster create` writes, and the other commands look, by default. Named
+    after the job (the flow name, prefixed by @project name and branch), so two
+    deployments of one flow (other --branch, --production) never share a file."""
+    return "%s_dagster.py" % job_name.lower()

@@ -8,8 +8,9 @@ ROOT="$(pwd)"
 export METAFLOW_USER="${METAFLOW_USER:-demo}"
 export DAGSTER_HOME="$ROOT/.dagster_home"
 mkdir -p "$DAGSTER_HOME" build
-# An empty dagster.yaml keeps the defaults and silences the "no dagster.yaml" warning.
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || : > "$DAGSTER_HOME/dagster.yaml"
+# A dagster.yaml silences the "no dagster.yaml" warning; telemetry off, no banner.
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' \
+    > "$DAGSTER_HOME/dagster.yaml"
 
 DEFS=build/hello_flow_dagster.py
 

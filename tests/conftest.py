@@ -21,3 +21,13 @@ def token_home(tmp_path, monkeypatch):
     """`dagster create` keeps production tokens in METAFLOW_TOKEN_HOME (~/.metaflowconfig by
     default): give each test its own, for every process the harness starts."""
     monkeypatch.setenv("METAFLOW_TOKEN_HOME", str(tmp_path / "tokens"))
+
+
+@pytest.fixture(autouse=True)
+def user_home(tmp_path, monkeypatch):
+    """A home directory of the test's own, for every process the harness starts: the
+    commands' default Dagster home (~/.metaflow_dagster/dagster_home, when DAGSTER_HOME
+    is unset) goes there, not into the home of whoever runs the tests."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))

@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import replace
 
-from metaflow import current, decorators
+from metaflow import decorators
 from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
@@ -16,7 +16,8 @@ from ..compiler.schedules import ScheduleNotSupported, schedule_spec
 from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
-from ..naming import default_definitions_file
+from .command import DagsterCommand, DagsterGroup, plain_text
+from .job_name import definitions_file, project_info
 from .production_token import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
 from .registry import record_deployment
 from .run_commands import COMMANDS
@@ -27,13 +28,13 @@ def cli():
     pass
 
 
-@cli.group(help="Compile this flow into a Dagster job and run it on Dagster.")
+@cli.group(cls=DagsterGroup, help="Compile this flow into a Dagster job and run it on Dagster.")
 @click.pass_obj
 def dagster(obj):
     pass
 
 
-@dagster.command(help="Compile this flow into a Dagster definitions file.")
+@dagster.command(cls=DagsterCommand, help="Compile this flow into a Dagster definitions file.")
 @click.argument("file", required=False)
 @click.option("--name", default=None, help="Job name (default: the flow name, "
               "prefixed by the @project name when there is one).")
@@ -69,7 +70,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
             "and branch. Use --branch instead.")
     if decospecs:
         _attach_decorators(obj, decospecs)
-    file = file or default_definitions_file(obj.flow.name)
+    file = definitions_file(obj, file, name)
     _check_output_path(file)
     options = CompileOptions(
         flow_file=os.path.abspath(sys.argv[0]),
@@ -81,7 +82,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
         executor=executor,
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
-        project=_project_info(obj),
+        project=project_info(obj),
         datastore=obj.flow_datastore.TYPE,
         datastore_root=obj.flow_datastore.datastore_root,
         exit_hooks=_exit_hooks(obj.flow),
@@ -91,7 +92,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
                           triggers=_triggers(obj.flow, options.project))
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(plain_text(str(error))) from None
     token = resolve_token(
         obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
         bool(plan.project), authorize, given_token, generate_new_token,
@@ -99,9 +100,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
     plan = replace(plan, env=dict(plan.env, **{PRODUCTION_TOKEN_ENV: token}))
     text = render(plan, _regenerate_command(file))
     write_atomically(file, text)
-    record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
+    record = record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
-    obj.echo("Run it with:  dagster dev -f %s" % file)
+    obj.echo("Open it in the Dagster UI:  DAGSTER_HOME=%s dagster dev -f %s"
+             % (shlex.quote(record.dagster_home), shlex.quote(file)))
 
 
 def _check_output_path(file):
@@ -170,16 +172,6 @@ def _exit_hooks(flow):
         hooks["on_success"] += deco.success_hooks
         hooks["on_error"] += deco.error_hooks
     return {kind: names for kind, names in hooks.items() if names}
-
-
-def _project_info(obj):
-    if "project" not in obj.flow._flow_decorators:
-        return {}
-    return {
-        key: str(current.get(key))
-        for key in ("project_name", "branch_name", "project_flow_name", "is_production")
-        if current.get(key) is not None
-    }
 
 
 def _attach_decorators(obj, decospecs):

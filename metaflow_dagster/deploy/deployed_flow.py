@@ -3,7 +3,13 @@
 `DagsterDeployedFlow` (returned by `Deployer(...).dagster().create()`) triggers
 and resumes runs by running `python flow.py dagster trigger | resume`, as the
 Argo Workflows deployer runs its CLI; `DagsterTriggeredRun.status` asks Dagster
-directly (the instance of DAGSTER_HOME, or the webserver's GraphQL API).
+directly (the instance of the Dagster home, or the webserver's GraphQL API) and
+answers in Metaflow's words (PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT,
+ABORTED); Dagster's own is `dagster_status`.
+
+`DeployedFlow.from_deployment(identifier, impl="dagster")` rebuilds a deployment
+in any process (Metaflow's own `DeployedFlow` picks its implementation with `impl`,
+Argo Workflows by default).
 """
 
 import json
@@ -17,8 +23,8 @@ from metaflow.runner.deployer import DeployedFlow, Deployer, TriggeredRun
 from metaflow.runner.utils import get_lower_level_group, handle_timeout, temporary_fifo
 
 from ..naming import DAGSTER_URL_ENV
+from . import runs
 from .registry import DeploymentRecord, registered_deployments
-from .runs import FINISHED
 
 
 def _target(deployer):
@@ -66,9 +72,8 @@ def _cli_values(kwargs: dict) -> dict:
 
 
 class DagsterTriggeredRun(TriggeredRun):
-    """A run of a Dagster deployment. `status` is the Dagster state of the latest
-    Dagster run of this Metaflow run (a re-execution continues the Metaflow run):
-    QUEUED, STARTING, STARTED, SUCCESS, FAILURE, CANCELING or CANCELED."""
+    """A run of a Dagster deployment: the latest Dagster run of this Metaflow run
+    (a re-execution continues the Metaflow run)."""
 
     def __init__(self, deployer, content: str):
         super().__init__(deployer=deployer, content=content)
@@ -76,48 +81,84 @@ class DagsterTriggeredRun(TriggeredRun):
 
     def _state(self):
         from .errors import CommandError
-        from .runs import find_run
 
         target = _target(self.deployer)
         flow_name, run_id = self.pathspec.split("/")
         try:
-            return find_run(target, flow_name, run_id)
+            return target, runs.find_run(target, flow_name, run_id)
         except CommandError:
             if self._dagster_run_id:
-                return target.run_state(self._dagster_run_id)
-            return None
+                return target, target.run_state(self._dagster_run_id)
+            return target, None
+
+    def _statuses(self):
+        """(Metaflow's word, Dagster's, finished) for the run (Nones if Dagster does
+        not know it). Asked each time: a re-execution continues the Metaflow run."""
+        target, state = self._state()
+        if state is None:
+            return None, None, False
+        return runs.metaflow_status(target, state), state.status, state.finished
 
     @property
     def dagster_run_id(self) -> Optional[str]:
-        state = self._state()
+        _, state = self._state()
         return state.run_id if state else self._dagster_run_id
 
     @property
     def status(self) -> Optional[str]:
-        state = self._state()
-        return state.status if state else None
+        """
+        The run's state, in the words of Metaflow's other schedulers: PENDING (not
+        started yet), RUNNING, SUCCEEDED, FAILED, TIMED_OUT (failed on its
+        --workflow-timeout) or ABORTED (terminated); None if Dagster does not
+        know the run.
+        """
+        return self._statuses()[0]
+
+    @property
+    def dagster_status(self) -> Optional[str]:
+        """The Dagster run's own status: QUEUED, NOT_STARTED, STARTING, STARTED,
+        SUCCESS, FAILURE, CANCELING or CANCELED."""
+        return self._statuses()[1]
 
     @property
     def is_running(self) -> bool:
-        status = self.status
-        return status is not None and status not in FINISHED
+        """True until the run has ended. A run being terminated is ABORTED at once,
+        and running until its tasks have stopped."""
+        status, _, finished = self._statuses()
+        return status is not None and not finished
 
     def wait_for_completion(self, check_interval: int = 5, timeout: Optional[int] = None):
-        """Wait until the run has finished (SUCCESS, FAILURE or CANCELED).
+        """Wait until the run has ended (`status` is then SUCCEEDED, FAILED,
+        TIMED_OUT or ABORTED).
 
         Raises TimeoutError after `timeout` seconds."""
         started = time.time()
-        while self.status not in FINISHED:
+        while self.is_running:
             if timeout is not None and time.time() - started > timeout:
                 raise TimeoutError("Run %s did not finish within %s seconds."
                                    % (self.pathspec, timeout))
             time.sleep(check_interval)
 
+    def _run_id_command(self, command_name: str) -> bool:
+        try:
+            _run_command(self.deployer, command_name, False, run_id=self.pathspec.split("/")[1])
+        except RuntimeError:
+            return False
+        return True
+
     def terminate(self) -> bool:
         """Terminate the run (`python flow.py dagster terminate`): its running tasks
-        are stopped and it ends CANCELED. True once the request is made."""
-        _run_command(self.deployer, "terminate", False, run_id=self.pathspec.split("/")[1])
-        return True
+        are stopped and it ends ABORTED. True if the request was made."""
+        return self._run_id_command("terminate")
+
+    def suspend(self) -> bool:
+        """Suspend the run (`python flow.py dagster suspend`): its running tasks
+        finish, no new task starts until `unsuspend()`. True if it worked."""
+        return self._run_id_command("suspend")
+
+    def unsuspend(self) -> bool:
+        """Let a suspended run start new tasks again. True if it worked."""
+        return self._run_id_command("unsuspend")
 
     def resume(self, step_to_rerun: Optional[str] = None) -> "DagsterTriggeredRun":
         """Start a new run that clones what succeeded in this one (see
@@ -142,6 +183,19 @@ class DagsterDeployedFlow(DeployedFlow):
     @property
     def job_name(self) -> str:
         return self.record.job_name
+
+    @property
+    def production_token(self) -> Optional[str]:
+        """The deployment's production token (its runs are in the Metaflow namespace
+        `production:<token>`); None once the definitions file is gone."""
+        from .definitions import DefinitionsFile
+        from .errors import CommandError
+        from .production_token import PRODUCTION_TOKEN_ENV
+
+        try:
+            return DefinitionsFile(self.definitions_file).plan.env.get(PRODUCTION_TOKEN_ENV)
+        except CommandError:
+            return None
 
     def trigger(self, **kwargs) -> DagsterTriggeredRun:
         """
@@ -206,7 +260,8 @@ class DagsterDeployedFlow(DeployedFlow):
             Metaflow metadata of the runs (default: the current one).
         """
         record = _record(identifier)
-        deployer = Deployer(record.flow_file, cwd=record.cwd).dagster(
+        deployer = Deployer(record.flow_file, cwd=record.cwd,
+                            **_project_kwargs(record.branch_name)).dagster(
             dagster_url=record.dagster_url, dagster_home=record.dagster_home)
         deployer.name = record.identifier()
         deployer.flow_name = record.flow_name
@@ -218,8 +273,8 @@ class DagsterDeployedFlow(DeployedFlow):
     def list_deployed_flows(cls, flow_name: Optional[str] = None
                             ) -> Iterator["DagsterDeployedFlow"]:
         """
-        The deployments recorded in the Dagster instance of DAGSTER_HOME whose
-        definitions files still exist.
+        The deployments recorded in the Dagster home (DAGSTER_HOME, or the default
+        one) whose definitions files still exist.
 
         Parameters
         ----------
@@ -246,6 +301,19 @@ class DagsterDeployedFlow(DeployedFlow):
             "name": run_id,
         })
         return DagsterTriggeredRun(deployer=deployed.deployer, content=content)
+
+
+def _project_kwargs(branch_name: Optional[str]) -> dict:
+    """The Deployer's options that give an @project branch, as Argo's from_deployment
+    derives them (a user branch is the current user's)."""
+    if not branch_name:
+        return {}
+    if branch_name == "prod":
+        return {"production": True}
+    for prefix, kwargs in (("prod.", {"production": True}), ("test.", {})):
+        if branch_name.startswith(prefix):
+            return dict(kwargs, branch=branch_name[len(prefix):])
+    return {}
 
 
 def _record(identifier: str) -> DeploymentRecord:

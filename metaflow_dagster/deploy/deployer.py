@@ -26,10 +26,11 @@ class DagsterDeployer(DeployerImpl):
     ----------
     dagster_url : str, optional, default None
         URL of a running Dagster webserver (`dagster dev`, or webserver + daemon) to
-        submit runs to. Without it, runs execute against the Dagster instance of
-        DAGSTER_HOME.
+        submit runs to. Without it, runs execute in the Dagster instance of the
+        Dagster home.
     dagster_home : str, optional, default None
-        DAGSTER_HOME for the deployment's commands (default: the environment's).
+        DAGSTER_HOME for the deployment's commands (default: the environment's, or
+        ~/.metaflow_dagster/dagster_home when it is unset; created if missing).
     """
 
     TYPE: ClassVar[Optional[str]] = "dagster"
@@ -68,8 +69,9 @@ class DagsterDeployer(DeployerImpl):
         Parameters
         ----------
         file : str, optional
-            Where to write the definitions file (default: <flow name>_dagster.py in
-            the deployer's working directory).
+            Where to write the definitions file (default: <job name>_dagster.py in
+            the deployer's working directory, the job name being the flow name
+            prefixed by @project name and branch).
         name : str, optional
             Job name (default: the flow name, prefixed by the @project name).
         tags : List[str], optional

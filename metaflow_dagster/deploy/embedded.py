@@ -10,6 +10,7 @@ Every command opens the instance under a lock in DAGSTER_HOME (home.open_instanc
 and first fails the runs whose worker process died (runtime/workers.py).
 """
 
+import logging
 import os
 import signal
 import subprocess
@@ -140,12 +141,40 @@ class EmbeddedTarget:
         return RunState(run.run_id, run.status.value, run.job_name, run.root_run_id,
                         run.parent_run_id, dict(run.tags), steps)
 
-    def flow_runs(self, flow_name: str, limit: int) -> List[RunState]:
-        """Runs of the flow, newest first, without step states."""
+    def flow_runs(self, flow_name: str, limit: int,
+                  job_name: Optional[str] = None) -> List[RunState]:
+        """Runs of the flow (of one job of it), newest first, without step states."""
         from dagster import RunsFilter
 
         with self._instance() as instance:
-            runs = instance.get_runs(filters=RunsFilter(tags={naming.TAG_FLOW_NAME: flow_name}),
-                                     limit=limit)
+            runs = instance.get_runs(filters=RunsFilter(
+                job_name=job_name, tags={naming.TAG_FLOW_NAME: flow_name}), limit=limit)
             return [RunState(r.run_id, r.status.value, r.job_name, r.root_run_id,
                              r.parent_run_id, dict(r.tags)) for r in runs]
+
+    # --- suspend, failures and the event log (deploy/run_commands.py) ---
+
+    def tag_run(self, run_id: str, tags: Dict[str, str]) -> None:
+        with self._instance() as instance:
+            instance.add_run_tags(run_id, tags)
+
+    def failure_messages(self, run_id: str) -> List[str]:
+        """What the failed steps of the run said."""
+        from dagster import DagsterEventType
+
+        with self._instance() as instance:
+            records = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+            return [r.dagster_event.event_specific_data.error.message for r in records
+                    if r.dagster_event.event_specific_data.error is not None]
+
+    def run_events(self, run_id: str, cursor: Optional[str] = None):
+        """The run's event log after `cursor`: ([(timestamp, level, step key, event
+        type, message)], the next cursor)."""
+        with self._instance() as instance:
+            connection = instance.get_records_for_run(run_id, cursor=cursor)
+            events = [(r.event_log_entry.timestamp, logging.getLevelName(r.event_log_entry.level),
+                       r.event_log_entry.step_key, r.event_log_entry.dagster_event_type
+                       and r.event_log_entry.dagster_event_type.value,
+                       r.event_log_entry.message or "") for r in connection.records]
+            return events, connection.cursor
+

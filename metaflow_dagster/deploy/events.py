@@ -10,13 +10,15 @@ from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 
 from ..naming import EVENT_NAME_RE
 from ..runtime.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
+from .home import dagster_home
 
 
 def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = None) -> str:
     """Record event `name` with `payload`; return its id.
 
-    `instance` defaults to the one DAGSTER_HOME points at. The timestamp is whole epoch
-    seconds because metaflow.events.Trigger converts only int timestamps to datetimes.
+    `instance` defaults to the one of the Dagster home (DAGSTER_HOME, or the default one,
+    see home.py). The timestamp is whole epoch seconds because metaflow.events.Trigger
+    converts only int timestamps to datetimes.
     """
     if not EVENT_NAME_RE.match(name):
         raise ValueError(
@@ -33,7 +35,11 @@ def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = No
             TIMESTAMP_KEY: MetadataValue.int(int(time.time())),
         },
     )
-    (instance or DagsterInstance.get()).report_runless_asset_event(materialization)
+    if instance is None:
+        with DagsterInstance.from_config(dagster_home()) as own:
+            own.report_runless_asset_event(materialization)
+    else:
+        instance.report_runless_asset_event(materialization)
     return event_id
 
 

@@ -40,6 +40,24 @@ query FlowRuns($filter: RunsFilter, $limit: Int) {
 }
 """ % RUN_FIELDS
 
+RUN_EVENTS_QUERY = """
+query RunEvents($runId: ID!, $afterCursor: String) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor) {
+    __typename
+    ... on EventConnection {
+      cursor
+      events {
+        __typename
+        ... on MessageEvent { timestamp level stepKey eventType message }
+        ... on ErrorEvent { error { message } }
+      }
+    }
+    ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
 
 # Seconds to wait for the webserver: an unreachable one fails the command quickly.
 REQUEST_TIMEOUT_SECONDS = 30
@@ -124,13 +142,45 @@ class GraphQLTarget:
                  for s in data["stepStats"]]
         return _run_from_graphql(data, steps)
 
-    def flow_runs(self, flow_name: str, limit: int) -> List[RunState]:
+    def flow_runs(self, flow_name: str, limit: int,
+                  job_name: Optional[str] = None) -> List[RunState]:
         variables = {"filter": {"tags": [{"key": naming.TAG_FLOW_NAME, "value": flow_name}]},
                      "limit": limit}
+        if job_name:
+            variables["filter"]["pipelineName"] = job_name
         data = self.query(FLOW_RUNS_QUERY, variables)["runsOrError"]
         if data["__typename"] != "Runs":
             raise CommandError(data.get("message", data["__typename"]))
         return [_run_from_graphql(r) for r in data["results"]]
+
+    # --- suspend, failures and the event log (deploy/run_commands.py) ---
+
+    def tag_run(self, run_id: str, tags: Dict[str, str]) -> None:
+        raise CommandError(
+            "Suspending or unsuspending a run is not supported through the Dagster "
+            "webserver's GraphQL API (it has no mutation for run tags): run the command "
+            "without --dagster-url (nor $%s), with DAGSTER_HOME set to the webserver's "
+            "Dagster home." % naming.DAGSTER_URL_ENV)
+
+    def _events(self, run_id: str, cursor: Optional[str]):
+        data = self.query(RUN_EVENTS_QUERY, {"runId": run_id, "afterCursor": cursor})
+        data = data["logsForRun"]
+        if data["__typename"] != "EventConnection":
+            raise CommandError(data.get("message", data["__typename"]))
+        return data["events"], data["cursor"]
+
+    def failure_messages(self, run_id: str) -> List[str]:
+        """What the failed steps of the run said."""
+        events, _ = self._events(run_id, None)
+        return [e["error"]["message"] for e in events
+                if e["__typename"] == "ExecutionStepFailureEvent" and e.get("error")]
+
+    def run_events(self, run_id: str, cursor: Optional[str] = None):
+        """The run's event log after `cursor`: ([(timestamp, level, step key, event
+        type, message)], the next cursor)."""
+        events, cursor = self._events(run_id, cursor)
+        return [(float(e["timestamp"]) / 1000, e["level"], e["stepKey"], e["eventType"],
+                 e["message"]) for e in events if "message" in e], cursor
 
 
 def _run_from_graphql(data: dict, steps=()) -> RunState:

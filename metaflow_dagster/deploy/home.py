@@ -1,25 +1,62 @@
-"""Which Dagster home the user's commands work in."""
+"""Which Dagster home the user's commands work in.
+
+DAGSTER_HOME when it is set; otherwise one default home, the same for every
+command (`trigger`, `status`, `resume`, `terminate`, `suspend`, `send-event`...)
+and the Deployer API: ~/.metaflow_dagster/dagster_home (naming.DEFAULT_DAGSTER_HOME;
+`python -m metaflow_dagster home` prints it), so
+`DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev -f FILE` shows their runs.
+
+A home that does not exist yet, the default or an explicit DAGSTER_HOME, is
+created on first use with a dagster.yaml: telemetry off (no banner in our
+commands' output) and run monitoring on (a `dagster dev` on it monitors runs).
+The command that creates it says where it is, once.
+"""
 
 import fcntl
 import os
+import shutil
+import sys
+import tempfile
 from contextlib import contextmanager
+from typing import Optional
 
 from ..files import write_atomically
+from ..naming import DEFAULT_DAGSTER_HOME
 from .errors import CommandError
 
+# What a dagster.yaml we write holds: no telemetry (no banner in our commands'
+# output), and run monitoring, so that a daemon (`dagster dev`) fails runs stuck
+# starting or cancelling and enforces dagster/max_runtime. (Runs whose worker dies
+# are failed by the runs' own reaper, runtime/workers.py.)
+DAGSTER_YAML = """\
+# Written by metaflow-dagster when it created this Dagster home.
+telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+"""
 
-def dagster_home(explicit=None) -> str:
-    """DAGSTER_HOME (or `explicit`): an absolute path to an existing directory."""
-    home = explicit or os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise CommandError(
-            "DAGSTER_HOME is not set. Set it to the Dagster home to run in (the one "
-            "`dagster dev` uses), or pass --dagster-url to submit to a running Dagster."
-        )
-    if not os.path.isabs(home) or not os.path.isdir(home):
-        raise CommandError(
-            "DAGSTER_HOME=%s must be an absolute path to an existing directory." % home
-        )
+
+def default_home() -> str:
+    return os.path.expanduser(DEFAULT_DAGSTER_HOME)
+
+
+def dagster_home(explicit: Optional[str] = None) -> str:
+    """The Dagster home (`explicit`, else DAGSTER_HOME, else the default) as an
+    absolute path to an existing directory, created if need be."""
+    home = os.path.expanduser(explicit or os.environ.get("DAGSTER_HOME") or default_home())
+    if not os.path.isabs(home):
+        # Dagster itself (`dagster dev`, `dagster job execute`) refuses it.
+        raise CommandError("DAGSTER_HOME=%s must be an absolute path, e.g. %s."
+                           % (home, os.path.abspath(home)))
+    if not os.path.isdir(home):
+        if os.path.exists(home):
+            raise CommandError("DAGSTER_HOME=%s is not a directory." % home)
+        if create_home(home):
+            sys.stderr.write(
+                "Created the Dagster home %s (runs and deployments are recorded there; "
+                "point `dagster dev` at it with DAGSTER_HOME=%s).\n" % (home, home))
     return home
 
 
@@ -28,10 +65,6 @@ OUR_DIR = "metaflow_dagster"
 # Held (fcntl) by every command of ours while it opens the instance: the first
 # opening creates the SQLite storage, which two processes at once can damage.
 INSTANCE_LOCK = os.path.join(OUR_DIR, "instance.lock")
-# What a dagster.yaml we write holds: run monitoring, so that a daemon (`dagster
-# dev`) fails runs stuck starting or cancelling and enforces dagster/max_runtime.
-# (Runs whose worker dies are failed by the runs' own reaper, runtime/workers.py.)
-DAGSTER_YAML = "run_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n"
 
 
 @contextmanager
@@ -69,3 +102,25 @@ def _is_storage_error(error: Exception) -> bool:
     from sqlalchemy.exc import SQLAlchemyError
 
     return isinstance(error, (SQLAlchemyError, AlembicError, sqlite3.Error))
+
+
+def create_home(home: str) -> bool:
+    """Create the Dagster home `home` with our dagster.yaml, whole: it is built
+    beside its place and renamed there, so no process sees it without its
+    dagster.yaml. False if another process created it first."""
+    parent = os.path.dirname(home)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        building = tempfile.mkdtemp(dir=parent, prefix=".%s-" % os.path.basename(home))
+    except OSError as error:
+        raise CommandError("Could not create the Dagster home %s: %s" % (home, error)) from None
+    with open(os.path.join(building, "dagster.yaml"), "w", encoding="utf-8") as f:
+        f.write(DAGSTER_YAML)
+    try:
+        os.rename(building, home)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        if os.path.isdir(home):
+            return False
+        raise
+    return True

@@ -2,8 +2,9 @@
 
 A deployment is a definitions file. Its identifier is a JSON object naming the
 file, the job, the flow and where runs go (DAGSTER_HOME, or a webserver URL), so
-`DeployedFlow.from_deployment(identifier)` needs nothing else. Deployments made
-while DAGSTER_HOME is set are also recorded under it, for `list_deployed_flows`.
+`DeployedFlow.from_deployment(identifier)` needs nothing else. Each deployment is
+also recorded in the Dagster home of the commands (home.py), for
+`list_deployed_flows`.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ from typing import List, Optional
 
 from ..files import write_atomically
 from ..naming import DAGSTER_URL_ENV
+from .home import dagster_home as resolve_home
 
 REGISTRY_DIR = os.path.join("metaflow_dagster", "deployments")
 
@@ -30,6 +32,8 @@ class DeploymentRecord:
     cwd: str
     dagster_home: Optional[str] = None
     dagster_url: Optional[str] = None
+    # The @project branch (`test.x`, `prod`...) the deployment was made for.
+    branch_name: Optional[str] = None
 
     def identifier(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,8 +57,9 @@ class DeploymentRecord:
             job_name=plan.job_name,
             flow_file=plan.flow_file,
             cwd=plan.cwd,
-            dagster_home=os.environ.get("DAGSTER_HOME") or None,
+            dagster_home=resolve_home(),
             dagster_url=os.environ.get(DAGSTER_URL_ENV) or None,
+            branch_name=plan.project.get("branch_name"),
         )
 
     def _registry_path(self) -> Optional[str]:
@@ -74,10 +79,9 @@ class DeploymentRecord:
 
 
 def _registry_entries(dagster_home: Optional[str]):
-    """(path of the entry, record) for each deployment recorded under DAGSTER_HOME."""
-    home = dagster_home or os.environ.get("DAGSTER_HOME")
-    directory = os.path.join(home, REGISTRY_DIR) if home else None
-    if not directory or not os.path.isdir(directory):
+    """(path of the entry, record) for each deployment recorded in the Dagster home."""
+    directory = os.path.join(resolve_home(dagster_home), REGISTRY_DIR)
+    if not os.path.isdir(directory):
         return
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
@@ -91,7 +95,7 @@ def _registry_entries(dagster_home: Optional[str]):
 
 
 def registered_deployments(dagster_home: Optional[str] = None) -> List[DeploymentRecord]:
-    """Deployments recorded under DAGSTER_HOME whose definitions file still exists."""
+    """Deployments recorded in the Dagster home whose definitions file still exists."""
     return [record for _, record in _registry_entries(dagster_home)
             if os.path.isfile(record.definitions_file)]
 

@@ -1,8 +1,10 @@
 """What the user's commands print about runs."""
 
-from typing import List
+import time
+from typing import Iterator, List, Set
 
-from .runs import RunState
+from .. import naming
+from .runs import STEP_FINISHED, RunState
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
@@ -11,10 +13,13 @@ def ui_url(target, run_id: str) -> str:
     return "%s/runs/%s" % (target.ui_base.rstrip("/"), run_id)
 
 
-def describe_state(state: RunState, flow_name: str) -> List[str]:
-    """What `dagster status` prints: the run's state, then each step's."""
-    lines = ["Run %s of job %s (Metaflow run %s/%s): %s" % (
-        state.run_id, state.job_name, flow_name, state.metaflow_run_id, state.status)]
+def describe_state(state: RunState, flow_name: str, status: str) -> List[str]:
+    """What `dagster status` prints: the run's state (Metaflow's word, then
+    Dagster's), then each step's."""
+    suspended = state.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED
+    lines = ["Run %s of job %s (Metaflow run %s/%s): %s (Dagster %s)%s" % (
+        state.run_id, state.job_name, flow_name, state.metaflow_run_id, status, state.status,
+        ", suspended" if suspended and not state.finished else "")]
     if state.parent_run_id:
         lines.append("  re-execution of run %s" % state.parent_run_id)
     steps = sorted(state.steps, key=lambda s: (s.start_time is None, s.start_time or 0, s.key))
@@ -24,3 +29,25 @@ def describe_state(state: RunState, flow_name: str) -> List[str]:
     if not steps:
         lines.append("  (no step has started yet)")
     return lines
+
+
+def progress_lines(state: RunState, plan, shown: Set[str]) -> Iterator[str]:
+    """A line for each step of the run that finished since the keys in `shown`
+    (which it adds to), in the order they started: `[done/known] step STATUS`.
+    The steps known are those that started, and one for each op of the plan none
+    of whose steps has (a foreach's splits count once they exist), if the plan is
+    known."""
+    started_ops = {s.key.split("[", 1)[0] for s in state.steps}
+    known = len(state.steps) + sum(
+        1 for op in (plan.ops if plan else ()) if op.name not in started_ops)
+    for step in sorted(state.steps, key=lambda s: (s.start_time or 0, s.key)):
+        if step.status in STEP_FINISHED and step.key not in shown:
+            shown.add(step.key)
+            yield "    [%d/%d] %s  %s" % (len(shown), known, step.key, step.status)
+
+
+def event_line(timestamp: float, level: str, step_key, event_type, message: str) -> str:
+    """One event of a run's Dagster event log, as `trigger --wait --verbose` prints it."""
+    return "%s %-7s %-20s %-16s %s" % (
+        time.strftime("%H:%M:%S", time.localtime(timestamp)), level, step_key or "-",
+        event_type or "LOG", message)

@@ -1,9 +1,10 @@
-"""`python flow.py dagster trigger | status | terminate | resume | delete`: the run
-lifecycle.
+"""`python flow.py dagster trigger | status | terminate | suspend | unsuspend |
+resume | delete`: the run lifecycle.
 
-The commands work on the definitions file `dagster create` wrote and send runs
-to the Dagster instance of DAGSTER_HOME, or with --dagster-url (or
-METAFLOW_DAGSTER_URL) to a running Dagster webserver (see runs.py).
+The commands work on the definitions file `dagster create` wrote (by default the
+one named after the job the same options give, job_name.py) and send runs to the
+Dagster instance of the Dagster home (home.py), or with --dagster-url (or
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see targets.py).
 
 This module is imported with every Metaflow command: Dagster is imported inside
 the commands only (none of the modules imported here imports it at the top).
@@ -11,15 +12,26 @@ the commands only (none of the modules imported here imports it at the top).
 
 import json
 import os
+import sys
+import time
 
 from metaflow import parameters
 from metaflow._vendor import click
 
 from .. import naming
 from . import report, runs
+from .command import DagsterCommand, Errors
 from .errors import CommandError
+from .graphql import GraphQLTarget
+from .job_name import definitions_file as default_file
+from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+
+# Seconds between two looks at a run `trigger --wait` follows.
+FOLLOW_INTERVAL_SECONDS = 1
+# At most this long `terminate` waits for the process of an embedded run to start it.
+STARTUP_WAIT_SECONDS = 60
 
 
 def _definitions_option(func):
@@ -27,7 +39,8 @@ def _definitions_option(func):
         "--definitions-file",
         default=None,
         help="The definitions file `dagster create` wrote (default: "
-        "%s in the current directory)." % naming.default_definitions_file("<flow name>"),
+        "%s in the current directory, named after the job)."
+        % naming.default_definitions_file("<job name>"),
     )(func)
 
 
@@ -36,8 +49,23 @@ def _url_option(func):
         "--dagster-url",
         default=None,
         help="URL of a running Dagster webserver to submit to (default: "
-        "$METAFLOW_DAGSTER_URL; without either, runs execute against $DAGSTER_HOME).",
+        "$METAFLOW_DAGSTER_URL; without either, runs execute in the Dagster instance of "
+        "$DAGSTER_HOME, or of %s when it is unset)." % naming.DEFAULT_DAGSTER_HOME,
     )(func)
+
+
+def _run_id_option(help_text):
+    return click.option("--run-id", required=True, help=help_text)
+
+
+def _wait_options(func):
+    func = click.option(
+        "--verbose", is_flag=True, default=False,
+        help="With --wait: print the run's whole Dagster event log as well.")(func)
+    return click.option(
+        "--wait", is_flag=True, default=False,
+        help="Wait for the run to finish, printing each step as it finishes; exit non-zero "
+        "unless the run succeeded.")(func)
 
 
 def _run_options(func):
@@ -51,27 +79,41 @@ def _run_options(func):
     return _url_option(_definitions_option(func))
 
 
-class _Errors:
-    """Lifecycle problems become click errors: one clear message, exit code 1."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if kind is not None and issubclass(kind, CommandError):
-            raise click.ClickException(str(error)) from None
-        return False
-
-
 def _definitions_file(obj, definitions_file):
     from .definitions import DefinitionsFile
 
-    path = definitions_file or naming.default_definitions_file(obj.flow.name)
-    job = DefinitionsFile(path)
+    job = DefinitionsFile(default_file(obj, definitions_file))
     if job.plan.flow_name != obj.flow.name:
         raise CommandError("%s is the job of flow %s, not of %s." % (
-            path, job.plan.flow_name, obj.flow.name))
+            job.path, job.plan.flow_name, obj.flow.name))
     return job
+
+
+class ServerJob:
+    """A job that a running webserver loaded, known from the flow itself (its name
+    and Parameters, by the rules `create` follows): `trigger --dagster-url` needs no
+    local definitions file."""
+
+    def __init__(self, obj):
+        from ..compiler.compile import CompileOptions, compile_flow
+        from ..compiler.validate import NotSupported
+
+        options = CompileOptions(flow_file=os.path.abspath(sys.argv[0]), cwd=os.getcwd(),
+                                 project=project_info(obj))
+        try:
+            self.plan = compile_flow(obj.flow, obj.graph, options)
+        except NotSupported as error:
+            raise CommandError(str(error)) from None
+        self.job_name = self.plan.job_name
+
+
+def _job_to_launch(obj, definitions_file, target):
+    """The definitions file; with a webserver as the target and no file given or at
+    the default place, the job as the webserver knows it."""
+    if definitions_file is None and isinstance(target, GraphQLTarget) and \
+            not os.path.isfile(default_file(obj)):
+        return ServerJob(obj)
+    return _definitions_file(obj, definitions_file)
 
 
 def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file, what):
@@ -101,50 +143,115 @@ def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
     return run_id
 
 
+def _follow(obj, target, plan, run_id, verbose, shown=None):
+    """Wait for the run to end: a line each time steps finish (but those in `shown`)
+    and, verbose, the run's whole Dagster event log as it grows. Raises unless the
+    run succeeded."""
+    shown, cursor = set(shown or ()), None
+    while True:
+        state = target.run_state(run_id)
+        if verbose:
+            events, cursor = target.run_events(run_id, cursor)
+            for event in events:
+                click.echo(report.event_line(*event), err=True)
+        for line in report.progress_lines(state, plan, shown):
+            obj.echo(line)
+        if state.finished:
+            break
+        time.sleep(FOLLOW_INTERVAL_SECONDS)
+    status = runs.metaflow_status(target, state)
+    line = "Run %s/%s ended %s (Dagster %s)." % (
+        obj.flow.name, state.metaflow_run_id, status, state.status)
+    if status != runs.SUCCEEDED:
+        raise CommandError(line + " Its failures: `python %s dagster status --run-id %s`, "
+                           "or the Dagster UI." % (os.path.basename(sys.argv[0]), run_id))
+    obj.echo(line, bold=True)
+
+
 @parameters.add_custom_parameters(deploy_mode=False)
-@click.command(help="Start a run of the compiled job on Dagster and return at once.")
+@click.command(cls=DagsterCommand, help="Start a run of the compiled job on Dagster and return "
+               "at once (or, with --wait, once it has finished).")
+@_wait_options
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, **kwargs):
 
-    with _Errors():
-        job = _definitions_file(obj, definitions_file)
-        config = run_config(job.plan, command_line_values(obj.flow, kwargs))
+    with Errors():
         target = target_for(dagster_url)
-        _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
-               "Triggered a run of")
+        job = _job_to_launch(obj, definitions_file, target)
+        config = run_config(job.plan, command_line_values(obj.flow, kwargs))
+        run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
+                        "Triggered a run of")
+        if wait:
+            _follow(obj, target, job.plan, run_id, verbose)
 
 
-@click.command(help="Show the state of a run on Dagster and of each of its steps.")
+@click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
+               "its steps.")
 @click.option("--run-id", default=None,
-              help="Dagster run id or Metaflow run id (default: the latest run of this flow).")
+              help="Dagster run id or Metaflow run id (default: the latest run of the job).")
+@_wait_options
+@_definitions_option
 @_url_option
 @click.pass_obj
-def status(obj, run_id=None, dagster_url=None):
+def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False,
+           verbose=False):
 
-    with _Errors():
+    with Errors():
         target = target_for(dagster_url)
         if run_id:
             state = runs.find_run(target, obj.flow.name, run_id)
         else:
-            state = runs.latest_run(target, obj.flow.name)
+            job = _status_job_name(obj, definitions_file)
+            state = runs.latest_job_run(target, obj.flow.name, job)
             if state is None:
-                raise CommandError(
-                    "No run of %s in %s." % (obj.flow.name, target.describe()))
+                raise CommandError("No run of job %s (flow %s) in %s." % (
+                    job, obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
-        for line in report.describe_state(state, obj.flow.name):
+        for line in report.describe_state(state, obj.flow.name,
+                                          runs.metaflow_status(target, state)):
             click.echo(line)
+        if wait:
+            _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,
+                    shown=[s.key for s in state.steps if s.status in runs.STEP_FINISHED])
 
 
-@click.command(help="Terminate a run on Dagster: its running tasks are stopped and the run "
-               "ends CANCELED, as with the Dagster UI's Terminate button.")
-@click.option("--run-id", required=True, help="Dagster run id or Metaflow run id.")
+def _plan_if_any(obj, definitions_file):
+    """The plan of the definitions file, if there is one (it tells how many steps a
+    run has to go)."""
+    if definitions_file is None and not os.path.isfile(default_file(obj)):
+        return None
+    return _definitions_file(obj, definitions_file).plan
+
+
+def _status_job_name(obj, definitions_file):
+    """The job whose latest run `status` shows: the definitions file's, when one
+    is given; else the one the flow and options name."""
+    if definitions_file:
+        return _definitions_file(obj, definitions_file).job_name
+    return job_name(obj)
+
+
+def _unfinished_run(obj, target, run_id, doing):
+    state = runs.find_run(target, obj.flow.name, run_id)
+    if state.finished:
+        raise CommandError("Run %s/%s has already finished (%s); nothing to %s." % (
+            obj.flow.name, state.metaflow_run_id, state.status, doing))
+    return state
+
+
+@click.command(cls=DagsterCommand, help="Terminate a run on Dagster: its running tasks are "
+               "stopped and the run ends ABORTED (Dagster: CANCELED), as with the Dagster UI's "
+               "Terminate button.")
+@_run_id_option("Dagster run id or Metaflow run id.")
+@click.option("--wait", is_flag=True, default=False,
+              help="Return once the run has ended (its tasks stopped).")
 @_url_option
 @click.pass_obj
-def terminate(obj, run_id, dagster_url=None):
+def terminate(obj, run_id, wait=False, dagster_url=None):
 
-    with _Errors():
+    with Errors():
         target = target_for(dagster_url)
         state = runs.find_run(target, obj.flow.name, run_id)
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
@@ -153,28 +260,77 @@ def terminate(obj, run_id, dagster_url=None):
             obj.echo("Run %s/%s has already ended (%s): %s" % (
                 obj.flow.name, state.metaflow_run_id, state.status, lost), bold=True)
             return
-        if state.finished:
-            raise CommandError(
-                "Run %s/%s has already finished (%s); nothing to terminate."
-                % (obj.flow.name, state.metaflow_run_id, state.status))
-        target.terminate(state.run_id)
+        state = _unfinished_run(obj, target, run_id, "terminate")
+        if not isinstance(target, GraphQLTarget):
+            # The process executing an embedded run takes the request once it runs
+            # the run (its first second goes to importing Dagster).
+            state = _wait_for(target, state, lambda s: s.status != "NOT_STARTED",
+                              STARTUP_WAIT_SECONDS)
+        if not state.finished:
+            target.terminate(state.run_id)
         obj.echo("Terminating %s/%s (Dagster run %s)." % (
+            obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
+        if wait:
+            state = _wait_for(target, state, lambda s: s.finished)
+            obj.echo("Run %s/%s ended %s (Dagster %s)." % (
+                obj.flow.name, state.metaflow_run_id, runs.metaflow_status(target, state),
+                state.status))
+
+
+def _wait_for(target, state, done, timeout=None):
+    """The run's state once `done(state)` holds (or `timeout` seconds passed)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done(state) and (deadline is None or time.monotonic() < deadline):
+        time.sleep(FOLLOW_INTERVAL_SECONDS / 2)
+        state = target.run_state(state.run_id)
+    return state
+
+
+@click.command(cls=DagsterCommand, help="Suspend a run: the tasks that run finish, and no new "
+               "task starts until `dagster unsuspend` (the run carries the tag %s)."
+               % naming.TAG_SUSPENDED)
+@_run_id_option("Dagster run id or Metaflow run id.")
+@_url_option
+@click.pass_obj
+def suspend(obj, run_id, dagster_url=None):
+
+    with Errors():
+        target = target_for(dagster_url)
+        state = _unfinished_run(obj, target, run_id, "suspend")
+        target.tag_run(state.run_id, {naming.TAG_SUSPENDED: naming.SUSPENDED})
+        obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
+                 "until `dagster unsuspend`." % (
+                     obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
+
+
+@click.command(cls=DagsterCommand, help="Let a suspended run start new tasks again.")
+@_run_id_option("Dagster run id or Metaflow run id.")
+@_url_option
+@click.pass_obj
+def unsuspend(obj, run_id, dagster_url=None):
+
+    with Errors():
+        target = target_for(dagster_url)
+        state = _unfinished_run(obj, target, run_id, "unsuspend")
+        target.tag_run(state.run_id, {naming.TAG_SUSPENDED: naming.NOT_SUSPENDED})
+        obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
             obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
 
-@click.command(help="Start a new run that clones the steps that succeeded in an earlier run "
-               "and runs the others, as `python flow.py resume` does.")
+@click.command(cls=DagsterCommand, help="Start a new run that clones the steps that succeeded "
+               "in an earlier run and runs the others, as `python flow.py resume` does.")
 @click.option("--origin-run-id", required=True,
               help="The run to resume: its Metaflow run id or a Dagster run id.")
 @click.option("--step-to-rerun", default=None,
               help="Run this step and every step after it again, even if they succeeded.")
+@_wait_options
 @_run_options
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
-           run_id_file=None, deployer_attribute_file=None):
+           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False):
     from ..runtime import resume as resume_runtime
 
-    with _Errors():
+    with Errors():
         job = _definitions_file(obj, definitions_file)
         target = target_for(dagster_url)
         origin = runs.metaflow_run_of(target, obj.flow.name, origin_run_id)
@@ -187,8 +343,10 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
         tags = resume_runtime.resume_tags(origin, rerun)
         obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
             ": re-running %s" % ", ".join(rerun)) if rerun else ""))
-        _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
-               "Started a resume run of")
+        run_id = _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
+                        "Started a resume run of")
+        if wait:
+            _follow(obj, target, job.plan, run_id, verbose)
 
 
 def _check_finished(target, flow_name, origin):
@@ -203,13 +361,14 @@ def _check_finished(target, flow_name, origin):
             % (flow_name, origin, state.status, state.run_id))
 
 
-@click.command(help="Delete the deployment: its definitions file and its record.")
+@click.command(cls=DagsterCommand, help="Delete the deployment: its definitions file and its "
+               "record.")
 @_definitions_option
 @click.pass_obj
 def delete(obj, definitions_file=None):
     from .registry import forget_deployment
 
-    with _Errors():
+    with Errors():
         # Never delete a file `dagster create` did not write (e.g. the flow): only one
         # that loads as the definitions file of this flow.
         job = _definitions_file(obj, definitions_file)
@@ -219,4 +378,4 @@ def delete(obj, definitions_file=None):
                  bold=True)
 
 
-COMMANDS = [trigger, status, terminate, resume, delete]
+COMMANDS = [trigger, status, terminate, suspend, unsuspend, resume, delete]

@@ -8,6 +8,28 @@ from .. import naming
 from .errors import CommandError
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+# Metaflow's scheduler words for a run (as Step Functions says them, and Argo
+# Workflows in title case), which code written against the Deployer API compares
+# with: the state of a Dagster run in them. A canceling run is ABORTED already
+# (it will not succeed), though it has not finished until its tasks have stopped.
+PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = (
+    "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+METAFLOW_STATUS = {
+    "NOT_STARTED": PENDING,
+    "QUEUED": PENDING,
+    "STARTING": PENDING,
+    "STARTED": RUNNING,
+    "MANAGED": RUNNING,
+    # Dagster 1.13 declares it and writes it nowhere yet; a suspended Argo workflow
+    # is Running too.
+    "SUSPENDED": RUNNING,
+    "SUCCESS": SUCCEEDED,
+    "FAILURE": FAILED,
+    "CANCELING": ABORTED,
+    "CANCELED": ABORTED,
+}
+STEP_FINISHED = ("SUCCESS", "FAILURE", "SKIPPED")
 # How many recent runs of a flow are searched for a Metaflow run id.
 RUN_SEARCH_LIMIT = 1000
 
@@ -38,11 +60,6 @@ class RunState:
         return self.status in FINISHED
 
 
-def latest_run(target, flow_name: str) -> Optional[RunState]:
-    runs = target.flow_runs(flow_name, 1)
-    return target.run_state(runs[0].run_id) if runs else None
-
-
 def find_run(target, flow_name: str, run_id: str) -> RunState:
     """A Dagster run by its id, or the latest Dagster run of a Metaflow run (a
     re-execution continues the Metaflow run of its root run)."""
@@ -64,3 +81,19 @@ def metaflow_run_of(target, flow_name: str, run_id: str) -> str:
     if naming.is_metaflow_run_id(run_id):
         return run_id
     return find_run(target, flow_name, run_id).metaflow_run_id
+
+
+def metaflow_status(target, state: RunState) -> str:
+    """The run's state in Metaflow's words; TIMED_OUT for a run that failed on its
+    --workflow-timeout (its failure says so)."""
+    status = METAFLOW_STATUS.get(state.status, RUNNING)
+    if status == FAILED and any(naming.WORKFLOW_TIMEOUT_PHRASE in message
+                                for message in target.failure_messages(state.run_id)):
+        return TIMED_OUT
+    return status
+
+
+def latest_job_run(target, flow_name: str, job_name: str) -> Optional[RunState]:
+    """The latest run of one deployment (job) of the flow."""
+    runs = target.flow_runs(flow_name, 1, job_name=job_name)
+    return target.run_state(runs[0].run_id) if runs else None

@@ -26,6 +26,7 @@ from ..naming import (
 from ..plan import FlowPlan
 from .attempts import AttemptCounter
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
+from .suspension import SuspendGate
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -80,6 +81,8 @@ class TaskLauncher:
         # kept for the region's worker threads, which run the op's tasks.
         self.io = current_io()
         self._pending_init: Optional[ParametersInit] = None
+        # `dagster suspend` holds back new tasks (runtime/suspension.py).
+        self.suspension = SuspendGate.of_current_op(dagster_run_id, self.io and self.io.stderr)
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = dict(os.environ)
@@ -138,6 +141,9 @@ class TaskLauncher:
             deadline_seconds: Optional[float] = None, cancel=None):
         """Run one attempt of a task. Returns (outcome, result) where result is
         what the dagster_internal decorator reported (foreach splits, switch case)."""
+        if self.suspension is not None:
+            self.suspension.wait("task %s" % task.pathspec(self.run_id),
+                                 (cancel, self.io and self.io.cancel))
         # The start task starts while `flow.py init` still runs and waits for it
         # itself (see ParametersInit); anything else, a clone too, needs the
         # Parameters persisted first.

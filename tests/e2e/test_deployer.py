@@ -1,18 +1,33 @@
-"""Metaflow's Deployer API on Dagster (TYPE "dagster"), on real runs: create with
-top-level options, trigger with Parameters, `from_deployment` in a second Python
-process, `list_deployed_flows`, `delete`; a failing flow reports FAILURE."""
+"""Metaflow's Deployer API on Dagster (TYPE "dagster"), on real runs, holding the
+contract Metaflow's other schedulers keep: create with top-level options, trigger with
+Parameters, `status` in Metaflow's words (a status loop written for Argo or Step
+Functions ends), `from_deployment` / `get_triggered_run` / `list_deployed_flows` in a
+fresh Python process, `production_token`, `delete`, `terminate`, `suspend` and
+`unsuspend`; two @project branch deployments that never touch each other."""
 
 import json
 import subprocess
 import time
 
 import pytest
-from harness import PYTHON, env_for
-from lifecycle_support import client, flow_dir
+from harness import PYTHON, env_for, wait_until
+from lifecycle_support import client, embedded, flow_dir
+
+from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
 FLOW = "lifecycle_deployer_flow"
+
+
+def fresh_python(script: str, *args, cwd, dagster_home=None, timeout=400, **env) -> dict:
+    """Run `script` in a fresh Python process; what it printed last, as JSON."""
+    proc = subprocess.run([PYTHON, "-c", script, *[str(a) for a in args]], cwd=cwd,
+                          capture_output=True, text=True,
+                          env=env_for(dagster_home, **env), timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
 
 SECOND_PROCESS = """
 import json
@@ -20,10 +35,11 @@ import sys
 
 from metaflow import DeployedFlow, metadata, namespace
 
-identifier, flow_dir = sys.argv[1:]
+identifier, flow_dir, first_run = sys.argv[1:]
 deployed = DeployedFlow.from_deployment(identifier, impl="dagster")
 listed = [d.name for d in DeployedFlow.list_deployed_flows(impl="dagster")]
 others = list(DeployedFlow.list_dagster(flow_name="NoSuchFlow"))
+earlier = DeployedFlow.get_triggered_run(identifier, first_run, impl="dagster")
 triggered = deployed.trigger(label="second process", count=3)
 triggered.wait_for_completion(check_interval=1, timeout=150)
 metadata("local@" + flow_dir)
@@ -32,11 +48,24 @@ print(json.dumps({
     "type": type(deployed).__name__,
     "listed": listed,
     "others": len(others),
+    "earlier": [earlier.status, earlier.dagster_status, earlier.is_running],
     "status": triggered.status,
     "pathspec": triggered.pathspec,
     "seen": triggered.run["start"].task.data.seen,
     "successful": triggered.run.successful,
+    "token": deployed.production_token,
 }))
+"""
+
+DEFAULT_IMPL = """
+import json
+import sys
+
+from metaflow import DeployedFlow
+
+identifier = sys.argv[1]
+print(json.dumps([type(DeployedFlow.from_deployment(identifier)).__name__,
+                  type(DeployedFlow.from_dagster(identifier)).__name__]))
 """
 
 
@@ -59,12 +88,15 @@ def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
     assert isinstance(deployed, DagsterDeployedFlow)
     assert deployed.flow_name == "LifecycleDeployerFlow"
     assert deployed.job_name == "lifecycle_test_feature_LifecycleDeployerFlow"
+    assert deployed.definitions_file == str(
+        directory / "lifecycle_test_feature_lifecycledeployerflow_dagster.py")
 
     # Several Parameters at once, a structured one included.
     triggered = deployed.trigger(count=7, weights={"k": [1, 2]}, label="two words")
-    assert triggered.status is not None  # a Dagster state right away
+    assert triggered.status in ("PENDING", "RUNNING", "SUCCEEDED")  # Metaflow's words
     triggered.wait_for_completion(check_interval=1, timeout=150)
-    assert triggered.status == "SUCCESS" and not triggered.is_running
+    assert (triggered.status, triggered.dagster_status) == ("SUCCEEDED", "SUCCESS")
+    assert not triggered.is_running
     client(directory)
     run = triggered.run
     assert run.successful
@@ -73,21 +105,26 @@ def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
         "branch": "test.feature", "with_env": "from-with",
         "deployer_env": "from-deployer-env"}
     assert run["end"].task.data.end_with_env == "from-with"
+    # The production token is the one of the run's namespace.
+    assert "production:%s" % deployed.production_token in run.system_tags
 
-    # A fresh Python process finds the deployment from its identifier alone.
-    script = tmp_path / "second.py"
-    script.write_text(SECOND_PROCESS)
-    proc = subprocess.run([PYTHON, str(script), deployed.name, str(directory)],
-                          cwd=tmp_path, capture_output=True, text=True,
-                          env=env_for(dagster_home), timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    # A fresh Python process finds the deployment, and the run, from the identifier alone.
+    second = fresh_python(SECOND_PROCESS, deployed.name, directory,
+                          triggered.pathspec.split("/")[1], cwd=tmp_path,
+                          dagster_home=dagster_home)
     assert second["type"] == "DagsterDeployedFlow"
     assert second["listed"] == [deployed.name] and second["others"] == 0
-    assert second["status"] == "SUCCESS" and second["successful"]
+    assert second["earlier"] == ["SUCCEEDED", "SUCCESS", False]
+    assert second["status"] == "SUCCEEDED" and second["successful"]
     assert second["pathspec"] != triggered.pathspec
     assert second["seen"]["label"] == "second process" and second["seen"]["count"] == 3
     assert second["seen"]["greeting"] == "hi"  # the deployment's config value
+    assert second["seen"]["branch"] == "test.feature"
+    assert second["token"] == deployed.production_token
+    # Metaflow's default implementation, when configured so, and the per-type form.
+    assert fresh_python(DEFAULT_IMPL, deployed.name, cwd=tmp_path, dagster_home=dagster_home,
+                        METAFLOW_DEFAULT_FROM_DEPLOYMENT_IMPL="dagster") == [
+        "DagsterDeployedFlow", "DagsterDeployedFlow"]
 
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     definitions = deployed.definitions_file
@@ -96,34 +133,170 @@ def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
     assert list(DagsterDeployedFlow.list_deployed_flows()) == []
 
 
-def test_failing_flow_reports_failure(tmp_path, dagster_home):
+STATUS_LOOP = """
+import json
+import sys
+import time
+
+from metaflow import DeployedFlow
+
+# As code written for Metaflow's other schedulers waits for a run.
+identifier, run_id = sys.argv[1:]
+run = DeployedFlow.get_triggered_run(identifier, run_id, impl="dagster")
+deadline = time.time() + 200
+while (run.status or "").upper() not in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"):
+    assert time.time() < deadline, run.status
+    time.sleep(1)
+time.sleep(2)  # an ABORTED run may still be stopping its tasks
+print(json.dumps([run.status, run.dagster_status, run.is_running]))
+"""
+
+
+def _status_loop(tmp_path, dagster_home, deployed, triggered):
+    return fresh_python(STATUS_LOOP, deployed.name, triggered.pathspec.split("/")[1],
+                        cwd=tmp_path, dagster_home=dagster_home)
+
+
+def _deploy(tmp_path, dagster_home, flow, **create_options):
     from metaflow import Deployer
 
-    directory = flow_dir(tmp_path, "failing_flow")
-    deployed = Deployer(str(directory / "failing_flow.py"), show_output=False,
-                        cwd=str(directory)).dagster(dagster_home=str(dagster_home)).create()
+    directory = flow_dir(tmp_path, flow)
+    return directory, Deployer(str(directory / ("%s.py" % flow)), show_output=False,
+                               cwd=str(directory)).dagster(
+        dagster_home=str(dagster_home)).create(**create_options)
+
+
+def test_a_failed_run_reads_failed(tmp_path, dagster_home):
+    directory, deployed = _deploy(tmp_path, dagster_home, "failing_flow")
     triggered = deployed.trigger()
-    triggered.wait_for_completion(check_interval=1, timeout=150)
-    assert triggered.status == "FAILURE" and not triggered.is_running
+    assert _status_loop(tmp_path, dagster_home, deployed, triggered) == [
+        "FAILED", "FAILURE", False]
+    assert (triggered.status, triggered.is_running) == ("FAILED", False)
     client(directory)
     run = triggered.run
     assert not run.successful
     assert "boom from step b" in str(run["b"].task.exception)
 
 
-def test_terminate_a_triggered_run(tmp_path, dagster_home):
-    from metaflow import Deployer
+def test_a_run_past_its_workflow_timeout_reads_timed_out(tmp_path, dagster_home):
+    directory, deployed = _deploy(tmp_path, dagster_home, "sleepy_flow", workflow_timeout=5)
+    triggered = deployed.trigger(seconds=60)
+    assert _status_loop(tmp_path, dagster_home, deployed, triggered) == [
+        "TIMED_OUT", "FAILURE", False]
 
-    directory = flow_dir(tmp_path, "lifecycle_gate_flow")
-    deployed = Deployer(str(directory / "lifecycle_gate_flow.py"), show_output=False,
-                        cwd=str(directory)).dagster(dagster_home=str(dagster_home)).create()
+
+def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
+    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
     triggered = deployed.trigger(gate="never-opened")
-    deadline = time.monotonic() + 120
-    while triggered.status != "STARTED":  # start waits for its gate
-        assert time.monotonic() < deadline, triggered.status
-        time.sleep(1)
+    assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
     assert triggered.terminate() is True
-    triggered.wait_for_completion(check_interval=1, timeout=60)
-    assert triggered.status == "CANCELED" and not triggered.is_running
+    assert _status_loop(tmp_path, dagster_home, deployed, triggered) == [
+        "ABORTED", "CANCELED", False]
     client(directory)
     assert not triggered.run.successful
+
+
+# --- suspend / unsuspend ------------------------------------------------------------------
+
+SUSPEND = "lifecycle_suspend_flow"
+
+
+def _steps_log(directory):
+    """{(step, "start" | "end"): time} from the flow's steps.log."""
+    path = directory / "steps.log"
+    if not path.exists():
+        return {}
+    return {(s, what): float(t) for s, what, t in
+            (line.split() for line in path.read_text().splitlines())}
+
+
+def _suspended_tag(dagster_home, triggered):
+    state = embedded(dagster_home).run_state(triggered.dagster_run_id)
+    return state.tags.get(naming.TAG_SUSPENDED)
+
+
+def test_a_suspended_run_starts_no_new_task_until_unsuspended(tmp_path, dagster_home):
+    directory, deployed = _deploy(tmp_path, dagster_home, SUSPEND)
+    triggered = deployed.trigger()
+    assert wait_until(lambda: ("a", "start") in _steps_log(directory), 120), _steps_log(
+        directory)
+    assert triggered.suspend() is True
+    assert _suspended_tag(dagster_home, triggered) == "true"  # what the UI shows
+
+    # a's task, running, finishes; b's does not start while the run is suspended.
+    (directory / "a_gate").touch()
+    assert wait_until(lambda: ("a", "end") in _steps_log(directory), 60)
+    held_from = time.time()
+    time.sleep(8)
+    assert ("b", "start") not in _steps_log(directory), _steps_log(directory)
+    assert (triggered.status, triggered.is_running) == ("RUNNING", True)
+    state = embedded(dagster_home).run_state(triggered.dagster_run_id)
+    assert {s.key: s.status for s in state.steps}.get("b") in (None, "IN_PROGRESS")
+
+    released = time.time()
+    assert triggered.unsuspend() is True
+    triggered.wait_for_completion(check_interval=1, timeout=120)
+    assert triggered.status == "SUCCEEDED"
+    assert _suspended_tag(dagster_home, triggered) == "false"
+    log = _steps_log(directory)
+    assert log[("a", "end")] < held_from and log[("b", "start")] > released, log
+    client(directory)
+    assert triggered.run.successful
+    assert len(list(triggered.run["b"])) == 1  # b ran once, after all
+
+
+def test_a_suspended_run_can_be_terminated(tmp_path, dagster_home):
+    directory, deployed = _deploy(tmp_path, dagster_home, SUSPEND)
+    triggered = deployed.trigger()
+    assert wait_until(lambda: ("a", "start") in _steps_log(directory), 120)
+    assert triggered.suspend() is True
+    (directory / "a_gate").touch()
+    assert wait_until(lambda: ("a", "end") in _steps_log(directory), 60)
+    assert triggered.terminate() is True
+    triggered.wait_for_completion(check_interval=1, timeout=60)
+    assert (triggered.status, triggered.dagster_status) == ("ABORTED", "CANCELED")
+    assert ("b", "start") not in _steps_log(directory)
+
+
+# --- two @project branches, deployed and triggered side by side ------------------------------
+
+BRANCHES = """
+import json
+import sys
+
+from metaflow import namespace, Deployer
+
+flow_file = sys.argv[1]
+deployed = {b: Deployer(flow_file, show_output=False, branch=b).dagster().create()
+            for b in ("b1", "b2")}
+runs = {b: d.trigger() for b, d in deployed.items()}  # both started before any is waited for
+for run in runs.values():
+    run.wait_for_completion(check_interval=1, timeout=300)
+namespace(None)
+print(json.dumps({b: {
+    "status": run.status,
+    "file": deployed[b].definitions_file,
+    "token": deployed[b].production_token,
+    "branch": run.run["start"].task.data.branch_name,
+    "namespace": run.run["start"].task.data.namespace_seen,
+    "tags": sorted(run.run.system_tags),
+} for b, run in runs.items()}))
+"""
+
+
+def test_two_branch_deployments_never_touch_each_other(tmp_path):
+    """In a fresh process, with no DAGSTER_HOME (the default home, under the test's own
+    home directory): each deployment has its own file, and each run its own branch,
+    namespace and production token."""
+    directory = flow_dir(tmp_path, "prod_project_flow")
+    seen = fresh_python(BRANCHES, directory / "prod_project_flow.py", cwd=directory,
+                        DAGSTER_HOME="")
+    assert {b: s["status"] for b, s in seen.items()} == {"b1": "SUCCEEDED", "b2": "SUCCEEDED"}
+    assert seen["b1"]["token"] != seen["b2"]["token"]
+    for branch, s in seen.items():
+        assert s["file"] == str(directory / (
+            "prod_demo_test_%s_prodprojectflow_dagster.py" % branch))
+        assert s["branch"] == "test.%s" % branch
+        assert s["namespace"] == "production:%s" % s["token"]
+        assert {"project_branch:test.%s" % branch, "production:%s" % s["token"]} <= set(
+            s["tags"])

@@ -3,6 +3,8 @@ against the instance of DAGSTER_HOME, and through a real `dagster dev` with
 --dagster-url; Dagster's own re-execution from failure through its GraphQL API."""
 
 import os
+import re
+import shutil
 import signal
 import time
 
@@ -21,6 +23,7 @@ from lifecycle_support import (
 )
 
 from metaflow_dagster import naming
+from metaflow_dagster.deploy.runs import metaflow_status
 from metaflow_dagster.runtime.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +65,7 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     _wait_step(target, run2, "start", "IN_PROGRESS")
     shown = mf(directory, GATE, "dagster", "status", "--run-id", run1,
                dagster_home=dagster_home).stdout
-    assert "(Metaflow run %s): STARTED" % pathspec1 in shown
+    assert "(Metaflow run %s): RUNNING (Dagster STARTED)" % pathspec1 in shown
     assert [line.split() for line in shown.splitlines() if "start" in line.split()] == [
         ["start", "IN_PROGRESS"]]
 
@@ -75,7 +78,7 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
 
     # Without --run-id: the latest run of the flow; a Metaflow run id works too.
     latest = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout
-    assert "Run %s " % run2 in latest and ": SUCCESS" in latest
+    assert "Run %s " % run2 in latest and ": SUCCEEDED (Dagster SUCCESS)" in latest
     by_metaflow_id = mf(directory, GATE, "dagster", "status", "--run-id",
                         pathspec1.split("/")[1], dagster_home=dagster_home).stdout
     assert [line.split() for line in by_metaflow_id.splitlines()[-2:]] == [
@@ -151,12 +154,13 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
                   dagster_home=dagster_home, expect_rc=2)
     assert "is not a valid JSON object" in bad_json.stderr
     assert embedded(dagster_home).flow_runs("LifecycleGateFlow", 10) == []
-    no_home = mf(directory, GATE, "dagster", "trigger", expect_rc=1)
-    assert "DAGSTER_HOME is not set" in no_home.stderr
+    relative_home = mf(directory, GATE, "dagster", "trigger", expect_rc=1,
+                       DAGSTER_HOME="relative/home")
+    assert "DAGSTER_HOME=relative/home must be an absolute path" in relative_home.stderr
     no_step = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
                  "dagster-0123456789abcdef", "--step-to-rerun", "nosuch",
                  dagster_home=dagster_home, expect_rc=1)
-    assert "Step *nosuch* is not a step of LifecycleGateFlow" in no_step.stderr
+    assert "Error: Step nosuch is not a step of LifecycleGateFlow" in no_step.stderr
     no_origin = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
                    "dagster-0123456789abcdef", dagster_home=dagster_home, expect_rc=1)
     assert "has no parameters in the datastore" in no_origin.stderr
@@ -173,7 +177,7 @@ def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
     os.killpg(worker_pid, signal.SIGKILL)
     try:
         shown = mf(directory, GATE, "dagster", "status", dagster_home=dagster_home).stdout
-        assert ": FAILURE" in shown.splitlines()[0]
+        assert ": FAILED (Dagster FAILURE)" in shown.splitlines()[0]
         assert target.run_state(run_id).status == "FAILURE"
     finally:
         (directory / "gate").touch()  # lets the orphaned task end
@@ -203,9 +207,29 @@ def test_submit_through_dagster_url(dev_server):
     assert wait_for(server, run_id).status == "SUCCESS"
     shown = mf(directory, GATE, "dagster", "status", "--run-id", run_id,
                METAFLOW_DAGSTER_URL=url).stdout
-    assert ": SUCCESS" in shown.splitlines()[0]
+    assert ": SUCCEEDED (Dagster SUCCESS)" in shown.splitlines()[0]
     assert client(directory).Run(field(submitted, "Metaflow run"))[
         "start"].task.data.seen["count"] == 2
+
+
+def test_trigger_through_dagster_url_needs_no_local_definitions_file(dev_server, tmp_path):
+    """A copy of the flow with no definitions file beside it: the webserver runs the
+    job it loaded, named and configured from the flow itself; --wait follows it
+    through the webserver, --verbose with its event log."""
+    directory, home, url = dev_server
+    (directory / "gate").touch()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(directory / (GATE + ".py"), elsewhere)
+    submitted = mf(elsewhere, GATE, "dagster", "trigger", "--dagster-url", url, "--count", "5",
+                   "--wait", "--verbose")
+    output = submitted.stdout + submitted.stderr
+    assert "ended SUCCEEDED (Dagster SUCCESS)" in output
+    assert "[2/2] end  SUCCESS" in output
+    assert re.search(r"^\d\d:\d\d:\d\d DEBUG\s+start\s+STEP_SUCCESS ", output, re.M), output
+    assert not list(elsewhere.glob("*_dagster.py"))
+    assert client(directory).Run(field(submitted, "Metaflow run"))[
+        "start"].task.data.seen["count"] == 5
 
 
 def test_terminate_through_dagster_url(dev_server):
@@ -241,7 +265,11 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     triggered = mf(directory, RESUME, "dagster", "trigger", dagster_home=home)
     failed = field(triggered, "Dagster run id")
     assert wait_for(target, failed).status == "FAILURE"
-    assert graphql(url).run_state(failed).status == "FAILURE"  # the webserver sees it
+    seen = graphql(url).run_state(failed)  # the webserver sees it, and why it failed
+    assert seen.status == "FAILURE" and metaflow_status(graphql(url), seen) == "FAILED"
+    assert any("split 1 fails" in m or "Step body" in m
+               for m in graphql(url).failure_messages(failed)), graphql(url).failure_messages(
+        failed)
     (directory / "fail_split").unlink()
     before = executions(directory)
 
@@ -261,3 +289,17 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     assert run.successful
     assert {t.id: t.current_attempt for t in run["body"]} == {"t-0": 0, "t-1": 1}
     assert run["join"].task.data.values == [0, 10]
+
+
+def test_trigger_wait_follows_a_failing_run_and_exits_non_zero(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, "failing_flow")
+    mf(directory, "failing_flow", "dagster", "create")
+    proc = mf(directory, "failing_flow", "dagster", "trigger", "--wait",
+              dagster_home=dagster_home, expect_rc=1)
+    output = proc.stdout + proc.stderr
+    steps = re.findall(r"^    \[(\d)/(\d)\] (\w+)  (\w+)$", output, re.M)
+    assert steps == [("1", "4", "start", "SUCCESS"), ("2", "4", "a", "SUCCESS"),
+                     ("3", "4", "b", "FAILURE")], output
+    assert re.search(r"Error: Run FailingFlow/dagster-\w+ ended FAILED \(Dagster FAILURE\)\. "
+                     r"Its failures: `python failing_flow.py dagster status --run-id ", output)
+    assert "DEBUG" not in output and "STEP_START" not in output

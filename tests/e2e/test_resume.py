@@ -62,12 +62,12 @@ def test_resume_from_the_deployer_with_step_to_rerun(tmp_path, dagster_home):
                         cwd=str(directory)).dagster(dagster_home=str(dagster_home)).create()
     first = deployed.trigger(n=2)
     first.wait_for_completion(check_interval=1, timeout=150)
-    assert first.status == "SUCCESS"
+    assert first.status == "SUCCEEDED"
     before = executions(directory)
 
     again = first.resume(step_to_rerun="join")
     again.wait_for_completion(check_interval=1, timeout=150)
-    assert again.status == "SUCCESS"
+    assert again.status == "SUCCEEDED"
     assert executions(directory) - before == {("join", "t", "0"): 1, ("end", "t", "0"): 1}
     run = client(directory).Run(again.pathspec)
     assert run.successful and run["join"].task.data.values == [0, 10]

@@ -84,7 +84,6 @@ def test_cli_send_event(home_and_instance):
 @pytest.mark.parametrize(
     "args, env, message",
     [
-        (["send-event", "e"], {"DAGSTER_HOME": ""}, "DAGSTER_HOME is not set"),
         (["send-event", "e"], {"DAGSTER_HOME": "relative/dir"}, "absolute path"),
         (["send-event", "e", "-p", "novalue"], None, "KEY=VALUE"),
         (["send-event", "bad name"], None, "invalid"),
@@ -95,6 +94,34 @@ def test_cli_send_event_errors(home_and_instance, args, env, message):
     result = CliRunner().invoke(cli, args, env=env or {"DAGSTER_HOME": home})
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_send_event_without_dagster_home_uses_the_default_home(tmp_path):
+    """DAGSTER_HOME unset: the default home, created with its dagster.yaml on first use
+    (the command says where, once); `python -m metaflow_dagster home` names it."""
+    from dagster import DagsterInstance
+
+    env = {"DAGSTER_HOME": None, "HOME": str(tmp_path)}
+    runner = CliRunner()
+    first = runner.invoke(cli, ["send-event", "first", "-p", "k=v"], env=env)
+    second = runner.invoke(cli, ["send-event", "second"], env=env)
+    named = runner.invoke(cli, ["home"], env=env)
+    home = tmp_path / ".metaflow_dagster" / "dagster_home"
+    assert first.exit_code == second.exit_code == named.exit_code == 0, first.output
+    assert "Created the Dagster home %s " % home in first.stderr
+    assert "Created" not in second.stderr and "Created" not in named.stderr
+    assert named.stdout.strip() == str(home)
+    assert (home / "dagster.yaml").read_text().count("enabled: true") == 1  # run monitoring
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert [e["payload"] for e in _events(instance, "first")] == [{"k": "v"}]
+        assert len(_events(instance, "second")) == 1
+
+
+def test_a_dagster_home_that_does_not_exist_yet_is_created(tmp_path):
+    home = tmp_path / "new" / ".dagster_home"
+    result = CliRunner().invoke(cli, ["home"], env={"DAGSTER_HOME": str(home)})
+    assert result.exit_code == 0 and result.stdout.strip() == str(home)
+    assert "telemetry:\n  enabled: false" in (home / "dagster.yaml").read_text()
 
 
 def test_python_dash_m_send_event(home_and_instance):

@@ -1,0 +1,83 @@
+"""What the user's commands say about runs, in memory: Metaflow's status words for
+every Dagster run status, the progress lines of `--wait`, plain-text errors, the
+default definitions file of a job, the Deployer options of an @project branch."""
+
+import pytest
+
+from metaflow_dagster import naming
+from metaflow_dagster.compiler.layout import layout_ops
+from metaflow_dagster.deploy.command import plain_text
+from metaflow_dagster.deploy.deployed_flow import _project_kwargs
+from metaflow_dagster.deploy.report import describe_state, progress_lines
+from metaflow_dagster.deploy.runs import FINISHED, METAFLOW_STATUS, RunState, StepState
+from metaflow_dagster.plan import FlowPlan, StepPlan
+
+
+def test_every_dagster_run_status_has_a_metaflow_word():
+    from dagster import DagsterRunStatus
+
+    assert set(METAFLOW_STATUS) == {s.value for s in DagsterRunStatus}
+    assert set(METAFLOW_STATUS.values()) == {
+        "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED"}  # TIMED_OUT: a FAILED kind
+    assert {METAFLOW_STATUS[s] for s in FINISHED} == {"SUCCEEDED", "FAILED", "ABORTED"}
+    assert METAFLOW_STATUS["STARTED"] == "RUNNING" and METAFLOW_STATUS["QUEUED"] == "PENDING"
+
+
+FOREACH = [
+    StepPlan("start", "foreach", ["body"], [], matching_join="join"),
+    StepPlan("body", "linear", ["join"], ["start"], foreach_stack=["start"]),
+    StepPlan("join", "join", ["end"], ["body"], joins="start"),
+    StepPlan("end", "end", [], ["join"]),
+]
+PLAN = FlowPlan(flow_name="HandFlow", flow_file="hand_flow.py", job_name="HandFlow",
+                start_step="start", end_step="end", steps=FOREACH, ops=layout_ops(FOREACH))
+
+
+def _state(*steps, status="STARTED", tags=None):
+    return RunState("r1", status, "HandFlow", tags=tags or {},
+                    steps=[StepState(key, st, t) for t, (key, st) in enumerate(steps)])
+
+
+def test_progress_counts_the_splits_once_they_exist():
+    shown = set()
+    first = _state(("start", "SUCCESS"))
+    assert list(progress_lines(first, PLAN, shown)) == ["    [1/4] start  SUCCESS"]
+    mapped = _state(("start", "SUCCESS"), ("body[0]", "SUCCESS"), ("body[1]", "IN_PROGRESS"),
+                    ("body[2]", "FAILURE"))
+    assert list(progress_lines(mapped, PLAN, shown)) == [
+        "    [2/6] body[0]  SUCCESS", "    [3/6] body[2]  FAILURE"]
+    assert list(progress_lines(mapped, PLAN, shown)) == []  # each step said once
+    assert list(progress_lines(mapped, None, set()))[-1] == "    [3/4] body[2]  FAILURE"
+
+
+def test_status_shows_both_words_and_a_suspension():
+    state = _state(("start", "IN_PROGRESS"),
+                   tags={naming.TAG_SUSPENDED: naming.SUSPENDED, naming.TAG_FLOW_NAME: "F"})
+    first = describe_state(state, "HandFlow", "RUNNING")[0]
+    assert first.endswith("): RUNNING (Dagster STARTED), suspended")
+    unsuspended = _state(tags={naming.TAG_SUSPENDED: naming.NOT_SUSPENDED})
+    assert describe_state(unsuspended, "HandFlow", "RUNNING")[0].endswith(
+        "): RUNNING (Dagster STARTED)")
+
+
+def test_errors_lose_metaflows_bold_markers_only():
+    assert plain_text("Step *nosuch* is not a step of *Flow*") == (
+        "Step nosuch is not a step of Flow")
+    assert plain_text("2 * 3 = 6, and *.py files") == "2 * 3 = 6, and *.py files"
+
+
+def test_the_default_file_follows_the_job_name():
+    assert naming.default_definitions_file("HelloFlow") == "helloflow_dagster.py"
+    assert naming.default_definitions_file("proj_test_b1_HelloFlow") == (
+        "proj_test_b1_helloflow_dagster.py")
+
+
+@pytest.mark.parametrize("branch, kwargs", [
+    (None, {}),
+    ("user.alice", {}),
+    ("test.feature", {"branch": "feature"}),
+    ("prod", {"production": True}),
+    ("prod.blue", {"production": True, "branch": "blue"}),
+])
+def test_the_deployer_options_of_a_branch(branch, kwargs):
+    assert _project_kwargs(branch) == kwargs
