@@ -54,6 +54,10 @@ class StepPlan:
     resources: Dict[str, str] = field(default_factory=dict)
     # Decorator specs added with --with, passed to the step subprocess.
     decospecs: List[str] = field(default_factory=list)
+    # The step's docstring (the op's description).
+    doc: Optional[str] = None
+    # How many @card decorators the step has (its ops link to the rendered cards).
+    cards: int = 0
 
     @property
     def total_retries(self) -> int:
@@ -126,6 +130,8 @@ class FlowPlan:
     triggers: Dict[str, list] = field(default_factory=dict)
     # @exit_hook function names: {"on_success": [...], "on_error": [...]}.
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
+    # The flow's docstring (the job's and the flow asset's description).
+    description: Optional[str] = None
     spec_version: int = SPEC_VERSION
 
     def step(self, name: str) -> StepPlan:

@@ -55,6 +55,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         datastore=options.datastore,
         datastore_root=options.datastore_root,
         exit_hooks=dict(options.exit_hooks),
+        description=graph.doc or None,
     )
 
 
@@ -92,6 +93,8 @@ def step_plan(graph, node) -> StepPlan:
             for d in node.decorators
             if not d.statically_defined and d.inserted_by is None
         ],
+        doc=node.doc or None,
+        cards=sum(1 for d in node.decorators if d.name == "card"),
     )
 
 

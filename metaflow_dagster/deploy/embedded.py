@@ -19,7 +19,7 @@ from .definitions import DefinitionsFile
 from .errors import CommandError
 from .home import dagster_home
 from .report import DEFAULT_UI_URL
-from .runs import FINISHED, RunState, StepState
+from .runs import FINISHED, RunState, StepState, failure_details
 
 
 class EmbeddedTarget:
@@ -141,9 +141,13 @@ class EmbeddedTarget:
         return instance.get_run_by_id(run.run_id)
 
     def _state(self, instance, run) -> RunState:
+        stats = instance.get_run_step_stats(run.run_id)
+        failed = any(s.status and s.status.value == "FAILURE" for s in stats)
+        failures = _step_failures(instance, run.run_id) if failed else {}
         steps = [
-            StepState(s.step_key, s.status.value if s.status else "UNKNOWN", s.start_time)
-            for s in instance.get_run_step_stats(run.run_id)
+            StepState(s.step_key, s.status.value if s.status else "UNKNOWN", s.start_time,
+                      s.attempts or 1, **failures.get(s.step_key, {}))
+            for s in stats
         ]
         return RunState(run.run_id, run.status.value, run.job_name, run.root_run_id,
                         run.parent_run_id, dict(run.tags), steps)
@@ -157,6 +161,21 @@ class EmbeddedTarget:
                                      limit=limit)
             return [RunState(r.run_id, r.status.value, r.job_name, r.root_run_id,
                              r.parent_run_id, dict(r.tags)) for r in runs]
+
+
+def _step_failures(instance, run_id: str) -> Dict[str, dict]:
+    """Step key -> failure_details of its (last) STEP_FAILURE event."""
+    from dagster import DagsterEventType
+
+    failures = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.event_specific_data
+        user = data.user_failure_data
+        description = user.description if user and user.description else (
+            data.error.message if data.error else None)
+        metadata = {k: v.value for k, v in (user.metadata if user else {}).items()}
+        failures[record.dagster_event.step_key] = failure_details(description, metadata)
+    return failures
 
 
 def _worker_tag(run_id: str, pid: int) -> str:

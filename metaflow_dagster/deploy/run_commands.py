@@ -11,6 +11,7 @@ the commands only (none of the modules imported here imports it at the top).
 
 import json
 import os
+import sys
 
 from metaflow import parameters
 from metaflow._vendor import click
@@ -133,7 +134,8 @@ def status(obj, run_id=None, dagster_url=None):
                 raise CommandError(
                     "No run of %s in %s." % (obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
-        for line in report.describe_state(state, obj.flow.name):
+        for line in report.describe_state(state, obj.flow.name, os.path.basename(sys.argv[0]),
+                                          target.ui_base):
             click.echo(line)
 
 

@@ -10,16 +10,20 @@ from metaflow.cards import Markdown
 
 
 class UIFlow(FlowSpec):
+    """Squares the first `width` integers in parallel and reports them on a card."""
+
     width = Parameter("width", type=int, default=2, help="Number of foreach branches")
     label = Parameter("label", type=str, default="default label", help="A label for the card")
 
     @step
     def start(self):
+        """Make one item per foreach branch."""
         self.items = list(range(self.width))
         self.next(self.square, foreach="items")
 
     @step
     def square(self):
+        """Square one item."""
         self.value = self.input * self.input
         self.next(self.join)
 
@@ -31,6 +35,7 @@ class UIFlow(FlowSpec):
     @card(type="blank")
     @step
     def report(self):
+        """Show the squares on a card."""
         current.card.append(Markdown("# %s\n\nsquares: %s" % (self.label, self.squares)))
         self.seen = {"width": self.width, "label": self.label, "squares": self.squares}
         self.next(self.end)
