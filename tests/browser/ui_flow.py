@@ -1,7 +1,8 @@
 """UIFlow, the flow the browser test launches from the Dagster UI.
 
-A typed Parameter sets the fan-out width of a foreach and a label; ``report``
-renders a Metaflow card. Run it locally with:
+A typed Parameter sets the fan-out width of a foreach and a label; ``join`` renders
+Metaflow's default card, ``report`` a blank card with Markdown only (simple enough to
+show inline in Dagster). Run it locally with:
     python ui_flow.py run --width 4 --label "from the CLI"
 """
 
@@ -27,8 +28,10 @@ class UIFlow(FlowSpec):
         self.value = self.input * self.input
         self.next(self.join)
 
+    @card
     @step
     def join(self, inputs):
+        """Collect the squares."""
         self.squares = sorted(inp.value for inp in inputs)
         self.next(self.report)
 
@@ -36,12 +39,15 @@ class UIFlow(FlowSpec):
     @step
     def report(self):
         """Show the squares on a card."""
-        current.card.append(Markdown("# %s\n\nsquares: %s" % (self.label, self.squares)))
+        rows = "\n".join("| %d | %d |" % (i, v) for i, v in enumerate(self.squares))
+        current.card.append(Markdown("# %s\n\nsquares: %s\n\n| item | square |\n|---|---|\n%s"
+                                     % (self.label, self.squares, rows)))
         self.seen = {"width": self.width, "label": self.label, "squares": self.squares}
         self.next(self.end)
 
     @step
     def end(self):
+        """Check that every branch reported."""
         assert len(self.squares) == self.width, (self.squares, self.width)
 
 
