@@ -20,8 +20,8 @@ CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "j
 def render(plan: FlowPlan, regenerate_command: str) -> str:
     parts = [
         _header(plan, regenerate_command),
-        _imports(plan),
-        *_description(plan),
+        # isort wants one blank line between the imports and a statement.
+        "\n\n".join([_imports(plan)] + _description(plan)),
         *[_op(plan, op) for op in plan.ops],
         *_exit_hooks(plan),
         _job(plan),

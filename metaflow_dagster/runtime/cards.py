@@ -134,12 +134,16 @@ def run_cards(plan: FlowPlan, run_id: str, limit: int) -> List[TaskCard]:
 
 
 def card_markdown(plan: FlowPlan, card: TaskCard) -> Optional[str]:
-    """The card's content as Markdown, if it is made of Markdown, text and titles
-    only and is short; else None."""
+    """The card's content as Markdown if it is simple (see html_markdown); else None."""
     from metaflow.plugins.cards.card_datastore import CardDatastore
 
     store = CardDatastore(_card_store(plan), pathspec=card.pathspec)
-    html = store.get_card_html(card.path) or ""
+    return html_markdown(store.get_card_html(card.path) or "")
+
+
+def html_markdown(html: str) -> Optional[str]:
+    """The content of a card rendered by Metaflow's own card template, as Markdown, if
+    it is made of Markdown, text and titles only and is short; else None."""
     start = html.find("__MF_DATA__[")
     match = _CARD_DATA.match(html, start) if start >= 0 else None
     if not match or len(match.group(1)) > MAX_INLINE_DATA_CHARS:
@@ -147,7 +151,7 @@ def card_markdown(plan: FlowPlan, card: TaskCard) -> Optional[str]:
     try:
         components = json.loads(base64.b64decode(match.group(1)))["components"]
         text = "\n\n".join(_markdown(components))
-    except (ValueError, KeyError, TypeError, _NotSimple):
+    except (ValueError, KeyError, TypeError, AttributeError, _NotSimple):
         return None
     return text if 0 < len(text) <= MAX_INLINE_CHARS else None
 
