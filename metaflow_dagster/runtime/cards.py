@@ -13,8 +13,8 @@
   (`python flow.py card server`), whose /card route serves
   <base>/card/<Flow>/<run>/<step>/<task>/<hash>; the base URL comes from
   naming.CARD_SERVER_URL_ENV.
-- A card made only of Markdown and text (say a blank card with `Markdown(...)`
-  appended) is short enough to read in place: its content becomes Markdown metadata.
+- A blank card made only of Markdown and text (`current.card.append(Markdown(...))`)
+  that is short can be read in place: its content becomes Markdown metadata too.
 """
 
 import base64
@@ -36,8 +36,10 @@ CARD_SUFFIX = "mf.cards"
 LOCAL_DIR = ".metaflow"
 # Inline Markdown only for cards whose text is at most this long.
 MAX_INLINE_CHARS = 4000
-# The base64 data a simple card of that size can carry, with room to spare.
+# The base64 data a simple card of that size can carry, with room to spare, and how
+# much of a card's HTML to read to find it (after the template's ~50 KB of icon and CSS).
 MAX_INLINE_DATA_CHARS = 64000
+MAX_HTML_HEAD_CHARS = 256 * 1024
 _CARD_DATA = re.compile(r'__MF_DATA__\["[^"\\]*"\]\s*=\s*"([A-Za-z0-9+/=]*)"')
 
 
@@ -134,11 +136,20 @@ def run_cards(plan: FlowPlan, run_id: str, limit: int) -> List[TaskCard]:
 
 
 def card_markdown(plan: FlowPlan, card: TaskCard) -> Optional[str]:
-    """The card's content as Markdown if it is simple (see html_markdown); else None."""
-    from metaflow.plugins.cards.card_datastore import CardDatastore
-
-    store = CardDatastore(_card_store(plan), pathspec=card.pathspec)
-    return html_markdown(store.get_card_html(card.path) or "")
+    """A blank card's content as Markdown if it is simple (see html_markdown); else
+    None. Only blank cards: the others (default, custom types) show more than their
+    components."""
+    if card.type != "blank":
+        return None
+    storage = _card_store(plan)._storage_impl
+    with storage.load_bytes([card.path]) as loaded:
+        for _, local_path, _ in loaded:
+            if local_path is None:
+                return None
+            # The card's data comes before its ~1 MB of script (card_modules/base.html).
+            with open(local_path, encoding="utf-8", errors="replace") as f:
+                return html_markdown(f.read(MAX_HTML_HEAD_CHARS))
+    return None
 
 
 def html_markdown(html: str) -> Optional[str]:
