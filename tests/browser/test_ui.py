@@ -168,7 +168,9 @@ def launched(deployment, driver, shots) -> Launched:
     except BaseException:
         ui.screenshot(driver, shots / "launch_failed.png")
         raise
+    ui.toggle_run_chart(driver)  # the whole run's chart, for the picture
     ui.screenshot(driver, shots / "03_run_finished.png")
+    ui.toggle_run_chart(driver)
     return Launched(run_id, status)
 
 
@@ -258,9 +260,12 @@ def test_the_flow_is_an_asset_materialized_by_the_run(deployment, driver, launch
     ui.screenshot(driver, shots / "06_asset.png")
 
 
-def test_runs_can_be_found_by_their_metaflow_run_id(deployment, launched):
+def test_runs_can_be_found_by_their_metaflow_run_id(deployment, driver, launched):
     """The run was launched from the UI, not our CLI: its first op tagged it."""
     run_id = metaflow_run_id(deployment, launched)
+    assert ui.runs_with_tag(driver, deployment.url, "metaflow/run_id", "dagster-0") == []
+    listed = ui.runs_with_tag(driver, deployment.url, "metaflow/run_id", run_id)
+    assert listed == [launched.run_id[:8]], listed
     data = deployment.dev.graphql(
         "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { "
         "... on Runs { results { runId tags { key value } } } } }",

@@ -536,6 +536,39 @@ def open_asset(driver, base_url: str, asset_path, timeout: float = 30) -> str:
     return driver.current_url
 
 
+def toggle_run_chart(driver) -> None:
+    """On a run page, the chart toolbar's expand / collapse button: the run's chart
+    takes the whole page (or gives half of it back to the event log)."""
+    from selenium.webdriver.common.by import By
+
+    icons = "[aria-label=expand_arrows], [aria-label=collapse_arrows]"
+    button = wait_until(lambda: next(
+        (b for b in driver.find_elements(By.TAG_NAME, "button")
+         if b.is_displayed() and b.find_elements(By.CSS_SELECTOR, icons)), None), 30,
+        message="no expand button on %s" % driver.current_url)
+    button.click()
+    time.sleep(1)  # the panels animate
+
+
+def runs_with_tag(driver, base_url: str, key: str, value: str,
+                  timeout: float = 30) -> List[str]:
+    """The Runs list filtered by a tag, as its "Add tag to filter" (a run's tag menu)
+    leaves it (/runs?q[0]=tag:<key>=<value>); the ids (first 8 characters) it lists."""
+    from selenium.webdriver.common.by import By
+
+    driver.get("%s/runs?%s=%s" % (base_url, quote("q[0]"), quote("tag:%s=%s" % (key, value))))
+    wait_text(driver, "Tag is", timeout)
+    wait_until(lambda: "No runs" in page_text(driver) or driver.find_elements(
+        By.CSS_SELECTOR, "a[href*='/runs/']"), timeout, message="the Runs list did not load")
+    time.sleep(1)  # rows still arriving
+    ids = set()
+    for link in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
+        match = re.search(r"/runs/([0-9a-f]{8})[0-9a-f-]*$", link.get_attribute("href") or "")
+        if match and link.is_displayed():
+            ids.add(match.group(1))
+    return sorted(ids)
+
+
 def run_page_status(driver) -> Optional[str]:
     """The run's status as the run page shows it: its document title ends with
     "[STATUS]" (e.g. "Runs | UIFlow | 1a2b3c4d [SUCCESS]")."""
