@@ -15,8 +15,9 @@ from ..plan import FlowPlan
 from .artifacts import artifacts_markdown, task_artifacts
 from .cards import card_metadata, run_cards, task_cards
 
-# Card links on a run's materialization (a wide foreach may have thousands).
-MAX_RUN_CARDS = 10
+# Card links on an output (a region op runs many tasks) and on a run's materialization
+# (a wide foreach may have thousands).
+MAX_LINKED_CARDS = 10
 
 
 def client_snippet(kind: str, pathspec: str) -> str:
@@ -38,9 +39,9 @@ def task_metadata(plan: FlowPlan, task_path: str, attempt: int,
     }
     cards = []
     for path in card_tasks if card_tasks is not None else [task_path]:
-        if plan.step(path.split("/")[1]).cards:
+        if plan.step(path.split("/")[1]).cards and len(cards) < MAX_LINKED_CARDS:
             cards += task_cards(plan, path)
-    metadata.update(card_metadata(plan, cards))
+    metadata.update(card_metadata(plan, cards[:MAX_LINKED_CARDS]))
     metadata["artifacts"] = MetadataValue.md(artifacts_markdown(task_artifacts(plan, task_path)))
     return metadata
 
@@ -58,7 +59,7 @@ def flow_materialization(plan: FlowPlan, run_id: str, end_task_path: str
         "metaflow_run": MetadataValue.text(run_pathspec),
         "client": MetadataValue.text(client_snippet("Run", run_pathspec)),
     }
-    metadata.update(card_metadata(plan, run_cards(plan, run_id, MAX_RUN_CARDS), inline=False))
+    metadata.update(card_metadata(plan, run_cards(plan, run_id, MAX_LINKED_CARDS), inline=False))
     metadata["end artifacts"] = MetadataValue.md(
         artifacts_markdown(task_artifacts(plan, end_task_path)))
     return AssetMaterialization(
