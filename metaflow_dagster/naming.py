@@ -50,6 +50,27 @@ def split_indices(task_id_: str) -> tuple:
     return tuple(int(p) for p in task_id_.split("-")[1:])
 
 
+# A foreach split's Dagster mapping key: its index, then the item when that is short and
+# printable (`3_alice`), so the UI's `train[3_alice]` says which item a split took.
+# Dagster allows only ^[A-Za-z0-9_]+$ in mapping keys; the index comes first and is
+# what split_index_of() reads back.
+MAX_SPLIT_LABEL_CHARS = 24
+
+
+def split_mapping_key(index: int, item: object = None) -> str:
+    """`item` is Metaflow's text of the foreach item (`_foreach_values`), or None."""
+    text = item if isinstance(item, str) else ""
+    if not text.isprintable() or len(text) > MAX_SPLIT_LABEL_CHARS:
+        return str(index)
+    label = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return "%d_%s" % (index, label) if label and label != str(index) else str(index)
+
+
+def split_index_of(mapping_key: str) -> int:
+    """Inverse of split_mapping_key()."""
+    return int(mapping_key.split("_", 1)[0])
+
+
 def task_pathspec(run_id: str, step: str, task_id_: str) -> str:
     return "%s/%s/%s" % (run_id, step, task_id_)
 
@@ -69,8 +90,12 @@ def config_field_name(param_name: str) -> str:
 TAG_FLOW_NAME = "metaflow/flow_name"
 TAG_PROJECT = "metaflow/project_name"
 TAG_BRANCH = "metaflow/branch_name"
-# Set on a run when it is launched by our CLI or Deployer.
+# The run's Metaflow run id, user and what started it ("manual", "schedule:<name>",
+# "event:<name>", "run:<Flow/run id>"): set by our CLI, and by the first op of a run
+# (runs launched from the UI, a schedule or a sensor do not go through our CLI).
 TAG_RUN_ID = "metaflow/run_id"
+TAG_USER = "metaflow/user"
+TAG_TRIGGER = "metaflow/trigger"
 # The events that triggered a run: a JSON list of dicts with exactly the keys
 # metaflow.events.MetaflowEvent takes (name, id, timestamp, type).
 TAG_TRIGGERS = "metaflow/triggers"
@@ -110,6 +135,8 @@ LAUNCHER_PID_ENV = "METAFLOW_DAGSTER_LAUNCHER_PID"
 
 # What the task reports back through RESULT_FILE_ENV (a JSON object).
 RESULT_FOREACH_SPLITS = "foreach_num_splits"
+# Metaflow's text of each foreach item (`_foreach_values`), for the splits' mapping keys.
+RESULT_FOREACH_VALUES = "foreach_values"
 RESULT_SWITCH_STEP = "switch_step"
 
 # --- Environment of the user's commands --------------------------------------------
@@ -120,6 +147,24 @@ UI_URL_ENV = "METAFLOW_DAGSTER_UI_URL"
 # What the failure of a run that ran past --workflow-timeout says (runtime/ops.py,
 # runtime/tasks.py); the user's commands report such a run as TIMED_OUT.
 WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
+# --- Environment of the Dagster processes -------------------------------------------
+
+# Where the ops' card links point: Metaflow's own card server (`python flow.py card
+# server`), which serves a card at <base>/card/<Flow>/<run>/<step>/<task>/<hash>.
+CARD_SERVER_URL_ENV = "METAFLOW_DAGSTER_CARD_SERVER_URL"
+DEFAULT_CARD_SERVER_URL = "http://localhost:8324"
+
+# --- Assets ------------------------------------------------------------------------
+
+FLOW_ASSET_PREFIX = "metaflow"
+
+
+def flow_asset_key(flow_name: str, project=None, branch=None) -> list:
+    """The path of a flow's asset key: ["metaflow", flow], or with @project
+    ["metaflow", project, branch, flow] (one asset per deployed branch, as
+    Metaflow's project_flow_name)."""
+    namespace = [project, branch] if project and branch else []
+    return [FLOW_ASSET_PREFIX] + [p.replace("/", "_") for p in namespace] + [flow_name]
 
 # --- Files -------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ class StepPlan:
     resources: Dict[str, str] = field(default_factory=dict)
     # Decorator specs added with --with, passed to the step subprocess.
     decospecs: List[str] = field(default_factory=list)
+    # The step's docstring (the op's description).
+    doc: Optional[str] = None
+    # How many @card decorators the step has (its ops link to the rendered cards).
+    cards: int = 0
 
     @property
     def total_retries(self) -> int:
@@ -140,6 +144,8 @@ class FlowPlan:
     # graph_fingerprint(graph_shape(...)) of the flow when it was compiled; every task
     # checks that the code it runs has this graph (task/graph_check.py).
     graph_fingerprint: str = ""
+    # The flow's docstring (the job's and the flow asset's description).
+    description: Optional[str] = None
     spec_version: int = SPEC_VERSION
 
     def step(self, name: str) -> StepPlan:

@@ -152,6 +152,20 @@ def failure_messages(dagster_home: Path, run_id: str) -> List[str]:
         return [r.dagster_event.event_specific_data.error.message for r in records]
 
 
+def output_metadata(dagster_home: Path, run_id: str) -> dict:
+    """{(step key, mapping key or None): {label: value}} of the run's op outputs."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT)
+    outputs = {}
+    for record in records:
+        data = record.dagster_event.event_specific_data
+        outputs[(record.dagster_event.step_key, data.mapping_key)] = {
+            k: v.value for k, v in data.metadata.items()}
+    return outputs
+
+
 _loaded = itertools.count()
 
 

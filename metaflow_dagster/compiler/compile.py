@@ -57,6 +57,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         exit_hooks=dict(options.exit_hooks),
         graph_fingerprint=graph_fingerprint(graph_shape(
             (node.name, node.type, node.out_funcs) for node in graph)),
+        description=graph.doc or None,
     )
 
 
@@ -94,6 +95,8 @@ def step_plan(graph, node) -> StepPlan:
             for d in node.decorators
             if not d.statically_defined and d.inserted_by is None
         ],
+        doc=node.doc or None,
+        cards=sum(1 for d in node.decorators if d.name == "card"),
     )
 
 

@@ -6,10 +6,11 @@ the way the flow's `self.next(...)` calls do, then the plan itself.
 """
 
 import os
+import textwrap
 from typing import Dict, List
 
 from .. import __version__
-from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT
+from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT, flow_asset_key
 from ..plan import FlowPlan, OpPlan
 
 MAX_COLUMNS = 88
@@ -19,7 +20,8 @@ CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "j
 def render(plan: FlowPlan, regenerate_command: str) -> str:
     parts = [
         _header(plan, regenerate_command),
-        _imports(plan),
+        # isort wants one blank line between the imports and a statement.
+        "\n\n".join([_imports(plan)] + _description(plan)),
         *[_op(plan, op) for op in plan.ops],
         *_exit_hooks(plan),
         _job(plan),
@@ -54,6 +56,25 @@ def _py(value, indent: int = 0, lead: int = 0) -> str:
     return "%s\n%s\n%s%s" % (opening, "\n".join(items), " " * indent, closing)
 
 
+def _text(value: str, indent: int, lead: int) -> str:
+    """A string literal for `value` (a docstring) within 88 columns: as is when it fits,
+    else one implicitly joined piece a line, broken at the text's own line ends and
+    between words."""
+    flat = repr(value)
+    if indent + lead + len(flat) <= MAX_COLUMNS:
+        return flat
+    pad = " " * (indent + 4)
+    width = MAX_COLUMNS - indent - 4 - 8  # room for quotes and escapes
+    pieces = []
+    for line in value.splitlines(True):
+        pieces += textwrap.wrap(line, width, expand_tabs=False, replace_whitespace=False,
+                                drop_whitespace=False, break_on_hyphens=False) or [line]
+    lines = [pad + repr(p) for p in pieces]
+    if any(len(line) > MAX_COLUMNS for line in lines):  # escapes ran long: cut shorter
+        lines = [pad + repr(value[i:i + width // 2]) for i in range(0, len(value), width // 2)]
+    return "(\n%s\n%s)" % ("\n".join(lines), " " * indent)
+
+
 def _flat(value) -> str:
     if isinstance(value, dict):
         return "{%s}" % ", ".join("%r: %s" % (k, _flat(v)) for k, v in sorted(value.items()))
@@ -70,7 +91,7 @@ def _header(plan: FlowPlan, regenerate_command: str) -> str:
 
 
 def _imports(plan: FlowPlan) -> str:
-    names = {"Definitions", "job", "op"}
+    names = {"AssetSpec", "Definitions", "job", "op"}
     for op in plan.ops:
         step = plan.step(op.step)
         if op.kind == "foreach":
@@ -127,8 +148,9 @@ def _input_names(op: OpPlan) -> List[str]:
 def _op_args(plan: FlowPlan, op: OpPlan) -> List[str]:
     step = plan.step(op.step)
     args = []
-    if op.kind == "region":
-        args.append("description=%r" % ("Runs the steps %s as one op." % ", ".join(op.steps)))
+    description = _op_description(plan, op)
+    if description:
+        args.append("description=%s" % _text(description, 4, len("description=") + 1))
     if op.kind == "foreach":
         args.append("out=DynamicOut(str)")
     elif op.kind == "switch":
@@ -143,6 +165,21 @@ def _op_args(plan: FlowPlan, op: OpPlan) -> List[str]:
     if tags:
         args.append("tags=%s" % _py(tags, 4, len("tags=") + 1))
     return args
+
+
+def _op_description(plan: FlowPlan, op: OpPlan) -> str:
+    """The step's docstring; a region also says which steps it runs."""
+    parts = [plan.step(op.step).doc or ""]
+    if op.kind == "region":
+        parts.append("Runs the steps %s as one op." % ", ".join(op.steps))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _description(plan: FlowPlan) -> List[str]:
+    """The flow's docstring, once: the job's and the flow asset's description."""
+    if not plan.description:
+        return []
+    return ["DESCRIPTION = %s" % _text(plan.description, 0, len("DESCRIPTION = "))]
 
 
 def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
@@ -197,9 +234,10 @@ def _job(plan: FlowPlan) -> str:
     tags = _py(_job_tags(plan), 4, len("tags=") + 1)
     body = _job_body(plan, [op for op in plan.ops if op.mapped_by is None], indent="    ")
     hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
-    return "%s\n\n\n@job(\n    name=%r,\n    tags=%s,\n    executor_def=EXECUTOR,\n%s)\n" \
-        "def %s():\n%s" % (executor, plan.job_name, tags, hooks, _job_function(plan),
-                            "\n".join(body))
+    description = "    description=DESCRIPTION,\n" if plan.description else ""
+    return "%s\n\n\n@job(\n    name=%r,\n%s    tags=%s,\n    executor_def=EXECUTOR,\n%s)\n" \
+        "def %s():\n%s" % (executor, plan.job_name, description, tags, hooks,
+                            _job_function(plan), "\n".join(body))
 
 
 def _job_function(plan: FlowPlan) -> str:
@@ -304,9 +342,25 @@ def _call(function: str, args: list, indent: int = 8) -> str:
     return "%s(\n%s\n%s)" % (function, "\n".join(lines), " " * indent)
 
 
+def _flow_asset(plan: FlowPlan) -> str:
+    """The flow as an asset of the Catalog: the end op records a materialization of it
+    after each successful run; the upstream flows of @trigger_on_finish are its deps."""
+    key = flow_asset_key(plan.flow_name, plan.project.get("project_name"),
+                         plan.project.get("branch_name"))
+    deps = [flow_asset_key(f["flow"], f.get("project"), f.get("branch"))
+            for f in plan.triggers.get("flows", [])]
+    args = [_py(key, 12, 1)]
+    if plan.description:
+        args.append("description=DESCRIPTION")
+    if deps:
+        args.append("deps=%s" % _py(deps, 12, len("deps=") + 1))
+    args.append("kinds={'metaflow'}")
+    return "AssetSpec(\n%s\n        )" % "\n".join("            %s," % a for a in args)
+
+
 def _definitions(plan: FlowPlan) -> str:
     job = _job_function(plan)
-    args = ["jobs=[%s]" % job]
+    args = ["jobs=[%s]" % job, "assets=[\n        %s,\n    ]" % _flow_asset(plan)]
     if plan.schedule:
         args.append(
             "schedules=[\n        ScheduleDefinition(\n            job=%s,\n"

@@ -23,7 +23,7 @@ from .definitions import DefinitionsFile
 from .errors import CommandError
 from .home import dagster_home, open_instance
 from .report import DEFAULT_UI_URL
-from .runs import RunState, StepState
+from .runs import RunState, StepState, failure_details
 
 
 class EmbeddedTarget:
@@ -134,9 +134,13 @@ class EmbeddedTarget:
             os.kill(worker.pid, signal.SIGINT)
 
     def _state(self, instance, run) -> RunState:
+        stats = instance.get_run_step_stats(run.run_id)
+        failed = any(s.status and s.status.value == "FAILURE" for s in stats)
+        failures = _step_failures(instance, run.run_id) if failed else {}
         steps = [
-            StepState(s.step_key, s.status.value if s.status else "UNKNOWN", s.start_time)
-            for s in instance.get_run_step_stats(run.run_id)
+            StepState(s.step_key, s.status.value if s.status else "UNKNOWN", s.start_time,
+                      s.attempts or 1, **failures.get(s.step_key, {}))
+            for s in stats
         ]
         return RunState(run.run_id, run.status.value, run.job_name, run.root_run_id,
                         run.parent_run_id, dict(run.tags), steps)
@@ -178,3 +182,17 @@ class EmbeddedTarget:
                        r.event_log_entry.message or "") for r in connection.records]
             return events, connection.cursor
 
+
+def _step_failures(instance, run_id: str) -> Dict[str, dict]:
+    """Step key -> failure_details of its (last) STEP_FAILURE event."""
+    from dagster import DagsterEventType
+
+    failures = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.event_specific_data
+        user = data.user_failure_data
+        description = user.description if user and user.description else (
+            data.error.message if data.error else None)
+        metadata = {k: v.value for k, v in (user.metadata if user else {}).items()}
+        failures[record.dagster_event.step_key] = failure_details(description, metadata)
+    return failures

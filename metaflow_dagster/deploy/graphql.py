@@ -8,14 +8,14 @@ from urllib.parse import urlparse
 from .. import naming
 from .definitions import DefinitionsFile
 from .errors import CommandError
-from .runs import RunState, StepState
+from .runs import RunState, StepState, failure_details
 
 RUN_FIELDS = "runId status jobName rootRunId parentRunId tags { key value }"
 RUN_STATE_QUERY = """
 query RunState($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
-    ... on Run { %s stepStats { stepKey status startTime } }
+    ... on Run { %s stepStats { stepKey status startTime attempts { startTime } } }
     ... on RunNotFoundError { message }
     ... on PythonError { message }
   }
@@ -26,6 +26,33 @@ DAEMON_QUERY = """
   instance {
     runQueuingSupported
     daemonHealth { daemonStatus(daemonType: "QUEUED_RUN_COORDINATOR") { healthy } }
+  }
+}
+"""
+# The failure events of a run's steps: their error text and our metadata.
+FAILURES_QUERY = """
+query Failures($runId: ID!, $after: String) {
+  logsForRun(runId: $runId, afterCursor: $after) {
+    __typename
+    ... on EventConnection {
+      cursor hasMore
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent {
+          stepKey
+          error { message }
+          failureMetadata {
+            description
+            metadataEntries {
+              label
+              ... on TextMetadataEntry { text }
+              ... on IntMetadataEntry { intValue }
+            }
+          }
+        }
+      }
+    }
+    ... on PythonError { message }
   }
 }
 """
@@ -138,9 +165,33 @@ class GraphQLTarget:
             return None
         if data["__typename"] != "Run":
             raise CommandError(data.get("message", data["__typename"]))
-        steps = [StepState(s["stepKey"], s["status"] or "UNKNOWN", s["startTime"])
+        failures = {}
+        if any(s["status"] == "FAILURE" for s in data["stepStats"]):
+            failures = self._step_failures(run_id)
+        steps = [StepState(s["stepKey"], s["status"] or "UNKNOWN", s["startTime"],
+                           len(s["attempts"]) or 1, **failures.get(s["stepKey"], {}))
                  for s in data["stepStats"]]
         return _run_from_graphql(data, steps)
+
+    def _step_failures(self, run_id: str) -> Dict[str, dict]:
+        """Step key -> failure_details of its (last) failure event."""
+        failures, cursor = {}, None
+        while True:
+            data = self.query(FAILURES_QUERY, {"runId": run_id, "after": cursor})["logsForRun"]
+            if data["__typename"] != "EventConnection":
+                raise CommandError(data.get("message", data["__typename"]))
+            for event in data["events"]:
+                if event["__typename"] != "ExecutionStepFailureEvent":
+                    continue
+                user = event.get("failureMetadata") or {}
+                metadata = {e["label"]: e.get("text", e.get("intValue"))
+                            for e in user.get("metadataEntries") or []}
+                description = user.get("description") or (event.get("error") or {}).get(
+                    "message")
+                failures[event["stepKey"]] = failure_details(description, metadata)
+            cursor = data["cursor"]
+            if not data["hasMore"]:
+                return failures
 
     def flow_runs(self, flow_name: str, limit: int,
                   job_name: Optional[str] = None) -> List[RunState]:

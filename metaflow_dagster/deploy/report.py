@@ -1,21 +1,27 @@
 """What the user's commands print about runs."""
 
 import time
-from typing import Iterator, List, Set
+from typing import Iterator, List, Optional, Set
+from urllib.parse import quote
 
 from .. import naming
-from .runs import STEP_FINISHED, RunState
+from .runs import STEP_FINISHED, RunState, StepState
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
+# Lines of a failed step's error shown by `dagster status` (its first line, which names
+# the task and attempt, then the end of the task's stderr).
+ERROR_TAIL_LINES = 8
 
 
 def ui_url(target, run_id: str) -> str:
     return "%s/runs/%s" % (target.ui_base.rstrip("/"), run_id)
 
 
-def describe_state(state: RunState, flow_name: str, status: str) -> List[str]:
+def describe_state(state: RunState, flow_name: str, status: str, flow_file: str = "flow.py",
+                   ui_base: Optional[str] = None) -> List[str]:
     """What `dagster status` prints: the run's state (Metaflow's word, then
-    Dagster's), then each step's."""
+    Dagster's), then each step's, then for each failed step its error, its attempts
+    and where its logs are."""
     suspended = state.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED
     lines = ["Run %s of job %s (Metaflow run %s/%s): %s (Dagster %s)%s" % (
         state.run_id, state.job_name, flow_name, state.metaflow_run_id, status, state.status,
@@ -25,9 +31,41 @@ def describe_state(state: RunState, flow_name: str, status: str) -> List[str]:
     steps = sorted(state.steps, key=lambda s: (s.start_time is None, s.start_time or 0, s.key))
     width = max([len(s.key) for s in steps] + [4])
     for step in steps:
-        lines.append("  %s  %s" % (step.key.ljust(width), step.status))
+        attempts = "  (%d attempts)" % step.attempts if step.attempts > 1 else ""
+        lines.append("  %s  %s%s" % (step.key.ljust(width), step.status, attempts))
     if not steps:
         lines.append("  (no step has started yet)")
+    failed = [s for s in steps if s.status == "FAILURE"]
+    if failed:
+        lines.append("Failed steps:")
+    for step in failed:
+        lines += _failure(state, step, flow_file, ui_base)
+    return lines
+
+
+def _failure(state: RunState, step: StepState, flow_file: str,
+             ui_base: Optional[str]) -> List[str]:
+    what = [step.pathspec] if step.pathspec else []
+    attempts = "%d attempt%s" % (step.attempts, "" if step.attempts == 1 else "s")
+    if step.metaflow_attempt is not None:
+        attempts += " (the last: Metaflow attempt %d)" % step.metaflow_attempt
+    what.append(attempts)
+    lines = ["  %s: %s" % (step.key, ", ".join(what))]
+    error = (step.error or "(no error recorded)").splitlines()
+    if len(error) > ERROR_TAIL_LINES + 1:
+        error = error[:1] + ["..."] + error[-ERROR_TAIL_LINES:]
+    lines += ["      " + line for line in error]
+    logs = []
+    if step.pathspec:
+        attempt = (" --attempt %d" % step.metaflow_attempt
+                   if step.metaflow_attempt is not None else "")
+        logs.append("python %s logs %s%s" % (
+            flow_file, step.pathspec.split("/", 1)[1], attempt))
+    if ui_base:
+        logs.append("%s/runs/%s?logs=%s  (the op's log in the Dagster UI)" % (
+            ui_base.rstrip("/"), state.run_id, quote("step:%s" % step.key)))
+    for i, where in enumerate(logs):
+        lines.append("    %s %s" % ("logs:" if i == 0 else "     ", where))
     return lines
 
 

@@ -210,7 +210,8 @@ def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False
                     job, obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
         for line in report.describe_state(state, obj.flow.name,
-                                          runs.metaflow_status(target, state)):
+                                          runs.metaflow_status(target, state),
+                                          os.path.basename(sys.argv[0]), target.ui_base):
             click.echo(line)
         if wait:
             _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,

@@ -39,6 +39,23 @@ class StepState:
     key: str
     status: str
     start_time: Optional[float] = None
+    # Dagster's attempts of the step (its retries + 1).
+    attempts: int = 1
+    # For a failed step: its error text, and the Metaflow task and attempt that failed
+    # (the `metaflow_pathspec` / `metaflow_attempt` metadata of the op's failure).
+    error: Optional[str] = None
+    pathspec: Optional[str] = None
+    metaflow_attempt: Optional[int] = None
+
+
+def failure_details(description: Optional[str], metadata: Dict[str, object]) -> dict:
+    """StepState fields of a step's failure event."""
+    attempt = metadata.get("metaflow_attempt")
+    return {
+        "error": description,
+        "pathspec": metadata.get("metaflow_pathspec"),
+        "metaflow_attempt": int(attempt) if attempt is not None else None,
+    }
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The Metaflow datastore the tasks of a plan write to, opened once per process."""
+"""The Metaflow datastore the tasks of a plan write to, opened once per process, and
+how the tasks find it."""
 
+import os
 import threading
 from functools import lru_cache
 
@@ -38,3 +40,15 @@ def open_in_background(plan: FlowPlan) -> None:
     if _background_open.acquire(blocking=False):  # never released
         threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
                          daemon=True).start()
+
+
+def task_env(plan: FlowPlan) -> dict:
+    """Environment pointing a task's Metaflow at the plan's local datastore root, as
+    METAFLOW_DATASTORE_SYSROOT_LOCAL did at `create` time (if it was set): the task gets
+    `--datastore-root`, but the processes it starts itself do not, e.g. the `card
+    create` of @card, whose local metadata fails to find a `.metaflow` directory when
+    the datastore is away from the working directory."""
+    root = plan.datastore_root
+    if plan.datastore != "local" or os.path.basename(root) != ".metaflow":
+        return {}
+    return {"METAFLOW_DATASTORE_SYSROOT_LOCAL": os.path.dirname(root)}

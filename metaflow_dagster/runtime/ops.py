@@ -11,9 +11,11 @@ from ..plan import FlowPlan, OpPlan
 from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
+from .metadata import flow_materialization, task_metadata
 from .processes import TaskTimeout
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
+from .run_tags import tag_run_once
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -39,6 +41,7 @@ class FlowRuntime:
             reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
             continues_run=context.run.parent_run_id is not None,
         )
+        tag_run_once(context, launcher.base_env)
         deadline = self._seconds_left(context)
         upstream = _flatten(inputs)
         if op.step == self.plan.start_step and not upstream:
@@ -55,10 +58,12 @@ class FlowRuntime:
     def _run_op_tasks(self, context, launcher: TaskLauncher, op: OpPlan, upstream: List[str],
                       deadline: Optional[float]) -> Iterator[Output]:
         if op.kind == "region":
-            runner = RegionRunner(self.plan, launcher, op, self._task_done(context, launcher),
-                                  deadline)
+            done: dict = {}  # the region's tasks that succeeded: pathspec -> attempt
+            runner = RegionRunner(self.plan, launcher, op,
+                                  self._task_done(context, launcher, done), deadline)
             exit_path = runner.run(upstream, _split_index(context))
-            yield Output(exit_path, metadata={"metaflow_pathspec": self._pathspec(exit_path)})
+            metadata = self._task_metadata(context, exit_path, done.get(exit_path, 0), list(done))
+            yield Output(exit_path, metadata=metadata or self._pathspec_metadata(exit_path))
             return
         task = next_task(self.plan, op.step, upstream, _split_index(context))
         # Metaflow's attempt number, which a re-execution continues (runtime/attempts.py).
@@ -66,7 +71,11 @@ class FlowRuntime:
         context.log.info("Metaflow task %s (attempt %d)" % (
             self._pathspec(task.pathspec(launcher.run_id)), attempt))
         result = self.run_task_attempt(context, launcher, task, context.retry_number, deadline)
-        yield from self._outputs(op, task.pathspec(launcher.run_id), result)
+        pathspec = task.pathspec(launcher.run_id)
+        metadata = self._task_metadata(context, pathspec, attempt)
+        if op.step == self.plan.end_step:
+            yield from self._flow_materialization(context, launcher.run_id, pathspec)
+        yield from self._outputs(op, pathspec, result, metadata)
 
     def run_exit_hooks(self, context, kind: str) -> None:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
@@ -87,32 +96,72 @@ class FlowRuntime:
             ) from None
         self._task_done(context, launcher)(pathspec, retry_number, outcome)
         if outcome.returncode != 0:
+            attempt = launcher.attempts.resolved(pathspec, retry_number)
             raise Failure(
                 description="Step *%s* failed (%s, attempt %d, exit code %d):\n%s" % (
-                    step.name, self._pathspec(pathspec),
-                    launcher.attempts.resolved(pathspec, retry_number), outcome.returncode,
+                    step.name, self._pathspec(pathspec), attempt, outcome.returncode,
                     outcome.error_tail()),
-                metadata={"metaflow_pathspec": self._pathspec(pathspec)},
+                metadata={"metaflow_pathspec": self._pathspec(pathspec),
+                          "metaflow_attempt": attempt},
                 allow_retries=outcome.returncode != EXIT_DISALLOW_RETRY,
             )
         return result
 
-    def _task_done(self, context, launcher):
+    def _task_done(self, context, launcher, done: Optional[dict] = None):
+        """Called after each attempt of a task; records the tasks that succeeded in
+        `done` (pathspec -> attempt)."""
         def save(pathspec, attempt, outcome):
             # --- resume / re-execution: reused tasks leave no attempt; map retry -> attempt
             if isinstance(outcome, ReusedOutcome):
+                if done is not None and outcome.returncode == 0:
+                    done[pathspec] = attempt
                 return
             attempt = launcher.attempts.resolved(pathspec, attempt)
             # ---
+            if done is not None and outcome.returncode == 0:
+                done[pathspec] = attempt
             save_task_logs(self.plan, pathspec, attempt, outcome.stdout, outcome.stderr)
         return save
 
-    def _outputs(self, op: OpPlan, pathspec: str, result: dict) -> Iterator[Output]:
-        metadata = {"metaflow_pathspec": MetadataValue.text(self._pathspec(pathspec))}
+    def _task_metadata(self, context, pathspec: str, attempt: int,
+                       card_tasks=None) -> Optional[dict]:
+        """The task's metadata (runtime/metadata.py); None, with a warning in the op's
+        log, if it cannot be read: the task has succeeded, its op must not fail."""
+        try:
+            return task_metadata(self.plan, pathspec, attempt, card_tasks)
+        except Exception as error:
+            context.log.warning("Could not read the artifacts or cards of %s: %s: %s" % (
+                self._pathspec(pathspec), type(error).__name__, error))
+            return None
+
+    def _flow_materialization(self, context, run_id: str, end_pathspec: str):
+        """The flow asset's materialization (runtime/metadata.py), after the end task."""
+        try:
+            materialization = flow_materialization(self.plan, run_id, end_pathspec)
+        except Exception as error:
+            context.log.warning("Could not record the flow asset's materialization: %s: %s"
+                                % (type(error).__name__, error))
+            return
+        yield materialization
+
+    def _pathspec_metadata(self, pathspec: str) -> dict:
+        return {"metaflow_pathspec": MetadataValue.text(self._pathspec(pathspec))}
+
+    def _outputs(self, op: OpPlan, pathspec: str, result: dict,
+                 metadata: Optional[dict]) -> Iterator[Output]:
+        metadata = metadata or self._pathspec_metadata(pathspec)
         if op.kind == "foreach":
+            # The task's metadata goes on its first split's output, not on every one.
             splits = result[naming.RESULT_FOREACH_SPLITS]
+            items = result.get(naming.RESULT_FOREACH_VALUES) or []
             for index in range(splits):
-                yield DynamicOutput(pathspec, mapping_key=str(index))
+                item = items[index] if index < len(items) else None
+                split_metadata = dict(metadata if index == 0 else
+                                      self._pathspec_metadata(pathspec))
+                if item is not None:
+                    split_metadata["foreach_item"] = MetadataValue.text(str(item))
+                yield DynamicOutput(pathspec, mapping_key=naming.split_mapping_key(index, item),
+                                   metadata=split_metadata)
         elif op.kind == "switch":
             yield Output(pathspec, output_name=result[naming.RESULT_SWITCH_STEP], metadata=metadata)
         else:
@@ -156,4 +205,4 @@ def _flatten(inputs) -> List[str]:
 
 def _split_index(context) -> Optional[int]:
     key = context.get_mapping_key()
-    return int(key) if key is not None else None
+    return naming.split_index_of(key) if key is not None else None

@@ -76,10 +76,13 @@ class RegionRunner:
                 raise TaskCancelled()
             if attempt < step.total_retries:
                 time.sleep(step.retry_delay_seconds)
+        pathspec = "%s/%s" % (self.plan.flow_name, task.pathspec(self.launcher.run_id))
         raise Failure(
-            description="Step *%s* failed (%s/%s, %d attempts):\n%s" % (
-                task.step, self.plan.flow_name, task.pathspec(self.launcher.run_id),
-                step.total_retries + 1, failure)
+            description="Step *%s* failed (%s, %d attempts):\n%s" % (
+                task.step, pathspec, step.total_retries + 1, failure),
+            metadata={"metaflow_pathspec": pathspec, "metaflow_attempt":
+                      self.launcher.attempts.resolved(task.pathspec(self.launcher.run_id),
+                                                      attempt)},
         )
 
     def _seconds_left(self) -> Optional[float]:

@@ -60,6 +60,8 @@ def task_result(flow_ds, plan: FlowPlan, run_id: str, step: str, task_id: str) -
     result = {}
     if kind == "foreach":
         result[naming.RESULT_FOREACH_SPLITS] = task_ds["_foreach_num_splits"]
+        if "_foreach_values" in task_ds:
+            result[naming.RESULT_FOREACH_VALUES] = task_ds["_foreach_values"]
     elif kind == "split-switch":
         result[naming.RESULT_SWITCH_STEP] = task_ds["_transition"][0][0]
     return result

@@ -25,6 +25,7 @@ from ..naming import (
 )
 from ..plan import FlowPlan
 from .attempts import AttemptCounter
+from .datastore import task_env
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
 from .suspension import SuspendGate
 
@@ -87,6 +88,7 @@ class TaskLauncher:
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = dict(os.environ)
         env.update(self.plan.env)
+        env.update(task_env(self.plan))  # the datastore root, for what the task starts
         # Metaflow refuses to run without a user name (e.g. as root in a container).
         if not any(env.get(k) for k in ("METAFLOW_USER", "USERNAME", "USER", "SUDO_USER")):
             env["METAFLOW_USER"] = "dagster"

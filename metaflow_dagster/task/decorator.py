@@ -2,7 +2,8 @@
 it launches. It runs inside the Metaflow task process and reports what the
 orchestrator needs to know next, so the Dagster op never imports Metaflow:
 
-- the number of foreach splits of a foreach step,
+- the number of foreach splits of a foreach step, and Metaflow's text of each item
+  (the splits' labels in Dagster),
 - the branch a switch step took,
 
 written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
@@ -28,6 +29,7 @@ from ..naming import (
     PARAMETERS_READY_ENV,
     RESULT_FILE_ENV,
     RESULT_FOREACH_SPLITS,
+    RESULT_FOREACH_VALUES,
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
@@ -96,6 +98,8 @@ class DagsterInternalDecorator(StepDecorator):
         result = {}
         if node.type == "foreach":
             result[RESULT_FOREACH_SPLITS] = flow._foreach_num_splits
+            # None unless METAFLOW_INCLUDE_FOREACH_STACK (on by default).
+            result[RESULT_FOREACH_VALUES] = getattr(flow, "_foreach_values", None)
         if node.type == "split-switch":
             result[RESULT_SWITCH_STEP] = flow._transition[0][0]
         with open(result_file, "w") as f:

@@ -1,11 +1,16 @@
 """The compiled job in the real Dagster UI, driven by a headless browser.
 
-One `dagster dev` and one browser serve the whole module. `ui_flow.py` is compiled with
-the real CLI; the job page shows its graph; the launchpad launches a run with
-non-default Parameter values typed into its config editor; the run page shows it
-succeeding; the tasks saw the values (read back with Metaflow's Client).
+One `dagster dev`, one Metaflow card server (`python ui_flow.py card server`) and one
+browser serve the whole module. `ui_flow.py` is compiled with the real CLI; the job page
+shows its graph and the flow's docstring; the launchpad launches a run with non-default
+Parameter values typed into its config editor; the run page shows it succeeding; the
+tasks saw the values (read back with Metaflow's Client); a step's events show its
+artifacts, attempt and a link to its card, which opens the rendered card; the flow is
+an asset in the Catalog, materialized by the run; the run carries its Metaflow run id
+as a tag.
 
-Screenshots go to $UI_SCREENSHOT_DIR (default: a pytest temporary directory).
+Screenshots go to $UI_SCREENSHOT_DIR (default: a pytest temporary directory); the ones
+in docs/screenshots come from `UI_SCREENSHOT_DIR=docs/screenshots pytest tests/browser`.
 
 To add a check: give the page a helper in ui.py (`open_<page>(driver, ...)`), then a test
 here taking `driver`, `deployment` and, for pages about the launched run, `launched`.
@@ -15,8 +20,10 @@ Tests share the browser, so each starts by opening its own page.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 FLOW_FILE = HERE / "ui_flow.py"
 FLOW_NAME = "UIFlow"
 STEPS = ("start", "square", "join", "report", "end")
+FLOW_DOC = "Squares the first width integers in parallel and reports them on a card."
 # Non-default values for the flow's Parameters (defaults: width 2, "default label").
 WIDTH = 3
 LABEL = "set in the launchpad"
@@ -56,6 +64,7 @@ class Deployment:
     job_name: str
     datastore_root: str  # the local datastore the tasks use, as the generated plan says
     env: dict
+    card_server: str  # base URL of the Metaflow card server the card links point at
 
     @property
     def url(self) -> str:
@@ -99,16 +108,45 @@ def deployment(tmp_path_factory):
                           cwd=flow_dir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = _plan(defs_file)
-    dev = ui.start_dagster_dev(defs_file, home, cwd=flow_dir, env=env)
+    card_port = ui.free_port()
+    card_server = "http://127.0.0.1:%d" % card_port
+    cards = start_card_server(flow_dir, flow_file.name, card_port, env)
     try:
-        yield Deployment(dev, flow_dir, defs_file, plan["job_name"], plan["datastore_root"], env)
+        # The ops' card links point at this card server (naming.CARD_SERVER_URL_ENV).
+        dev_env = dict(env, METAFLOW_DAGSTER_CARD_SERVER_URL=card_server)
+        dev = ui.start_dagster_dev(defs_file, home, cwd=flow_dir, env=dev_env)
+        try:
+            yield Deployment(dev, flow_dir, defs_file, plan["job_name"], plan["datastore_root"],
+                             env, card_server)
+        finally:
+            dev.stop()
     finally:
-        dev.stop()
+        os.killpg(cards.pid, signal.SIGKILL)
+        cards.wait(timeout=30)
+
+
+def start_card_server(flow_dir: Path, flow_file: str, port: int, env: dict):
+    """`python ui_flow.py card server --port PORT` in the flow's directory (so it reads
+    the cards where the tasks wrote them), in its own session; once it answers."""
+    log = open(flow_dir.parent / "card_server.log", "w")
+    proc = subprocess.Popen([sys.executable, flow_file, "card", "server", "--port", str(port)],
+                            cwd=flow_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def answers():
+        assert proc.poll() is None, (flow_dir.parent / "card_server.log").read_text()
+        try:
+            return urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5).status
+        except OSError:
+            return None
+
+    ui.wait_until(answers, 120, interval=0.5, message="the card server did not answer")
+    return proc
 
 
 @pytest.fixture(scope="module")
 def driver():
-    d = ui.browser()
+    d = ui.browser(1280, 800)
     try:
         yield d
     finally:
@@ -130,7 +168,9 @@ def launched(deployment, driver, shots) -> Launched:
     except BaseException:
         ui.screenshot(driver, shots / "launch_failed.png")
         raise
+    ui.toggle_run_chart(driver)  # the whole run's chart, for the picture
     ui.screenshot(driver, shots / "03_run_finished.png")
+    ui.toggle_run_chart(driver)
     return Launched(run_id, status)
 
 
@@ -140,6 +180,7 @@ def launched(deployment, driver, shots) -> Launched:
 def test_job_page_shows_every_step(deployment, driver, shots):
     url = ui.open_job(driver, deployment.url, deployment.job_name, op_names=STEPS)
     assert url.endswith("/locations/%s/jobs/%s" % (deployment.dev.location, deployment.job_name))
+    ui.wait_text(driver, FLOW_DOC)  # the flow's docstring is the job's description
     ui.screenshot(driver, shots / "01_job_graph.png")
 
 
@@ -173,10 +214,77 @@ def test_the_tasks_saw_the_launchpad_values(deployment, launched):
                            "squares": [i * i for i in range(WIDTH)]}, run
     assert run["params"] == {"width": WIDTH, "label": LABEL}, run
     assert run["square_tasks"] == WIDTH, run
-    assert run["report_cards"] >= 1, run
+    assert run["report_cards"] == 1, run
+
+
+def test_a_steps_metadata_shows_its_artifacts_and_links_to_its_card(deployment, driver,
+                                                                     launched, shots):
+    """The report step's events: its Metaflow task, attempt and artifacts, and a link to
+    its card; following the link opens the card, rendered by Metaflow's card server."""
+    ui.open_step_events(driver, deployment.url, launched.run_id, "report")
+    run_id = metaflow_run_id(deployment, launched)
+    pathspec = "%s/%s/report/t" % (FLOW_NAME, run_id)
+    output = ui.open_full_message(driver, "STEP_OUTPUT")
+    assert ui.metadata_row(output, "metaflow_pathspec").text.endswith(pathspec)
+    assert ui.metadata_row(output, "metaflow_attempt").text.endswith("0")
+    assert 'Task("%s")' % pathspec in ui.metadata_row(output, "client").text.replace("\n", "")
+    ui.screenshot(driver, shots / "04_step_metadata.png")
+    # A blank card with Markdown only is shown in place too.
+    assert "squares: [0, 1, 4]" in ui.show_markdown(driver, output, "card content")
+    ui.close_dialog(driver)
+    artifacts = ui.show_markdown(driver, output, "artifacts")
+    assert re.search(r"seen\s+dict\s+\d+ B\s+\{'width': 3, 'label': '%s'" % LABEL, artifacts), \
+        artifacts
+    ui.close_dialog(driver)
+
+    from selenium.webdriver.common.by import By
+    link = ui.metadata_row(output, "card").find_element(By.CSS_SELECTOR, "a[href]")
+    assert link.get_attribute("href").startswith(
+        "%s/card/%s/" % (deployment.card_server, pathspec)), link.get_attribute("href")
+    origin = ui.follow_link(driver, link)
+    try:
+        ui.wait_text(driver, LABEL)  # the card's title, rendered by the card's own script
+        ui.wait_text(driver, "squares: [0, 1, 4]")
+        ui.screenshot(driver, shots / "05_card.png")
+    finally:
+        driver.close()
+        driver.switch_to.window(origin)
+    ui.close_dialog(driver)
+
+
+def test_the_flow_is_an_asset_materialized_by_the_run(deployment, driver, launched, shots):
+    ui.open_asset(driver, deployment.url, ["metaflow", FLOW_NAME])
+    ui.wait_text(driver, FLOW_DOC)
+    run_pathspec = "%s/%s" % (FLOW_NAME, metaflow_run_id(deployment, launched))
+    ui.wait_text(driver, run_pathspec)  # the latest materialization's metaflow_run
+    ui.screenshot(driver, shots / "06_asset.png")
+
+
+def test_runs_can_be_found_by_their_metaflow_run_id(deployment, driver, launched):
+    """The run was launched from the UI, not our CLI: its first op tagged it."""
+    run_id = metaflow_run_id(deployment, launched)
+    assert ui.runs_with_tag(driver, deployment.url, "metaflow/run_id", "dagster-0") == []
+    listed = ui.runs_with_tag(driver, deployment.url, "metaflow/run_id", run_id)
+    assert listed == [launched.run_id[:8]], listed
+    data = deployment.dev.graphql(
+        "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { "
+        "... on Runs { results { runId tags { key value } } } } }",
+        {"tags": [{"key": "metaflow/run_id", "value": run_id}]})
+    runs = data["runsOrError"]["results"]
+    assert [r["runId"] for r in runs] == [launched.run_id], runs
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert tags["metaflow/flow_name"] == FLOW_NAME
+    assert tags["metaflow/user"] == "ci"
+    assert tags["metaflow/trigger"] == "manual"
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def metaflow_run_id(deployment, launched) -> str:
+    run_ids = {p.split("/")[1] for p in metaflow_pathspecs(deployment, launched.run_id)}
+    assert len(run_ids) == 1, run_ids
+    return run_ids.pop()
 
 
 def metaflow_pathspecs(deployment, run_id):

@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
+from urllib.parse import quote
 
 from harness import group_alive
 
@@ -421,6 +422,138 @@ def open_run(driver, base_url: str, run_id: str) -> None:
     """The run's page (/runs/<run id>): header, Gantt chart and event log."""
     driver.get("%s/runs/%s" % (base_url, run_id))
     wait_text(driver, run_id[:8])
+
+
+def open_step_events(driver, base_url: str, run_id: str, step_key: str) -> None:
+    """The run's page with its event log showing one step's events, as after clicking
+    the step in the run's chart (/runs/<run id>?selection=<step>&logs=step:<step>)."""
+    driver.get("%s/runs/%s?selection=%s&logs=%s" % (
+        base_url, run_id, quote(step_key), quote("step:%s" % step_key)))
+    wait_text(driver, run_id[:8])
+    wait_text(driver, "STEP_SUCCESS")
+
+
+def open_full_message(driver, event_type: str):
+    """Click 'View full message' on the event log's row of `event_type` (a row whose
+    metadata does not fit shows only its top); the dialog showing the whole event."""
+    from selenium.webdriver.common.by import By
+
+    xpath = ("//*[normalize-space(.)=%s]/ancestor::*[.//button[normalize-space(.)="
+             "'View full message']][1]//button[normalize-space(.)='View full message']"
+             % _xpath_literal(event_type))
+    button = wait_until(lambda: next((b for b in driver.find_elements(By.XPATH, xpath)
+                                      if b.is_displayed()), None), 30,
+                        message="no 'View full message' on a %s row" % event_type)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    dialog = wait_css(driver, "[role=dialog]")
+    wait_until(lambda: event_type in dialog.text, 10,
+               message="the dialog is not the %s event: %s" % (event_type, dialog.text))
+    return dialog
+
+
+def metadata_row(scope, label: str):
+    """The displayed metadata row (a table row of an event) whose label is `label`,
+    within `scope` (the driver, or an element such as a dialog)."""
+    from selenium.webdriver.common.by import By
+
+    xpath = ".//tr[td[1][normalize-space(.)=%s]]" % _xpath_literal(label)
+    return wait_until(lambda: next((e for e in scope.find_elements(By.XPATH, xpath)
+                                    if e.is_displayed()), None), 30,
+                      message="no metadata row %r" % label)
+
+
+def _dialogs(driver) -> list:
+    from selenium.webdriver.common.by import By
+
+    return [e for e in driver.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+            if e.is_displayed()]
+
+
+def show_markdown(driver, scope, label: str) -> str:
+    """Click [Show Markdown] in the metadata row `label` (within `scope`); the text of
+    the dialog it opens, which stays open: close it with close_dialog."""
+    from selenium.webdriver.common.by import By
+
+    row = metadata_row(scope, label)
+    before = len(_dialogs(driver))
+    next(e for e in row.find_elements(By.XPATH, ".//*[self::button or self::a]")
+         if "Show Markdown" in e.text).click()
+    wait_until(lambda: len(_dialogs(driver)) > before, 10, message="no Markdown dialog")
+    dialog = _dialogs(driver)[-1]
+    wait_until(lambda: dialog.text.strip(), 10, message="empty Markdown dialog")
+    return dialog.text
+
+
+def close_dialog(driver) -> None:
+    """Close the topmost dialog (Escape, as a user would)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    before = len(_dialogs(driver))
+    ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+    wait_until(lambda: len(_dialogs(driver)) < before, 10, message="the dialog stayed open")
+
+
+def follow_link(driver, link) -> str:
+    """Click a link that opens in a new tab (target=_blank) and switch to that tab; the
+    tab it came from (switch back with driver.switch_to.window)."""
+    origin = driver.current_window_handle
+    before = set(driver.window_handles)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+    link.click()
+    new = wait_until(lambda: set(driver.window_handles) - before, 30,
+                     message="the link opened no new tab")
+    driver.switch_to.window(new.pop())
+    return origin
+
+
+def open_asset(driver, base_url: str, asset_path, timeout: float = 30) -> str:
+    """An asset's page, reached from the Catalog (/assets) by clicking its name; its URL
+    (/assets/<path>)."""
+    driver.get(base_url + "/assets")
+    wait_text(driver, " / ".join(asset_path), timeout)  # how the Catalog lists a key
+    wanted = "/assets/" + "/".join(asset_path)
+    link = wait_css(driver, "a[href$='%s']" % wanted, timeout)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+    link.click()
+    wait_until(lambda: wanted in driver.current_url, timeout,
+               message="asset page %s did not open: %s" % (wanted, driver.current_url))
+    wait_text(driver, "Latest materialization", timeout)
+    return driver.current_url
+
+
+def toggle_run_chart(driver) -> None:
+    """On a run page, the chart toolbar's expand / collapse button: the run's chart
+    takes the whole page (or gives half of it back to the event log)."""
+    from selenium.webdriver.common.by import By
+
+    icons = "[aria-label=expand_arrows], [aria-label=collapse_arrows]"
+    button = wait_until(lambda: next(
+        (b for b in driver.find_elements(By.TAG_NAME, "button")
+         if b.is_displayed() and b.find_elements(By.CSS_SELECTOR, icons)), None), 30,
+        message="no expand button on %s" % driver.current_url)
+    button.click()
+    time.sleep(1)  # the panels animate
+
+
+def runs_with_tag(driver, base_url: str, key: str, value: str,
+                  timeout: float = 30) -> List[str]:
+    """The Runs list filtered by a tag, as its "Add tag to filter" (a run's tag menu)
+    leaves it (/runs?q[0]=tag:<key>=<value>); the ids (first 8 characters) it lists."""
+    from selenium.webdriver.common.by import By
+
+    driver.get("%s/runs?%s=%s" % (base_url, quote("q[0]"), quote("tag:%s=%s" % (key, value))))
+    wait_text(driver, "Tag is", timeout)
+    wait_until(lambda: "No runs" in page_text(driver) or driver.find_elements(
+        By.CSS_SELECTOR, "a[href*='/runs/']"), timeout, message="the Runs list did not load")
+    time.sleep(1)  # rows still arriving
+    ids = set()
+    for link in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
+        match = re.search(r"/runs/([0-9a-f]{8})[0-9a-f-]*$", link.get_attribute("href") or "")
+        if match and link.is_displayed():
+            ids.add(match.group(1))
+    return sorted(ids)
 
 
 def run_page_status(driver) -> Optional[str]:

@@ -270,6 +270,14 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     assert any("split 1 fails" in m or "Step body" in m
                for m in graphql(url).failure_messages(failed)), graphql(url).failure_messages(
         failed)
+    assert graphql(url).run_state(failed).status == "FAILURE"  # the webserver sees it
+    # `status` through the webserver names the failed split, its error and its logs.
+    shown = mf(directory, RESUME, "dagster", "status", "--run-id", failed,
+               "--dagster-url", url).stdout
+    task = "%s/body/t-1" % naming.metaflow_run_id(failed)
+    assert "  body[1]: LifecycleResumeFlow/%s, 1 attempt" % task in shown, shown
+    assert "RuntimeError: split 1 fails while fail_split exists" in shown, shown
+    assert "logs: python lifecycle_resume_flow.py logs %s --attempt 0" % task in shown, shown
     (directory / "fail_split").unlink()
     before = executions(directory)
 

@@ -2,7 +2,7 @@
 leaves a complete Metaflow run behind."""
 
 import pytest
-from harness import compile_flow, execute, metaflow_run, step_statuses
+from harness import compile_flow, execute, metaflow_run, output_metadata, step_statuses
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,14 @@ def test_nested_foreach_two_levels(tmp_path, dagster_home):
     # The inner level runs inside one op per outer split, as real tasks.
     assert sorted(t.id for t in run["inner"]) == ["t-%d-%d" % (i, j) for i in (0, 1)
                                                   for j in (0, 1, 2)]
-    assert sorted(k for k in result.steps if k.startswith("outer[")) == ["outer[0]", "outer[1]"]
+    # Each split is named after its item.
+    assert sorted(k for k in result.steps if k.startswith("outer[")) == [
+        "outer[0_x]", "outer[1_y]"]
+    # The region op's output shows the task where it ends, the inner join.
+    region = output_metadata(dagster_home, result.dagster_run_id)[("outer[1_y]", None)]
+    assert region["metaflow_pathspec"] == "NestedForeachFlow/%s/inner_join/t-1" % (
+        result.metaflow_run_id)
+    assert "| `labels` | list | 31 B | `['y1', 'y2', 'y3']` |" in region["artifacts"]
 
 
 def test_nested_foreach_three_levels(tmp_path, dagster_home):

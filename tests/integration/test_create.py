@@ -37,6 +37,7 @@ def short_tmp():
     ("params_flow", FLOWS),
     ("decorators_flow", FLOWS),
     ("retry_timeout_flow", EXAMPLES),
+    ("metadata_flow", FLOWS),  # docstrings: descriptions wrapped over several lines
 ])
 def test_output_is_deterministic(tmp_path, name, source):
     flow_file = copy_flow(tmp_path, source / ("%s.py" % name))
@@ -61,6 +62,7 @@ def test_output_is_deterministic(tmp_path, name, source):
     ("decorators_flow", FLOWS),
     ("hello_flow", EXAMPLES),
     ("deployment_info_flow", EXAMPLES),
+    ("metadata_flow", FLOWS),
 ])
 def test_output_is_lint_clean(short_tmp, name, source):
     compiled = compile_flow(short_tmp, name, source_dir=source)
