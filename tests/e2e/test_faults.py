@@ -126,7 +126,7 @@ def test_trigger_worker_killed_no_orphans_run_fails_resume_reuses(tmp_path, dags
     # Our commands accept the run: status shows it failed, terminate has nothing to do.
     shown = mf(directory, ORPHAN, "dagster", "status", "--run-id", run_id,
                dagster_home=dagster_home).stdout
-    assert ": FAILURE" in shown.splitlines()[0]
+    assert ": FAILED (Dagster FAILURE)" in shown.splitlines()[0]
     said = mf(directory, ORPHAN, "dagster", "terminate", "--run-id", run_id,
               dagster_home=dagster_home)
     assert "has already ended (FAILURE): The process executing this run" in said.stderr

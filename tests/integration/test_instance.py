@@ -16,7 +16,7 @@ def test_a_new_home_gets_run_monitoring(tmp_path):
 
 
 def test_a_damaged_instance_names_its_directory_and_what_to_do(tmp_path):
-    home = tmp_path / "home"
+    home = tmp_path / "dagster_home"
     home.mkdir()
     with open_instance(str(home)):
         pass
