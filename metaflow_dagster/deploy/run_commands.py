@@ -74,6 +74,18 @@ def _definitions_file(obj, definitions_file):
     return job
 
 
+def _job_to_trigger(obj, definitions_file, target):
+    """The local definitions file; without one, the job a running webserver holds."""
+    from .deployed_job import deployed_job
+    from .graphql import GraphQLTarget
+
+    if definitions_file or not isinstance(target, GraphQLTarget) or os.path.exists(
+            naming.default_definitions_file(obj.flow.name)):
+        return _definitions_file(obj, definitions_file)
+
+    return deployed_job(target, obj.flow, obj.graph)
+
+
 def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file, what):
     run_id = target.launch(job, config, tags)
     metaflow_run = "%s/%s" % (obj.flow.name, naming.metaflow_run_id(run_id))
@@ -109,9 +121,9 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
             deployer_attribute_file=None, **kwargs):
 
     with _Errors():
-        job = _definitions_file(obj, definitions_file)
-        config = run_config(job.plan, command_line_values(obj.flow, kwargs))
         target = target_for(dagster_url)
+        job = _job_to_trigger(obj, definitions_file, target)
+        config = run_config(job.plan, command_line_values(obj.flow, kwargs))
         _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
                "Triggered a run of")
 

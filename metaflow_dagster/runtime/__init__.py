@@ -5,7 +5,10 @@ This package's names are the one import surface of generated files.
 """
 
 from .executor import metaflow_task_executor
+from .flow_executor import flow_executor
 from .ops import FlowRuntime
 from .sensors import event_sensor, finish_sensor
 
-__all__ = ["FlowRuntime", "event_sensor", "finish_sensor", "metaflow_task_executor"]
+__all__ = [
+    "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor", "metaflow_task_executor",
+]

@@ -33,6 +33,20 @@ def build(plan: FlowPlan):
     return text, module.defs.get_job_def(plan.job_name)
 
 
+def executor_limits(job, run_config=None):
+    """The tag concurrency limits of the executor a run of the job gets."""
+    from dagster import DagsterInstance, InitExecutorContext
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    processed = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
+    with DagsterInstance.ephemeral() as instance:
+        executor = job.executor_def.executor_creation_fn(InitExecutorContext(
+            job=InMemoryJob(job), executor_def=job.executor_def, executor_config=processed,
+            instance=instance))
+    return executor._tag_concurrency_limits
+
+
 def dependencies(job):
     structure = job.graph.dependency_structure
     deps = {}
@@ -97,10 +111,8 @@ def test_a_foreach_maps_its_body_and_the_join_collects():
     assert [n.name for n in job.graph.nodes if structure.is_dynamic_mapped(n.name)] == ["body"]
     assert dependencies(job)["join"] == {"splits": ("DYNAMIC_COLLECT", [("body", "result")])}
     assert job.graph.node_named("body").definition.tags["metaflow/foreach"] == "start"
-    config = job.executor_def.config_schema.resolve_config({}).value["config"]
-    limits = config["tag_concurrency_limits"]
-    assert limits == [{"key": "metaflow/foreach", "value": {"applyLimitPerUniqueValue": True},
-                       "limit": 7}]
+    assert executor_limits(job) == [{"key": "metaflow/foreach",
+                                     "value": {"applyLimitPerUniqueValue": True}, "limit": 7}]
 
 
 def test_a_nested_foreach_runs_as_one_region_op_inside_the_outer_map():
