@@ -7,6 +7,7 @@ import json
 import types
 
 import pytest
+from harness import executor_of
 
 from metaflow_dagster.compiler.layout import layout_ops
 from metaflow_dagster.compiler.render import render
@@ -31,20 +32,6 @@ def build(plan: FlowPlan):
     module = types.ModuleType("hand_defs_%d" % next(_modules))
     exec(compile(text, "<definitions>", "exec"), module.__dict__)
     return text, module.defs.get_job_def(plan.job_name)
-
-
-def executor_limits(job, run_config=None):
-    """The tag concurrency limits of the executor a run of the job gets."""
-    from dagster import DagsterInstance, InitExecutorContext
-    from dagster._core.definitions.job_base import InMemoryJob
-    from dagster._core.system_config.objects import ResolvedRunConfig
-
-    processed = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
-    with DagsterInstance.ephemeral() as instance:
-        executor = job.executor_def.executor_creation_fn(InitExecutorContext(
-            job=InMemoryJob(job), executor_def=job.executor_def, executor_config=processed,
-            instance=instance))
-    return executor._tag_concurrency_limits
 
 
 def dependencies(job):
@@ -111,7 +98,7 @@ def test_a_foreach_maps_its_body_and_the_join_collects():
     assert [n.name for n in job.graph.nodes if structure.is_dynamic_mapped(n.name)] == ["body"]
     assert dependencies(job)["join"] == {"splits": ("DYNAMIC_COLLECT", [("body", "result")])}
     assert job.graph.node_named("body").definition.tags["metaflow/foreach"] == "start"
-    assert executor_limits(job) == [{"key": "metaflow/foreach",
+    assert executor_of(job)._tag_concurrency_limits == [{"key": "metaflow/foreach",
                                      "value": {"applyLimitPerUniqueValue": True}, "limit": 7}]
 
 
