@@ -17,7 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import services
 
@@ -47,6 +47,7 @@ class Deployment:
     port: int
     logs: List[Path]
     start_seconds: float
+    _started: float = 0.0
 
     @property
     def url(self) -> str:
@@ -68,6 +69,15 @@ class Deployment:
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {log}\n{services.log_tail(log)}" for log in self.logs)
+
+    def wait_ready(self, locations: int = 1, timeout: float = 120.0) -> None:
+        """Until the webserver has loaded `locations` code locations and the daemon is
+        healthy; start_seconds counts from the start of both."""
+        services._wait_for(lambda: _locations_loaded(self, locations), self.webserver,
+                           "dagster-webserver", self.logs[0], timeout=timeout, interval=0.5)
+        services._wait_for(lambda: _daemon_healthy(self), self.daemon, "dagster-daemon",
+                           self.logs[1], timeout=timeout, interval=0.5)
+        self.start_seconds = round(time.monotonic() - self._started, 2)
 
 
 def _locations_loaded(dagster: Deployment, count: int) -> bool:
@@ -94,8 +104,9 @@ def _daemon_healthy(dagster: Deployment) -> bool:
 
 @contextlib.contextmanager
 def webserver_and_daemon(tmpdir, dagster_home: Path, workspace: Path, env: dict,
-                         locations: int = 1,
-                         timeout: float = 120.0) -> Iterator[Deployment]:
+                         locations: Optional[int] = 1) -> Iterator[Deployment]:
+    """Start both; unless `locations` is None, wait until they are ready (else the caller
+    calls wait_ready(), e.g. after starting other servers meanwhile)."""
     tmpdir = Path(tmpdir)
     tmpdir.mkdir(parents=True, exist_ok=True)
     env = dict(env, DAGSTER_HOME=str(dagster_home))
@@ -114,12 +125,9 @@ def webserver_and_daemon(tmpdir, dagster_home: Path, workspace: Path, env: dict,
                 procs.append(subprocess.Popen(
                     argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     cwd=tmpdir, env=env, start_new_session=True))
-        dagster = Deployment(procs[0], procs[1], port, logs, 0.0)
-        services._wait_for(lambda: _locations_loaded(dagster, locations), procs[0],
-                           "dagster-webserver", logs[0], timeout=timeout, interval=0.5)
-        services._wait_for(lambda: _daemon_healthy(dagster), procs[1], "dagster-daemon",
-                           logs[1], timeout=timeout, interval=0.5)
-        dagster.start_seconds = round(time.monotonic() - started, 2)
+        dagster = Deployment(procs[0], procs[1], port, logs, 0.0, started)
+        if locations is not None:
+            dagster.wait_ready(locations)
         yield dagster
     finally:
         for proc in procs:

@@ -1,9 +1,9 @@
 """A compiled flow on Dagster's distributed deployment, all of it started here on 127.0.0.1:
-a Dagster instance on PostgreSQL, a Redis broker, two Celery workers started from a directory
-other than the flow's, Metaflow's S3 datastore on a local S3 server (moto), and Dagster's
-webserver and daemon (tests/deployment.py). Runs are submitted with `python flow.py dagster
-trigger --dagster-url`, followed with `status`, stopped with `terminate`, and read back with
-Metaflow's Client.
+a Dagster instance on PostgreSQL, a Redis broker, two Celery workers (two processes each)
+started from a directory other than the flow's, Metaflow's S3 datastore on a local S3 server
+(moto), and Dagster's webserver and daemon (tests/deployment.py). Runs are submitted with
+`python flow.py dagster trigger --dagster-url`, followed with `status`, stopped with
+`terminate`, and read back with Metaflow's Client.
 
 One deployment serves the whole module; its last test kills a worker.
 Run with `-s` to see the figures (wall times, start times, memory).
@@ -51,16 +51,16 @@ class Cluster:
         """The lines `dagster status` prints, from a directory with no definitions file."""
         return self.mf(self.elsewhere, "status", "--run-id", run_id).stdout.splitlines()
 
-    def wait_finished(self, run_id, timeout=240) -> list:
-        seen = []
-
+    def wait_finished(self, run_id, timeout=300) -> list:
+        """Wait (reading the instance: a `status` command a second would load the machine)
+        until the run has finished; then what `dagster status` says of it."""
         def finished():
-            seen[:] = self.status(run_id)
-            return any(s in seen[0] for s in FINISHED)
+            with self.instance() as instance:
+                return instance.get_run_by_id(run_id).status.value in FINISHED
 
-        assert wait_until(finished, timeout, interval=2), "still running:\n%s\n%s" % (
-            "\n".join(seen), self.dagster.log_tails())
-        return seen
+        assert wait_until(finished, timeout, interval=1), "still running:\n%s\n%s" % (
+            "\n".join(self.status(run_id)), self.dagster.log_tails())
+        return self.status(run_id)
 
     def instance(self):
         from dagster import DagsterInstance
@@ -100,17 +100,21 @@ def cluster(postgres_service, postgres_dagster_home, redis_service, s3_service,
                                defs, "--executor", "celery", *extra],
                               cwd=flow_dir, env=env, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    workers = celery_workers_factory(
-        n=2, cwd=worker_dir, env=env,
-        # Fetch a task only with a free process: a worker that dies holds no queued ones.
-        extra_args=("--without-mingle", "--without-gossip", "--disable-prefetch"))
-    # The run workers submit to the workers' broker (Celery's own variables).
-    env.update(CELERY_BROKER_URL=workers.broker_url, CELERY_RESULT_BACKEND=workers.backend_url)
     workspace = deployment.workspace_yaml(base / "workspace.yaml",
                                           [flow_dir / "defs.py", flow_dir / "capped.py"],
                                           flow_dir)
+    # The run workers submit to the workers' broker (Celery's own variables); the workers'
+    # broker databases are known before they start.
+    broker, backend = celery_workers_factory.next_urls()
+    env.update(CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=backend)
     with deployment.webserver_and_daemon(base / "dagster", postgres_dagster_home, workspace,
-                                         env, locations=2) as dagster:
+                                         env, locations=None) as dagster:
+        workers = celery_workers_factory(
+            n=2, cwd=worker_dir, env=env, concurrency=2,
+            # Fetch a task only with a free process: a dead worker holds no queued ones.
+            extra_args=("--without-mingle", "--without-gossip", "--disable-prefetch"))
+        assert (workers.broker_url, workers.backend_url) == (broker, backend)
+        dagster.wait_ready(locations=2)
         print("\nservices: start seconds postgres %.1f, redis %.1f, moto %.1f, 2 celery "
               "workers %.1f, webserver+daemon %.1f; RSS MB postgres %.0f, redis %.0f, moto "
               "%.0f, workers %.0f, webserver+daemon %.0f" % (
@@ -164,6 +168,58 @@ def captured_stdout(instance, run_id: str, step_key: str) -> str:
             log_key = manager.build_log_key_for_run(run_id, data.file_key)
             return (manager.get_log_data(log_key).stdout or b"").decode()
     return ""
+
+
+K8S_FLOW = """
+from metaflow import FlowSpec, kubernetes, resources, step, timeout
+
+
+class TrainFlow(FlowSpec):
+    @kubernetes(image="registry.example.com/flows/train:1.4")
+    @resources(cpu=2, memory=4096)
+    @timeout(minutes=10)
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    TrainFlow()
+"""
+
+
+def test_a_kubernetes_steps_pod_spec_from_the_flow(s3_service, tmp_path):
+    """@kubernetes needs an object-store datastore at `create` (hence this module). No cluster
+    can run here: the Job dagster-k8s would submit for the step is built by its own
+    functions from the op's tags, and checked."""
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig,
+        construct_dagster_k8s_job,
+        get_user_defined_k8s_config,
+    )
+    from harness import load_definitions
+
+    (tmp_path / "train_flow.py").write_text(K8S_FLOW)
+    env = dict(os.environ, METAFLOW_USER="ci", **s3_service.env("k8s"))
+    proc = subprocess.run([PYTHON, "train_flow.py", "--datastore", "s3", "dagster", "create",
+                           "train.py", "--executor", "k8s"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job = load_definitions(tmp_path / "train.py").defs.get_job_def("TrainFlow")
+    tags = job.graph.node_named("start").definition.tags
+    pod = construct_dagster_k8s_job(
+        job_config=DagsterK8sJobConfig(job_image="registry.example.com/flows/base:1",
+                                       dagster_home="/opt/dagster/dagster_home"),
+        args=["dagster", "api", "execute_step"], job_name="dagster-step-start",
+        component="step_worker", user_defined_k8s_config=get_user_defined_k8s_config(tags))
+    container = pod.spec.template.spec.containers[0]
+    assert container.image == "registry.example.com/flows/train:1.4"
+    assert container.resources.requests == {"cpu": "2", "memory": "4096M"}
+    assert pod.spec.active_deadline_seconds > 600
 
 
 def test_a_foreach_of_20_spreads_over_both_workers(cluster):
