@@ -22,7 +22,9 @@ import services
 from harness import FLOWS, PYTHON, wait_until
 
 pytest_plugins = ["service_fixtures"]
-pytestmark = [pytest.mark.services, pytest.mark.e2e]
+# One deployment for the whole module, in one xdist worker (`--dist loadgroup`): its tests
+# share it, and the last one kills a Celery worker.
+pytestmark = [pytest.mark.services, pytest.mark.e2e, pytest.mark.xdist_group("distributed")]
 
 FLOW = "distributed_flow"
 CAPPED_JOB = "DistributedFlowCapped"
