@@ -128,9 +128,10 @@ def cluster(postgres_service, postgres_dagster_home, redis_service, s3_service,
                       dict(env, DAGSTER_HOME=str(postgres_dagster_home)), workers, dagster)
 
 
-def task_processes(run_id: str, step: str = None) -> list:
-    """Live `flow.py step` (and other Metaflow task) processes of a Dagster run, found by the
-    run id the op puts in their environment."""
+def task_processes(run_id: str, step: str = None, task_id: str = None) -> list:
+    """Live processes of a Dagster run's Metaflow tasks (with what they started), found by the
+    run id the op puts in their environment; only the `flow.py step <step> ... --task-id
+    <task_id>` processes themselves if either is given."""
     marker = ("METAFLOW_DAGSTER_RUN_ID=%s" % run_id).encode()
     pids = []
     for pid in services._all_pids():
@@ -139,13 +140,21 @@ def task_processes(run_id: str, step: str = None) -> list:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 environ = f.read().split(b"\0")
             with open("/proc/%d/cmdline" % pid, "rb") as f:
-                argv = f.read().split(b"\0")
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
         except OSError:
             continue
-        if stat and stat[0] != "Z" and marker in environ and (
-                step is None or step.encode() in argv):
-            pids.append(pid)
+        if not stat or stat[0] == "Z" or marker not in environ:
+            continue
+        if step is not None and not _follows(argv, "step", step):
+            continue
+        if task_id is not None and not _follows(argv, "--task-id", task_id):
+            continue
+        pids.append(pid)
     return pids
+
+
+def _follows(argv, option, value) -> bool:
+    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
 
 
 def worker_of_step(instance, run_id: str, step_key: str) -> list:
@@ -279,9 +288,9 @@ def test_terminate_stops_the_tasks_on_the_workers(cluster):
 
 def test_a_worker_killed_mid_task_leads_to_a_retry(cluster):
     run_id = cluster.trigger(cluster.elsewhere, "--width", "2", "--hold", "0")
-    assert wait_until(lambda: task_processes(run_id, "t-0"), 150, interval=0.5), \
+    assert wait_until(lambda: task_processes(run_id, "body", "t-0"), 150, interval=0.5), \
         cluster.status(run_id)
-    task = task_processes(run_id, "t-0")[0]
+    task = task_processes(run_id, "body", "t-0")[0]
     worker = task
     leaders = {proc.pid for proc in cluster.workers.procs}
     while worker not in leaders:
