@@ -22,7 +22,7 @@ demo: venv
 test: venv
 	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
 	$(BIN)/python -m ruff check . && \
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 # The fast tier alone: in memory, no subprocess, seconds.
 unit: venv

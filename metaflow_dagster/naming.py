@@ -117,6 +117,28 @@ SUSPENDED, NOT_SUSPENDED = "true", "false"
 TAG_FOREACH = "metaflow/foreach"
 TAG_OP_TIMEOUT = "dagster/op_execution_timeout"
 
+# --- Executors ---------------------------------------------------------------------
+
+# What `dagster create --executor` offers, and what run config can switch to
+# (`execution: config: {<name>: {...}}`): metaflow (ops as threads of the run
+# process), Dagster's multiprocess, Celery (dagster-celery), Kubernetes (dagster-k8s).
+EXECUTORS = ("metaflow", "multiprocess", "celery", "k8s")
+# The optional ones: executor -> (the module it needs, our pip extra that installs it).
+EXECUTOR_PACKAGES = {"celery": ("dagster_celery", "celery"), "k8s": ("dagster_k8s", "k8s")}
+
+
+def executor_package_missing(executor: str, module_found) -> str:
+    """What to tell a user whose chosen executor's package is not installed ("" if it
+    is); module_found(name) -> bool says whether a module can be imported."""
+    if executor not in EXECUTOR_PACKAGES:
+        return ""
+    module, extra = EXECUTOR_PACKAGES[executor]
+    if module_found(module):
+        return ""
+    return ("The %s executor needs %s, which is not installed: pip install "
+            "'metaflow-dagster[%s]'." % (executor, module.replace("_", "-"), extra))
+
+
 # --- Environment of the task process (set by the op) ------------------------------
 
 RESULT_FILE_ENV = "METAFLOW_DAGSTER_RESULT_FILE"

@@ -69,6 +69,9 @@ class StepPlan:
     doc: Optional[str] = None
     # How many @card decorators the step has (its ops link to the rendered cards).
     cards: int = 0
+    # The container image @kubernetes(image=...) names, for the op's pod under the
+    # k8s executor.
+    image: Optional[str] = None
 
     @property
     def total_retries(self) -> int:
@@ -130,9 +133,13 @@ class FlowPlan:
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
     max_workers: int = 100
-    # "metaflow": ops as threads of the run process (runtime/executor.py); "multiprocess":
-    # Dagster's stock executor, one process per op.
+    # The default executor, one of naming.EXECUTORS (runtime/flow_executor.py); run
+    # config can choose another.
     executor: str = "metaflow"
+    # The Dagster pool every op of the job is in, and the limit the executor gives
+    # it on the instance if it has none (a cap over all the job's runs).
+    pool: Optional[str] = None
+    pool_limit: Optional[int] = None
     workflow_timeout_seconds: Optional[int] = None
     # Working directory of every task (where `dagster create` was run).
     cwd: str = "."

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -182,6 +183,19 @@ def load_definitions(defs_file: Path):
 def built_job(compiled: Compiled):
     """The Dagster JobDefinition a compiled definitions file builds."""
     return load_definitions(compiled.defs_file).defs.get_job_def(compiled.job_name)
+
+
+def executor_of(job, run_config: Optional[dict] = None, instance=None):
+    """The executor a run of `job` with `run_config` gets (built, not run)."""
+    from dagster import DagsterInstance, InitExecutorContext
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    config = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
+    with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
+        return job.executor_def.executor_creation_fn(InitExecutorContext(
+            job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config,
+            instance=instance))
 
 
 def process_alive(pid: int) -> bool:

@@ -13,8 +13,9 @@ of the session (per xdist worker: each worker has its own servers).
   with our environment, in a temporary cwd. Skipped when dagster-celery is not installed.
 - `celery_workers_factory`: `factory(n=2, cwd=..., env=..., **kwargs)` starts more workers on
   `redis_service` (for an environment of their own, e.g. with `s3_service.env(...)`), on
-  broker/result databases of their own (submit with `workers.executor_config`); all are stopped
-  at the end of the session.
+  broker/result databases of their own (submit with `workers.executor_config`;
+  `factory.next_urls()` tells them before the set starts); all are stopped at the end of the
+  session.
 """
 
 import contextlib
@@ -65,12 +66,18 @@ def celery_service(redis_service, tmp_path_factory):
 def celery_workers_factory(redis_service, tmp_path_factory):
     _require_dagster_celery()
     counter = itertools.count(1)
+    upcoming = [next(counter)]
     with contextlib.ExitStack() as stack:
+
+        def next_urls():
+            """(broker, backend) of the next set, e.g. for a Dagster deployment started first."""
+            k = upcoming[0]
+            return redis_service.url_for(2 * k), redis_service.url_for(2 * k + 1)
 
         def start(n=2, **kwargs):
             # Each set gets its own broker and result databases (2k, 2k+1; Redis has 16), so
             # that runs submitted to it (`workers.executor_config`) reach only its workers.
-            k = next(counter)
+            k, upcoming[0] = upcoming[0], next(counter)
             if k > 7:
                 raise RuntimeError("celery_workers_factory: at most 7 sets of workers")
             kwargs.setdefault("names", [f"f{k}w{i}" for i in range(1, n + 1)])
@@ -78,4 +85,5 @@ def celery_workers_factory(redis_service, tmp_path_factory):
                 tmp_path_factory.mktemp(f"celery_factory{k}"), redis_service.url_for(2 * k),
                 redis_service.url_for(2 * k + 1), n=n, **kwargs))
 
+        start.next_urls = next_urls
         yield start

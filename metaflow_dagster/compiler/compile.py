@@ -19,6 +19,8 @@ class CompileOptions:
     namespace: Optional[str] = None
     max_workers: int = 100
     executor: str = "metaflow"
+    pool: Optional[str] = None
+    pool_limit: Optional[int] = None
     workflow_timeout_seconds: Optional[int] = None
     top_level_args: List[str] = field(default_factory=list)
     project: Dict[str, str] = field(default_factory=dict)
@@ -33,10 +35,11 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
     """Raises validate.NotSupported listing every problem found."""
     validate(flow, graph, options)
     steps = [step_plan(graph, graph[name]) for name in graph.sorted_nodes]
+    job_name = options.job_name or job_name_for(graph.name, options.project)
     return FlowPlan(
         flow_name=graph.name,
         flow_file=options.flow_file,
-        job_name=options.job_name or job_name_for(graph.name, options.project),
+        job_name=job_name,
         start_step=graph.start_step,
         end_step=graph.end_step,
         steps=steps,
@@ -47,6 +50,8 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         namespace=options.namespace,
         max_workers=options.max_workers,
         executor=options.executor,
+        pool=options.pool or job_name,
+        pool_limit=options.pool_limit,
         workflow_timeout_seconds=options.workflow_timeout_seconds,
         cwd=options.cwd,
         project=dict(options.project),
@@ -97,6 +102,7 @@ def step_plan(graph, node) -> StepPlan:
         ],
         doc=node.doc or None,
         cards=sum(1 for d in node.decorators if d.name == "card"),
+        image=_user_attr(decos.get("kubernetes"), "image"),
     )
 
 
@@ -115,6 +121,13 @@ def _attr(deco, name, default):
         return default
     value = deco.attributes.get(name)
     return default if value is None else value
+
+
+def _user_attr(deco, name):
+    """An attribute the user gave a decorator (not one Metaflow filled in)."""
+    if deco is None or name not in deco._user_defined_attributes:
+        return None
+    return deco.attributes.get(name)
 
 
 def _retry_delay(deco) -> int:

@@ -41,6 +41,14 @@ def parameter_plans(flow) -> List[ParameterPlan]:
     return plans
 
 
+def parameter_fields(flow) -> List[ParameterPlan]:
+    """The Parameters as config fields only: names and types, no defaults (so no
+    deploy-time function runs), e.g. to trigger a job deployed elsewhere."""
+    return [ParameterPlan(name=param.name, field=config_field_name(param.name),
+                          type=_parameter_type(param))
+            for _, param in flow_parameters(flow)]
+
+
 def _parameter_type(param) -> str:
     declared = param.kwargs.get("type")
     if isinstance(declared, JSONTypeClass):

@@ -14,6 +14,9 @@ from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT, flow_asset_key
 from ..plan import FlowPlan, OpPlan
 
 MAX_COLUMNS = 88
+# A pod's deadline comes this long after the step's @timeout: the op's own kill comes
+# first (5 s after Metaflow's, then SIGKILL 10 s later); the rest lets the pod start.
+K8S_DEADLINE_MARGIN_SECONDS = 120
 CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "str"}
 
 
@@ -108,9 +111,7 @@ def _imports(plan: FlowPlan) -> str:
         names.add("success_hook")
     if plan.exit_hooks.get("on_error"):
         names.add("failure_hook")
-    ours = {"FlowRuntime"}
-    ours.add("metaflow_task_executor" if plan.executor == "metaflow"
-             else "metaflow_multiprocess_executor")
+    ours = {"FlowRuntime", "flow_executor"}
     if plan.triggers.get("events"):
         ours.add("event_sensor")
     if plan.triggers.get("flows"):
@@ -161,6 +162,8 @@ def _op_args(plan: FlowPlan, op: OpPlan) -> List[str]:
         args.append("retry_policy=RetryPolicy(max_retries=%d%s)" % (step.total_retries, delay))
     if op.step == plan.start_step and plan.parameters:
         args.append("config_schema=%s" % _config_schema(plan))
+    if plan.pool:
+        args.append("pool=%r" % plan.pool)
     tags = _op_tags(plan, op)
     if tags:
         args.append("tags=%s" % _py(tags, 4, len("tags=") + 1))
@@ -190,8 +193,9 @@ def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
     step = plan.step(op.step)
     for key, value in step.resources.items():
         tags["metaflow-resources/%s" % key] = value
-    if step.resources:
-        tags["dagster-k8s/config"] = _k8s_resources(step.resources)
+    k8s = _k8s_config(plan, op)
+    if k8s:
+        tags["dagster-k8s/config"] = k8s
     if op.mapped_by:
         tags[TAG_FOREACH] = op.mapped_by
     return tags
@@ -209,6 +213,19 @@ def _k8s_resources(resources: Dict[str, str]) -> dict:
     if limits:
         spec["limits"] = limits
     return {"container_config": {"resources": spec}}
+
+
+def _k8s_config(plan: FlowPlan, op: OpPlan) -> dict:
+    """The op's pod under Dagster's k8s executor: the step's @resources, its
+    @kubernetes image, and a deadline after its @timeout."""
+    step = plan.step(op.step)
+    config = _k8s_resources(step.resources) if step.resources else {}
+    if step.image:
+        config.setdefault("container_config", {})["image"] = step.image
+    if op.kind != "region" and step.timeout_seconds:
+        deadline = step.timeout_seconds + K8S_DEADLINE_MARGIN_SECONDS
+        config["job_spec_config"] = {"active_deadline_seconds": deadline}
+    return config
 
 
 def _config_schema(plan: FlowPlan) -> str:
@@ -246,23 +263,14 @@ def _job_function(plan: FlowPlan) -> str:
 
 
 def _executor(plan: FlowPlan) -> str:
-    """--max-workers is a per-foreach cap (tag_concurrency_limits) either way.
-    metaflow: ops run as threads of the run process (runtime/executor.py), each task still
-    its own process. multiprocess: Dagster's stock executor (with the run worker
-    supervised, runtime/multiprocess.py), with the forkserver start method (about
-    2x faster op start than spawn)."""
-    per_foreach = {"applyLimitPerUniqueValue": True}
-    config = {
-        "tag_concurrency_limits": [
-            {"key": TAG_FOREACH, "value": per_foreach, "limit": plan.max_workers}
-        ],
-    }
-    if plan.executor == "multiprocess":
-        preload = ["dagster", "metaflow_dagster.runtime"]
-        config["start_method"] = {"forkserver": {"preload_modules": preload}}
-        return "EXECUTOR = metaflow_multiprocess_executor.configured(\n    %s\n)" % _py(
-            config, 4, 1)
-    return "EXECUTOR = metaflow_task_executor.configured(\n    %s\n)" % _py(config, 4, 1)
+    """The executor --executor chose, switchable in run config (execution: config:
+    {celery: {...}}); whichever runs, --max-workers caps each foreach, and the job's
+    pool gets --pool-limit (runtime/flow_executor.py)."""
+    args = {"default": plan.executor, "foreach_limit": plan.max_workers}
+    if plan.pool_limit:
+        args.update(pool=plan.pool, pool_limit=plan.pool_limit)
+    lines = ["    %s=%s," % (k, _py(v, 4, len(k) + 2)) for k, v in args.items()]
+    return "EXECUTOR = flow_executor(\n%s\n)" % "\n".join(lines)
 
 
 def _job_tags(plan: FlowPlan) -> Dict[str, str]:

@@ -66,6 +66,10 @@ def _options(flow, graph, options):
         yield "--max-workers must be at least 1 (got %d)." % options.max_workers
     if options.workflow_timeout_seconds is not None and options.workflow_timeout_seconds <= 0:
         yield "--workflow-timeout must be a positive number of seconds."
+    if options.pool_limit is not None and options.pool_limit < 1:
+        yield "--pool-limit must be at least 1 (got %d)." % options.pool_limit
+    if options.pool is not None and (not options.pool or any(c.isspace() for c in options.pool)):
+        yield "--pool must be a name without spaces (got %r)." % options.pool
 
 
 CHECKS = [_parallel_steps, _recursive_switches, _reserved_names, _options]

@@ -1,5 +1,6 @@
 """`python flow.py dagster ...`: the commands users type."""
 
+import importlib.util
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ from ..compiler.schedules import ScheduleNotSupported, schedule_spec
 from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
+from ..naming import EXECUTORS, executor_package_missing
 from .command import DagsterCommand, DagsterGroup, plain_text
 from .job_name import definitions_file, project_info
 from .production_token import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
@@ -44,10 +46,17 @@ def dagster(obj):
               help="Add a step decorator to every step, as Metaflow's --with does.")
 @click.option("--max-workers", default=100, show_default=True, type=int,
               help="Most tasks of one foreach running at once.")
-@click.option("--executor", type=click.Choice(["metaflow", "multiprocess"]), default="metaflow",
-              show_default=True, help="metaflow: each op a thread of the run process, each "
-              "task its own process (fast); multiprocess: Dagster's stock executor, each op "
-              "its own process.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default="metaflow",
+              show_default=True, help="The job's default executor (run config can choose "
+              "another): metaflow: each op a thread of the run process, each task its own "
+              "process (fast, one machine); multiprocess: Dagster's, each op its own process; "
+              "celery: dagster-celery's workers; k8s: a Kubernetes pod per op (dagster-k8s). "
+              "See docs/deploy.md.")
+@click.option("--pool", default=None, help="Dagster pool of every op of the job (default: "
+              "the job name); jobs sharing a pool share its limit.")
+@click.option("--pool-limit", default=None, type=int, help="Most ops of the pool running at "
+              "once over all runs, set on the instance at the first run unless it has a "
+              "limit already (`dagster instance concurrency set` changes it later).")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
 @click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
@@ -60,14 +69,17 @@ def dagster(obj):
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj
-def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
-           workflow_timeout,
+def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, pool,
+           pool_limit, workflow_timeout,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
+    missing = executor_package_missing(executor, _module_found)
+    if missing:
+        raise click.ClickException(missing)
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = definitions_file(obj, file, name)
@@ -80,6 +92,8 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
         namespace=namespace,
         max_workers=max_workers,
         executor=executor,
+        pool=pool,
+        pool_limit=pool_limit,
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=project_info(obj),
@@ -118,6 +132,10 @@ def _check_output_path(file):
         raise click.ClickException(
             "Cannot write the definitions file %s: it is a directory. Give a file name, "
             "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
+
+
+def _module_found(module):
+    return importlib.util.find_spec(module) is not None
 
 
 def top_level_args(obj):

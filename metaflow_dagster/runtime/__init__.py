@@ -5,9 +5,12 @@ This package's names are the one import surface of generated files.
 """
 
 from .executor import metaflow_task_executor
+from .flow_executor import flow_executor
 from .multiprocess import metaflow_multiprocess_executor
 from .ops import FlowRuntime
 from .sensors import event_sensor, finish_sensor
 
-__all__ = ["FlowRuntime", "event_sensor", "finish_sensor", "metaflow_multiprocess_executor",
-           "metaflow_task_executor"]
+__all__ = [
+    "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor",
+    "metaflow_multiprocess_executor", "metaflow_task_executor",
+]

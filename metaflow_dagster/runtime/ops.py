@@ -12,10 +12,11 @@ from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
 from .metadata import flow_materialization, task_metadata
-from .processes import TaskTimeout
+from .processes import TaskCancelled, TaskTimeout
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
+from .run_watch import watching_run
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -33,6 +34,20 @@ class FlowRuntime:
         return cls(FlowPlan.from_json(text))
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
+        # The run's termination stops the op's tasks on every executor (run_watch.py).
+        with watching_run(context) as watcher:
+            try:
+                yield from self._run_op(context, op_name, *inputs)
+            except TaskCancelled:
+                if watcher is None or watcher.seen is None:
+                    raise
+                raise Failure(
+                    description="The run is %s: the op's Metaflow tasks were stopped."
+                    % watcher.seen,
+                    allow_retries=False,
+                ) from None
+
+    def _run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
         open_in_background(self.plan)
         run_id = naming.metaflow_run_id_of(context.run)

@@ -15,6 +15,7 @@ from harness import (
     compile_flow,
     copy_flow,
     create,
+    executor_of,
 )
 
 
@@ -96,8 +97,7 @@ def test_file_defaults_to_lowercase_flow_name(tmp_path):
 
 def test_max_workers_is_the_executors_foreach_limit(tmp_path):
     compiled = compile_flow(tmp_path, "foreach_flow", "--max-workers", "7")
-    executor = built_job(compiled).executor_def.config_schema.resolve_config({}).value
-    limits = executor["config"]["tag_concurrency_limits"]
+    limits = executor_of(built_job(compiled))._tag_concurrency_limits
     assert [limit["limit"] for limit in limits] == [7]
 
 

@@ -7,6 +7,7 @@ import json
 import types
 
 import pytest
+from harness import executor_of
 
 from metaflow_dagster.compiler.layout import layout_ops
 from metaflow_dagster.compiler.render import render
@@ -97,10 +98,8 @@ def test_a_foreach_maps_its_body_and_the_join_collects():
     assert [n.name for n in job.graph.nodes if structure.is_dynamic_mapped(n.name)] == ["body"]
     assert dependencies(job)["join"] == {"splits": ("DYNAMIC_COLLECT", [("body", "result")])}
     assert job.graph.node_named("body").definition.tags["metaflow/foreach"] == "start"
-    config = job.executor_def.config_schema.resolve_config({}).value["config"]
-    limits = config["tag_concurrency_limits"]
-    assert limits == [{"key": "metaflow/foreach", "value": {"applyLimitPerUniqueValue": True},
-                       "limit": 7}]
+    assert executor_of(job)._tag_concurrency_limits == [{"key": "metaflow/foreach",
+                                     "value": {"applyLimitPerUniqueValue": True}, "limit": 7}]
 
 
 def test_a_nested_foreach_runs_as_one_region_op_inside_the_outer_map():

@@ -1,0 +1,84 @@
+"""Stop an op's tasks when its run is terminated, wherever the op runs.
+
+Dagster's executors differ in how a termination reaches a running op: the
+multiprocess executor interrupts the op's process, the k8s executor deletes its
+pod, and the Celery executor only revokes tasks that have not started (a running
+op, and the `flow.py step` processes it started, carry on: DAGSTER-NOTES 12).
+What every op can do is ask the instance: a thread per op polls its run's status
+and, once the run is being cancelled or has ended, sets the cancel event that
+processes.run_process honours (through processes.bind_io), which terminates each
+task's whole process group.
+
+The metaflow executor binds its own cancel event (the run process sees the
+termination itself); ops under it start no watcher.
+
+The same binding gives the tasks the streams that reach the step's logs
+(step_logs.py).
+"""
+
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterator, Optional
+
+from . import processes
+from .step_logs import step_streams
+
+POLL_SECONDS = 1.0
+# A run in any of these states has no use for the op's tasks any more.
+STOP_STATUSES = frozenset({"CANCELING", "CANCELED", "FAILURE"})
+
+
+class RunWatcher:
+    """A daemon thread polling the run's status until stopped."""
+
+    def __init__(self, instance, run_id: str, poll_seconds: float = POLL_SECONDS):
+        self.instance = instance
+        self.run_id = run_id
+        self.poll_seconds = poll_seconds
+        self.cancel = threading.Event()
+        # The status that fired the cancel event, e.g. "CANCELING"; None until then.
+        self.seen: Optional[str] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="run-watch:%s" % run_id[:8],
+                                        daemon=True)
+
+    def start(self) -> "RunWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.poll_seconds + 5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                run = self.instance.get_run_by_id(self.run_id)
+            except Exception:  # a storage hiccup: ask again next time
+                continue
+            status = run.status.value if run is not None else "CANCELED"
+            if status in STOP_STATUSES:
+                self.seen = status
+                self.cancel.set()
+                return
+
+
+@contextmanager
+def watching_run(context) -> Iterator[Optional[RunWatcher]]:
+    """Run the body with a RunWatcher's cancel event bound to this thread, unless
+    the executor already bound one (yields None then)."""
+    bound = processes.current_io()
+    if bound is not None and bound.cancel is not None:
+        yield None
+        return
+    with step_streams(context) as (stdout, stderr):
+        watcher = RunWatcher(context.instance, context.run_id).start()
+        io = replace(bound, cancel=watcher.cancel) if bound else processes.StepIO(
+            stdout=stdout, stderr=stderr, cancel=watcher.cancel)
+        try:
+            with processes.bind_io(io):
+                yield watcher
+        finally:
+            watcher.stop()
+
