@@ -70,7 +70,8 @@ def test_the_readme_recipes_run_as_written(tmp_path):
             body, output[-5000:])
         outputs.append(output)
     everything = "\n".join(outputs)
-    create_and_wait, job_execute, shell, other_home, deployer, event = outputs
+    # The last block defines the downstream asset (it runs in tests/e2e/test_dagster_view_runs.py).
+    create_and_wait, job_execute, shell, other_home, deployer, event, _downstream = outputs
 
     # The default Dagster home: created by the first command that needed it, said once.
     default_home = Path(env["HOME"]) / ".metaflow_dagster" / "dagster_home"
