@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..plan import FlowPlan, StepPlan
+from .compute_layer import compute_layer
 from .layout import layout_ops
 from .parameters import parameter_plans
 from .validate import validate
@@ -12,8 +13,8 @@ from .validate import validate
 
 @dataclass(frozen=True)
 class CompileOptions:
+    # The flow file, relative to the root of the code package (its directory).
     flow_file: str
-    cwd: str
     job_name: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
@@ -24,8 +25,8 @@ class CompileOptions:
     project: Dict[str, str] = field(default_factory=dict)
     schedule: Optional[Dict[str, str]] = None
     triggers: Dict[str, list] = field(default_factory=dict)
-    datastore: str = "local"
-    datastore_root: str = ""
+    # Non-secret Metaflow settings of the tasks (see plan.FlowPlan.settings).
+    settings: Dict[str, str] = field(default_factory=dict)
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
 
 
@@ -48,12 +49,10 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         max_workers=options.max_workers,
         executor=options.executor,
         workflow_timeout_seconds=options.workflow_timeout_seconds,
-        cwd=options.cwd,
         project=dict(options.project),
         schedule=options.schedule,
         triggers=dict(options.triggers),
-        datastore=options.datastore,
-        datastore_root=options.datastore_root,
+        settings=dict(options.settings),
         exit_hooks=dict(options.exit_hooks),
     )
 
@@ -72,6 +71,7 @@ def step_plan(graph, node) -> StepPlan:
         user, error = deco.step_task_retry_count()
         user_retries += user
         error_retries += error
+    compute = compute_layer(node)
     return StepPlan(
         name=node.name,
         type=node.type,
@@ -83,7 +83,9 @@ def step_plan(graph, node) -> StepPlan:
         switch_cases=dict(node.switch_cases or {}),
         user_code_retries=user_retries,
         error_retries=error_retries,
-        retry_delay_seconds=_retry_delay(decos.get("retry")),
+        # A compute layer's command waits between retries itself (`kubernetes step`
+        # sleeps minutes_between_retries), as under Metaflow's runtime.
+        retry_delay_seconds=0 if compute else _retry_delay(decos.get("retry")),
         timeout_seconds=_timeout_seconds(decos.get("timeout")),
         env={k: str(v) for k, v in _attr(decos.get("environment"), "vars", {}).items()},
         resources=_resources(decos.get("resources")),
@@ -92,6 +94,7 @@ def step_plan(graph, node) -> StepPlan:
             for d in node.decorators
             if not d.statically_defined and d.inserted_by is None
         ],
+        compute=compute,
     )
 
 

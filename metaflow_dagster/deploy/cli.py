@@ -17,9 +17,11 @@ from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
 from ..naming import default_definitions_file
-from .production_token import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
+from .code_package import package_flow
+from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
 from .run_commands import COMMANDS
+from .task_settings import task_settings
 
 
 @click.group()
@@ -71,8 +73,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
         _attach_decorators(obj, decospecs)
     file = file or default_definitions_file(obj.flow.name)
     options = CompileOptions(
-        flow_file=os.path.abspath(sys.argv[0]),
-        cwd=os.getcwd(),
+        flow_file=os.path.basename(sys.argv[0]),
         job_name=name,
         tags=list(tags),
         namespace=namespace,
@@ -81,8 +82,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=_project_info(obj),
-        datastore=obj.flow_datastore.TYPE,
-        datastore_root=obj.flow_datastore.datastore_root,
+        settings=task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
     )
     try:
@@ -91,29 +91,26 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor,
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
         raise click.ClickException(str(error)) from None
-    token = resolve_token(
+    # The token stays in the flow's datastore; the ops read it at run time.
+    resolve_token(
         obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
         bool(plan.project), authorize, given_token, generate_new_token,
     )
-    plan = replace(plan, env=dict(plan.env, **{PRODUCTION_TOKEN_ENV: token}))
+    plan = replace(plan, package=package_flow(obj, file))
     text = render(plan, _regenerate_command(file))
     write_atomically(file, text)
-    record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
+    record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
+                      obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
     obj.echo("Run it with:  dagster dev -f %s" % file)
 
 
 def top_level_args(obj):
-    """Metaflow options given before `dagster`, to repeat before every `step`."""
+    """Metaflow options given before `dagster`, to repeat before every `step`. The
+    datastore, metadata and environment reach the tasks as settings (task_settings.py),
+    which the worker's environment may override."""
     root = click.get_current_context().find_root().params
-    args = [
-        "--quiet",
-        "--no-pylint",
-        "--metadata=%s" % obj.metadata.TYPE,
-        "--environment=%s" % obj.environment.TYPE,
-        "--datastore=%s" % obj.flow_datastore.TYPE,
-        "--datastore-root=%s" % obj.flow_datastore.datastore_root,
-    ]
+    args = ["--quiet", "--no-pylint"]
     for deco in obj.flow._flow_decorators.values():
         for deco_instance in deco if isinstance(deco, list) else [deco]:
             args += _cli_options(deco_instance.get_top_level_options())
@@ -177,9 +174,9 @@ def _attach_decorators(obj, decospecs):
 
 
 def _regenerate_command(file):
-    """The command that made this file, as typed (minus the directory of the flow and
-    the Deployer API's one-off attribute file)."""
-    args = list(sys.argv[1:])
+    """The command that made this file, as typed (minus the directories of the flow
+    and of the file, and the Deployer API's one-off attribute file)."""
+    args = [os.path.basename(a) if a == file else a for a in sys.argv[1:]]
     if "--deployer-attribute-file" in args:
         at = args.index("--deployer-attribute-file")
         del args[at:at + 2]

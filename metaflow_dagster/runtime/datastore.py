@@ -4,6 +4,7 @@ import threading
 from functools import lru_cache
 
 from ..plan import FlowPlan
+from .settings import apply_to_process, datastore_location
 
 
 @lru_cache(maxsize=None)
@@ -19,13 +20,15 @@ def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
 # Importing it from two threads at once can hand one of them a partly initialised
 # module (metaflow's package imports are circular), so the first open, which
 # imports it, happens under this lock: the runtime opens the datastore before it
-# imports anything else from metaflow.
+# imports anything else from metaflow. Metaflow reads its configuration at that
+# import, so the plan's settings are applied to the process just before.
 _first_open = threading.Lock()
 
 
 def plan_datastore(plan: FlowPlan):
     with _first_open:
-        return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
+        apply_to_process(plan)
+        return flow_datastore(plan.flow_name, *datastore_location(plan))
 
 
 _background_open = threading.Lock()  # acquired once, by the first op of the process
