@@ -153,7 +153,8 @@ def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
     step = plan.step(op.step)
     for key, value in step.resources.items():
         tags["metaflow-resources/%s" % key] = value
-    if step.resources:
+    # A step on Metaflow's compute layer gets its resources there; its op only waits.
+    if step.resources and not step.compute:
         tags["dagster-k8s/config"] = _k8s_resources(step.resources)
     if op.mapped_by:
         tags[TAG_FOREACH] = op.mapped_by

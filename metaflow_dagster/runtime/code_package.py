@@ -37,6 +37,9 @@ class PackageUnavailable(Exception):
 class UnpackedPackage:
     root: str
     flow_file: str
+    # Where the package is in the datastore the tasks use on this host (the plan's
+    # url, unless the worker's environment moved the datastore's root).
+    url: str
     # What a task needs to run from the package: PYTHONPATH first, and Metaflow's
     # METAFLOW_CODE_* (so the task registers its code package, `Run(...).code`).
     env: Dict[str, str]
@@ -60,32 +63,33 @@ def code_package(plan: FlowPlan) -> UnpackedPackage:
     sha = plan.package["sha"]
     with _lock:  # one fetch per process; the threads of other ops wait for it
         if sha not in _unpacked:
+            flow_ds = plan_datastore(plan)
+            # The layout of Metaflow's content-addressed store: <flow>/data/<sha[:2]>/<sha>.
+            path = flow_ds._storage_impl.path_join(plan.flow_name, "data", sha[:2], sha)
+            url = flow_ds._storage_impl.full_uri(path)
+            try:
+                # Also when the package is unpacked already: the tasks need the datastore.
+                check_reachable(plan, flow_ds, path)
+            except Unreachable as error:
+                raise PackageUnavailable(str(error)) from None
             root = os.path.join(package_cache_dir(), sha)
             if not os.path.isdir(root):
-                _unpack(plan, _fetch(plan), root)
-            _unpacked[sha] = UnpackedPackage(root, os.path.join(root, plan.flow_file),
-                                             _task_env(plan, root))
+                _unpack(plan, _fetch(plan, flow_ds, path, url), root)
+            _unpacked[sha] = UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
+                                             _task_env(plan, root, url))
         return _unpacked[sha]
 
 
-def _fetch(plan: FlowPlan) -> bytes:
-    sha, url = plan.package["sha"], plan.package["url"]
-    flow_ds = plan_datastore(plan)
+def _fetch(plan: FlowPlan, flow_ds, path: str, url: str) -> bytes:
+    sha = plan.package["sha"]
     storage = flow_ds._storage_impl
-    # The layout of Metaflow's content-addressed store: <flow>/data/<sha[:2]>/<sha>.
-    path = storage.path_join(plan.flow_name, "data", sha[:2], sha)
+    if not storage.is_file([path])[0]:  # (the preflight checks this for s3 and local)
+        raise PackageUnavailable(
+            "The code package of %s is not at %s (it was saved at %s). Check %s, or run "
+            "`dagster create` again." % (plan.flow_name, url, plan.package["url"],
+                                         setting_source(plan, sysroot_env(flow_ds.TYPE))))
     try:
-        check_reachable(plan, flow_ds, path)
-        if not storage.is_file([path])[0]:
-            raise PackageUnavailable(
-                "The code package of %s (created at %s) is not in the datastore %s. Check %s, "
-                "or run `dagster create` again." % (
-                    plan.flow_name, url, flow_ds.datastore_root,
-                    setting_source(plan, sysroot_env(flow_ds.TYPE))))
         blob = bytes(next(iter(flow_ds.load_data([sha], force_raw=True)))[1])
-    except (Unreachable, PackageUnavailable) as error:
-        raise PackageUnavailable("Could not fetch the code package %s: %s" % (url, error)) \
-            from None
     except Exception as error:  # whatever the datastore raised: say which package
         raise PackageUnavailable("Could not fetch the code package %s: %s: %s" % (
             url, type(error).__name__, error)) from None
@@ -110,10 +114,11 @@ def _unpack(plan: FlowPlan, blob: bytes, root: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _task_env(plan: FlowPlan, root: str) -> Dict[str, str]:
+def _task_env(plan: FlowPlan, root: str, url: str) -> Dict[str, str]:
     from metaflow.package import MetaflowPackage
 
     env = {naming.CODE_PACKAGE_ENV[key]: plan.package[key] for key in naming.CODE_PACKAGE_ENV}
+    env[naming.CODE_PACKAGE_ENV["url"]] = url
     # Metaflow's own post-extract variables: a name ending in ":" replaces, the others
     # go first on the search path (as in get_package_commands).
     for name, value in MetaflowPackage.get_post_extract_env_vars(

@@ -41,19 +41,28 @@ def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     if flow_ds.TYPE == "s3":
         _check_s3(plan, flow_ds, package_path)
     elif flow_ds.TYPE == "local":
-        _check_local(plan, flow_ds)
+        _check_local(plan, flow_ds, package_path)
     if service:
         _check_service(plan, service, config.SERVICE_HEADERS)
     with _lock:
         _checked.add(key)
 
 
-def _check_local(plan: FlowPlan, flow_ds) -> None:
+def _check_local(plan: FlowPlan, flow_ds, package_path: str) -> None:
+    setting = setting_source(plan, sysroot_env("local"))
     if not os.path.isdir(flow_ds.datastore_root):
         raise Unreachable(
             "The local datastore %s does not exist on this host (%s). Point it at the "
             "folder holding the flow's `.metaflow` datastore, as seen from this host."
-            % (flow_ds.datastore_root, setting_source(plan, sysroot_env("local"))))
+            % (flow_ds.datastore_root, setting))
+    url = flow_ds._storage_impl.full_uri(package_path)
+    if not os.path.isfile(url):
+        raise Unreachable(_not_there(plan, url, setting))
+
+
+def _not_there(plan: FlowPlan, url: str, setting: str) -> str:
+    return ("The code package of %s is not at %s (it was saved at %s). Check %s, or run "
+            "`dagster create` again." % (plan.flow_name, url, plan.package["url"], setting))
 
 
 def _check_s3(plan: FlowPlan, flow_ds, package_path: str) -> None:
@@ -84,10 +93,8 @@ def _check_s3(plan: FlowPlan, flow_ds, package_path: str) -> None:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-            raise Unreachable(
-                "The code package is not at %s (%s): the datastore has no such object. "
-                "Check %s, or run `dagster create` again." % (
-                    url, code, setting_source(plan, sysroot_env("s3")))) from None
+            raise Unreachable(_not_there(plan, url, setting_source(
+                plan, sysroot_env("s3")))) from None
         raise Unreachable(
             "The S3 datastore refused to read %s: %s. Check the worker's AWS credentials "
             "and %s." % (url, error, setting_source(plan, sysroot_env("s3")))) from None

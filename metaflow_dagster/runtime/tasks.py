@@ -9,6 +9,7 @@ runtime launches it.
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -196,6 +197,7 @@ class TaskLauncher:
                 argv = self.command(self._compute_args(task, step, attempt, user_code_retries),
                                     step.decospecs)
                 self._remote_attempts.add((task.pathspec(self.run_id), attempt))
+                self._say(prefix, "Launching on Metaflow's compute layer: %s" % shlex.join(argv))
                 # The compute layer enforces @timeout itself (the pod's or the job's
                 # deadline), as under Metaflow's runtime: the op only keeps the
                 # workflow timeout.
@@ -231,6 +233,13 @@ class TaskLauncher:
                                      task.step, task.task_id) or {}
         return outcome, result
 
+    def _say(self, prefix: str, line: str) -> None:
+        """A line of the launcher's own in the op's log (stderr, as Metaflow's echo)."""
+        sink = (self.io.stderr if self.io is not None else None) or sys.stderr
+        sink = getattr(sink, "buffer", sink)
+        sink.write(("%s%s\n" % (prefix, line)).encode())
+        sink.flush()
+
     def ran_remotely(self, pathspec: str, attempt: int) -> bool:
         """Did Metaflow's compute layer run this attempt (not this host)?"""
         return (pathspec, attempt) in self._remote_attempts
@@ -243,7 +252,7 @@ class TaskLauncher:
         input-paths file)."""
         package = self.plan.package
         args = list(step.compute["command"]) + [
-            task.step, package["metadata"], package["sha"], package["url"],
+            task.step, package["metadata"], package["sha"], self.code.url,
         ] + list(step.compute["options"])
         args += self.step_args(task, retry_count)[2:] + [
             "--max-user-code-retries", str(user_code_retries),
