@@ -77,7 +77,8 @@ class FlowRuntime:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
         with _deployment_errors():
             launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
-        run_exit_hooks(self.plan, context, kind, launcher.base_env, launcher.code)
+        run_exit_hooks(self.plan, context, kind, launcher.base_env, launcher.code.flow_file,
+                       launcher.cwd)
 
     def run_task_attempt(self, context, launcher: TaskLauncher, task: Task, retry_number: int,
                  deadline: Optional[float], prefix: str = "") -> dict:

@@ -89,6 +89,20 @@ def task_settings(plan: FlowPlan) -> Dict[str, str]:
     return settings
 
 
+def working_directory(plan: FlowPlan, package_root: str) -> str:
+    """Where the tasks run: the unpacked code package, as in a pod of `argo-workflows`
+    (relative paths reach the packaged files). With a local datastore, the folder
+    holding it instead, as under `python flow.py run` in the flow's directory: Metaflow
+    finds a local datastore's cards from the working directory alone (in 2.19 its
+    METAFLOW_CARD_LOCALROOT setting is ignored), and the Client looks for them beside
+    the datastore. The code still comes from the package (the flow file's folder and
+    the package's PYTHONPATH come first on the task's import path)."""
+    ds_type, root = datastore_location(plan)
+    if ds_type == "local" and root:
+        return os.path.dirname(root)
+    return package_root
+
+
 @lru_cache(maxsize=None)
 def _worker_local_sysroot() -> str:
     # After the datastore is open (runtime/datastore.py imports metaflow first).

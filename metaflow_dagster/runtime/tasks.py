@@ -34,7 +34,7 @@ from .datastore import plan_datastore
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
 from .production import production_token
 from .resume import task_result
-from .settings import task_settings, worker_environment
+from .settings import task_settings, worker_environment, working_directory
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -85,6 +85,7 @@ class TaskLauncher:
         self.plan = plan
         self.run_id = run_id
         self.code = code_package(plan)
+        self.cwd = working_directory(plan, self.code.root)
         self.base_env = self._base_env(dagster_run_id, op_name, triggers)
         # Resume and re-execution (runtime/resume.py, runtime/attempts.py).
         self.reuse = reuse
@@ -145,7 +146,7 @@ class TaskLauncher:
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
         """Run a Metaflow command of this run (init, a clone) with the run's environment."""
-        return run_process(self.command(subcommand), self.base_env, self.code.root,
+        return run_process(self.command(subcommand), self.base_env, self.cwd,
                            prefix=prefix, io=self.io)
 
     def run(self, task: Task, retry_count: int, prefix: str = "",
@@ -211,7 +212,7 @@ class TaskLauncher:
                 # SIGINT first for a compute layer's launcher: its exit handler then
                 # deletes the Kubernetes job / kills the Batch job (SIGTERM would not).
                 outcome = run_process(
-                    argv, env, self.code.root,
+                    argv, env, self.cwd,
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
                     interrupt_first=remote,
                 )

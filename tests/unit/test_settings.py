@@ -56,3 +56,10 @@ def test_settings_given_to_the_process_leave_the_tasks_environment_alone(worker,
     assert os.environ["METAFLOW_S3_ENDPOINT_URL"] == "http://plan:9000"
     # Another plan's tasks do not inherit it as if the worker had set it.
     assert "METAFLOW_S3_ENDPOINT_URL" not in settings.worker_environment()
+
+
+def test_tasks_run_in_the_package_or_beside_a_local_datastore(worker):
+    assert settings.working_directory(_plan(**S3), "/cache/abc") == "/cache/abc"
+    local = _plan(METAFLOW_DEFAULT_DATASTORE="local",
+                  METAFLOW_DATASTORE_SYSROOT_LOCAL="/laptop/project")
+    assert settings.working_directory(local, "/cache/abc") == "/laptop/project"
