@@ -89,14 +89,13 @@ def run_process(
     SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT)."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
-    args = (argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
     if io.slots is None:
-        return _run(*args)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
     while not io.slots.acquire(timeout=0.2):
         if cancel is not None and cancel.is_set():
             raise TaskCancelled()
     try:
-        return _run(*args)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
     finally:
         io.slots.release()
 
