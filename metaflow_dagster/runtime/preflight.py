@@ -12,9 +12,9 @@ import os
 import threading
 from typing import Optional
 
-from ..naming import S3_ENDPOINT_ENV, SERVICE_URL_ENV, sysroot_env
+from ..naming import METADATA_ENV, S3_ENDPOINT_ENV, SERVICE_URL_ENV, sysroot_env
 from ..plan import FlowPlan
-from .settings import setting_source
+from .settings import WORKER_ENV, effective_settings, setting_source
 
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 10
@@ -31,9 +31,7 @@ class Unreachable(Exception):
 def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     """Raise Unreachable unless the datastore answers for the package's object (at
     `package_path` in `flow_ds`) and the metadata service, if any, answers its ping."""
-    from metaflow import metaflow_config as config  # imported by the datastore's opening
-
-    service = config.SERVICE_URL if config.DEFAULT_METADATA == "service" else None
+    service = metadata_service(plan)
     key = (flow_ds.TYPE, flow_ds.datastore_root, service)
     with _lock:
         if key in _checked:
@@ -43,9 +41,17 @@ def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     elif flow_ds.TYPE == "local":
         _check_local(plan, flow_ds, package_path)
     if service:
-        _check_service(plan, service, config.SERVICE_HEADERS)
+        check_service(plan, service)
     with _lock:
         _checked.add(key)
+
+
+def metadata_service(plan: FlowPlan) -> Optional[str]:
+    """The URL of the metadata service the tasks use on this host, if they use one."""
+    settings = effective_settings(plan)
+    if (settings.get(METADATA_ENV) or WORKER_ENV.get(METADATA_ENV)) != "service":
+        return None
+    return settings.get(SERVICE_URL_ENV) or WORKER_ENV.get(SERVICE_URL_ENV)
 
 
 def _check_local(plan: FlowPlan, flow_ds, package_path: str) -> None:
@@ -106,11 +112,12 @@ def _check_s3(plan: FlowPlan, flow_ds, package_path: str) -> None:
                setting_source(plan, sysroot_env("s3")))) from None
 
 
-def _check_service(plan: FlowPlan, url: str, headers: Optional[dict]) -> None:
+def check_service(plan: FlowPlan, url: str) -> None:
     import requests
+    from metaflow.metaflow_config import SERVICE_HEADERS  # with the worker's credentials
 
     try:
-        response = requests.get(os.path.join(url, "ping"), headers=dict(headers or {}),
+        response = requests.get(os.path.join(url, "ping"), headers=dict(SERVICE_HEADERS or {}),
                                 timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
         response.raise_for_status()
     except requests.RequestException as error:
