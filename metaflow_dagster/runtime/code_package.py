@@ -1,7 +1,7 @@
 """The flow's code as `dagster create` packaged it, unpacked on the host running
-the op; every task of the job runs from there (`python flow.py step ...` with the
-package's folder as its working directory), whatever became of the flow's own
-directory since.
+the op; every task of the job runs from there (`python <package>/flow.py step ...`;
+the working directory is settings.working_directory), whatever became of the flow's
+own directory since.
 
 A package is fetched from the flow's datastore by its sha once per host: it is
 unpacked into a cache folder named after the sha (METAFLOW_DAGSTER_PACKAGE_CACHE,

@@ -76,7 +76,7 @@ def task_settings(plan: FlowPlan) -> Dict[str, str]:
     """The settings every task of the plan gets on this host.
 
     Metaflow's *local* metadata provider writes under METAFLOW_DATASTORE_SYSROOT_LOCAL,
-    or else under the task's working directory, which is now the unpacked code
+    or else under the task's working directory, which with S3 is the unpacked code
     package. With the local datastore the plan sets it (metadata lives beside the
     data); otherwise it is resolved here, as Metaflow would resolve it for the
     worker (its config file, then a `.metaflow` folder from the worker's working
