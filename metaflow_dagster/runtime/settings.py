@@ -16,6 +16,7 @@ the process's environment just before that import (datastore.py calls
 """
 
 import os
+import sys
 from functools import lru_cache
 from typing import Dict, Optional
 
@@ -59,7 +60,12 @@ _applied = set()
 
 
 def apply_to_process(plan: FlowPlan) -> None:
-    """Give this process's first `import metaflow` the plan's settings."""
+    """Give this process's first `import metaflow` the plan's settings. Once Metaflow
+    has read its configuration (e.g. in the user's own process, which loads the file
+    to trigger or resume a run), this does nothing: it would change only what the
+    process's other children inherit."""
+    if "metaflow.metaflow_config" in sys.modules:
+        return
     for name, value in effective_settings(plan).items():
         if name not in os.environ:
             os.environ[name] = value

@@ -2,6 +2,7 @@
 environment wins, setting by setting (runtime/settings.py)."""
 
 import os
+import sys
 
 import pytest
 
@@ -52,6 +53,12 @@ def test_settings_given_to_the_process_leave_the_tasks_environment_alone(worker,
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
     monkeypatch.setattr(settings, "_applied", set())
+    # Where Metaflow has read its configuration already (the user's process), nothing.
+    monkeypatch.setitem(sys.modules, "metaflow.metaflow_config", object())
+    settings.apply_to_process(_plan(**S3))
+    assert "METAFLOW_S3_ENDPOINT_URL" not in os.environ
+    # Before the first `import metaflow` (an op's process), the plan's settings.
+    monkeypatch.delitem(sys.modules, "metaflow.metaflow_config")
     settings.apply_to_process(_plan(**S3))
     assert os.environ["METAFLOW_S3_ENDPOINT_URL"] == "http://plan:9000"
     # Another plan's tasks do not inherit it as if the worker had set it.
