@@ -161,6 +161,37 @@ RESULT_FOREACH_SPLITS = "foreach_num_splits"
 RESULT_FOREACH_VALUES = "foreach_values"
 RESULT_SWITCH_STEP = "switch_step"
 
+# The code package a task runs from (Metaflow's own names: a task registers them as
+# its `code-package` metadata, so `Run(...).code` finds the deployed code).
+CODE_PACKAGE_ENV = {
+    "url": "METAFLOW_CODE_URL",
+    "sha": "METAFLOW_CODE_SHA",
+    "datastore": "METAFLOW_CODE_DS",
+    "metadata": "METAFLOW_CODE_METADATA",
+}
+# The production token of the deployment (read at run time, never in the file).
+PRODUCTION_TOKEN_ENV = "METAFLOW_PRODUCTION_TOKEN"
+# Metaflow's settings the plan carries (FlowPlan.settings), by Metaflow's names.
+DATASTORE_ENV = "METAFLOW_DEFAULT_DATASTORE"
+METADATA_ENV = "METAFLOW_DEFAULT_METADATA"
+ENVIRONMENT_ENV = "METAFLOW_DEFAULT_ENVIRONMENT"
+S3_ENDPOINT_ENV = "METAFLOW_S3_ENDPOINT_URL"
+SERVICE_URL_ENV = "METAFLOW_SERVICE_URL"
+# Metaflow keeps a local datastore (and local metadata) in this folder of its sysroot.
+LOCAL_DATASTORE_DIR = ".metaflow"
+
+
+def sysroot_env(datastore: str) -> str:
+    """Metaflow's setting for the root of a datastore type (s3 -> ..._SYSROOT_S3)."""
+    return "METAFLOW_DATASTORE_SYSROOT_%s" % datastore.upper()
+
+
+# --- Environment of the Dagster process running the ops -----------------------------
+
+# Where ops unpack code packages, one directory per package sha (default: a folder
+# under the system's temporary directory, see runtime/code_package.py).
+PACKAGE_CACHE_ENV = "METAFLOW_DAGSTER_PACKAGE_CACHE"
+
 # --- Environment of the user's commands --------------------------------------------
 
 DAGSTER_URL_ENV = "METAFLOW_DAGSTER_URL"
@@ -194,6 +225,10 @@ EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 # The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/home.py).
 DEFAULT_DAGSTER_HOME = "~/.metaflow_dagster/dagster_home"
+# Where `dagster create` keeps each deployment's owner and production token, in the
+# flow's datastore (read back by the ops at run time).
+DEPLOYMENTS_STORAGE_ROOT = "mf.dagster"
+
 
 
 def default_definitions_file(job_name: str) -> str:

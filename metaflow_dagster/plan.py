@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 def reachable(successors: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set:
@@ -72,6 +72,10 @@ class StepPlan:
     # The container image @kubernetes(image=...) names, for the op's pod under the
     # k8s executor.
     image: Optional[str] = None
+    # For a step Metaflow's compute layer runs (@kubernetes, @batch): "command", what
+    # replaces `step` (["kubernetes", "step"]), and "options", its options, both as
+    # the decorator's own runtime_step_cli gives them to Metaflow's runtime.
+    compute: Dict[str, List[str]] = field(default_factory=dict)
 
     @property
     def total_retries(self) -> int:
@@ -116,6 +120,7 @@ class OpPlan:
 @dataclass(frozen=True)
 class FlowPlan:
     flow_name: str
+    # The flow file, relative to the root of the code package.
     flow_file: str
     job_name: str
     start_step: str
@@ -125,10 +130,14 @@ class FlowPlan:
     parameters: List[ParameterPlan] = field(default_factory=list)
     # Metaflow options placed before `step` / `init` in every task command.
     top_level_args: List[str] = field(default_factory=list)
-    # Where the tasks keep their artifacts and logs.
-    datastore: str = "local"
-    datastore_root: str = ""
-    # Environment set for every task (e.g. where the local datastore lives).
+    # The flow's code as `dagster create` packaged it (Metaflow's MetaflowPackage,
+    # saved in the flow's datastore): "url", "sha", "datastore" (its type) and
+    # "metadata" (the package's format). Every task runs from it.
+    package: Dict[str, str] = field(default_factory=dict)
+    # Non-secret Metaflow settings the tasks need (datastore, metadata, environment),
+    # by Metaflow's own environment variable names; the worker's environment wins.
+    settings: Dict[str, str] = field(default_factory=dict)
+    # Environment set for every task.
     env: Dict[str, str] = field(default_factory=dict)
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
@@ -141,8 +150,6 @@ class FlowPlan:
     pool: Optional[str] = None
     pool_limit: Optional[int] = None
     workflow_timeout_seconds: Optional[int] = None
-    # Working directory of every task (where `dagster create` was run).
-    cwd: str = "."
     project: Dict[str, str] = field(default_factory=dict)
     schedule: Optional[Dict[str, str]] = None
     triggers: Dict[str, list] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..plan import FlowPlan, StepPlan, graph_fingerprint, graph_shape
+from .compute_layer import compute_layer
 from .layout import layout_ops
 from .parameters import parameter_plans
 from .validate import validate
@@ -12,8 +13,8 @@ from .validate import validate
 
 @dataclass(frozen=True)
 class CompileOptions:
+    # The flow file, relative to the root of the code package (its directory).
     flow_file: str
-    cwd: str
     job_name: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
@@ -26,8 +27,8 @@ class CompileOptions:
     project: Dict[str, str] = field(default_factory=dict)
     schedule: Optional[Dict[str, str]] = None
     triggers: Dict[str, list] = field(default_factory=dict)
-    datastore: str = "local"
-    datastore_root: str = ""
+    # Non-secret Metaflow settings of the tasks (see plan.FlowPlan.settings).
+    settings: Dict[str, str] = field(default_factory=dict)
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
 
 
@@ -53,12 +54,10 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         pool=options.pool or job_name,
         pool_limit=options.pool_limit,
         workflow_timeout_seconds=options.workflow_timeout_seconds,
-        cwd=options.cwd,
         project=dict(options.project),
         schedule=options.schedule,
         triggers=dict(options.triggers),
-        datastore=options.datastore,
-        datastore_root=options.datastore_root,
+        settings=dict(options.settings),
         exit_hooks=dict(options.exit_hooks),
         graph_fingerprint=graph_fingerprint(graph_shape(
             (node.name, node.type, node.out_funcs) for node in graph)),
@@ -80,6 +79,7 @@ def step_plan(graph, node) -> StepPlan:
         user, error = deco.step_task_retry_count()
         user_retries += user
         error_retries += error
+    compute = compute_layer(node)
     return StepPlan(
         name=node.name,
         type=node.type,
@@ -91,7 +91,9 @@ def step_plan(graph, node) -> StepPlan:
         switch_cases=dict(node.switch_cases or {}),
         user_code_retries=user_retries,
         error_retries=error_retries,
-        retry_delay_seconds=_retry_delay(decos.get("retry")),
+        # A compute layer's command waits between retries itself (`kubernetes step`
+        # sleeps minutes_between_retries), as under Metaflow's runtime.
+        retry_delay_seconds=0 if compute else _retry_delay(decos.get("retry")),
         timeout_seconds=_timeout_seconds(decos.get("timeout")),
         env={k: str(v) for k, v in _attr(decos.get("environment"), "vars", {}).items()},
         resources=_resources(decos.get("resources")),
@@ -103,6 +105,7 @@ def step_plan(graph, node) -> StepPlan:
         doc=node.doc or None,
         cards=sum(1 for d in node.decorators if d.name == "card"),
         image=_user_attr(decos.get("kubernetes"), "image"),
+        compute=compute,
     )
 
 

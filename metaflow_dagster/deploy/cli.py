@@ -18,11 +18,13 @@ from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
+from .code_package import package_flow
 from .command import DagsterCommand, DagsterGroup, plain_text
 from .job_name import definitions_file, project_info
-from .production_token import PRODUCTION_TOKEN_ENV, resolve_token, token_prefix
+from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
 from .run_commands import COMMANDS
+from .task_settings import task_settings
 
 
 @click.group()
@@ -85,8 +87,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
     file = definitions_file(obj, file, name)
     _check_output_path(file)
     options = CompileOptions(
-        flow_file=os.path.abspath(sys.argv[0]),
-        cwd=os.getcwd(),
+        flow_file=os.path.basename(sys.argv[0]),
         job_name=name,
         tags=list(tags),
         namespace=namespace,
@@ -97,8 +98,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=project_info(obj),
-        datastore=obj.flow_datastore.TYPE,
-        datastore_root=obj.flow_datastore.datastore_root,
+        settings=task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
     )
     try:
@@ -107,14 +107,16 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
         raise click.ClickException(plain_text(str(error))) from None
-    token = resolve_token(
+    # The token stays in the flow's datastore; the ops read it at run time.
+    resolve_token(
         obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
         bool(plan.project), authorize, given_token, generate_new_token,
     )
-    plan = replace(plan, env=dict(plan.env, **{PRODUCTION_TOKEN_ENV: token}))
+    plan = replace(plan, package=package_flow(obj, file))
     text = render(plan, _regenerate_command(file))
     write_atomically(file, text)
-    record = record_deployment(plan, file, obj.metadata.metadata_str(), deployer_attribute_file)
+    record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
+                               obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
     obj.echo("Open it in the Dagster UI:  DAGSTER_HOME=%s dagster dev -f %s"
              % (shlex.quote(record.dagster_home), shlex.quote(file)))
@@ -139,16 +141,11 @@ def _module_found(module):
 
 
 def top_level_args(obj):
-    """Metaflow options given before `dagster`, to repeat before every `step`."""
+    """Metaflow options given before `dagster`, to repeat before every `step`. The
+    datastore, metadata and environment reach the tasks as settings (task_settings.py),
+    which the worker's environment may override."""
     root = click.get_current_context().find_root().params
-    args = [
-        "--quiet",
-        "--no-pylint",
-        "--metadata=%s" % obj.metadata.TYPE,
-        "--environment=%s" % obj.environment.TYPE,
-        "--datastore=%s" % obj.flow_datastore.TYPE,
-        "--datastore-root=%s" % obj.flow_datastore.datastore_root,
-    ]
+    args = ["--quiet", "--no-pylint"]
     for deco in obj.flow._flow_decorators.values():
         for deco_instance in deco if isinstance(deco, list) else [deco]:
             args += _cli_options(deco_instance.get_top_level_options())
@@ -202,9 +199,9 @@ def _attach_decorators(obj, decospecs):
 
 
 def _regenerate_command(file):
-    """The command that made this file, as typed (minus the directory of the flow and
-    the Deployer API's one-off attribute file)."""
-    args = list(sys.argv[1:])
+    """The command that made this file, as typed (minus the directories of the flow
+    and of the file, and the Deployer API's one-off attribute file)."""
+    args = [os.path.basename(a) if a == file else a for a in sys.argv[1:]]
     if "--deployer-attribute-file" in args:
         at = args.index("--deployer-attribute-file")
         del args[at:at + 2]

@@ -36,6 +36,11 @@ class DefinitionsFile:
         return module
 
     @property
+    def directory(self) -> str:
+        """Where the file is: the working directory its runs are executed in."""
+        return os.path.dirname(self.path)
+
+    @property
     def job_name(self) -> str:
         return self.plan.job_name
 
@@ -46,7 +51,7 @@ class DefinitionsFile:
         from dagster._core.definitions.reconstruct import ReconstructableRepository
 
         repo = ReconstructableRepository.for_file(
-            self.path, self.definitions_attr, working_directory=self.plan.cwd
+            self.path, self.definitions_attr, working_directory=self.directory
         )
         return repo.get_reconstructable_job(self.job_name)
 
@@ -56,7 +61,7 @@ class DefinitionsFile:
         from dagster._core.remote_origin import RemoteRepositoryOrigin
         from dagster._core.workspace.load import location_origin_from_python_file
 
-        location = location_origin_from_python_file(self.path, None, self.plan.cwd)
+        location = location_origin_from_python_file(self.path, None, self.directory)
         return RemoteRepositoryOrigin(location, "__repository__").get_job_origin(self.job_name)
 
 

@@ -187,14 +187,15 @@ class DagsterDeployedFlow(DeployedFlow):
     @property
     def production_token(self) -> Optional[str]:
         """The deployment's production token (its runs are in the Metaflow namespace
-        `production:<token>`); None once the definitions file is gone."""
+        `production:<token>`), as its ops read it from the flow's datastore; None once
+        the definitions file or the deployment's record is gone."""
+        from ..runtime.production import TokenMissing, production_token
         from .definitions import DefinitionsFile
         from .errors import CommandError
-        from .production_token import PRODUCTION_TOKEN_ENV
 
         try:
-            return DefinitionsFile(self.definitions_file).plan.env.get(PRODUCTION_TOKEN_ENV)
-        except CommandError:
+            return production_token(DefinitionsFile(self.definitions_file).plan)
+        except (CommandError, TokenMissing):
             return None
 
     def trigger(self, **kwargs) -> DagsterTriggeredRun:

@@ -74,7 +74,7 @@ class EmbeddedTarget:
                 raise CommandError(
                     "Invalid run config: %s" % "; ".join(e.message for e in error.errors)
                 ) from None
-            pid = self._spawn_worker(instance, run, job.plan.cwd)
+            pid = self._spawn_worker(instance, run, job.directory)
             instance.add_run_tags(run_id, {naming.TAG_RUN_WORKER: worker_tag(run_id, pid)})
             instance.report_engine_event(
                 "metaflow-dagster started the process executing this run (pid %d)." % pid, run)

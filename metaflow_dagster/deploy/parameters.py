@@ -32,13 +32,14 @@ def origin_run_values(flow, plan: FlowPlan, origin_run_id: str) -> dict:
 
     from ..runtime.datastore import plan_datastore
 
+    flow_ds = plan_datastore(plan)
     try:
-        params = plan_datastore(plan).get_task_datastore(
+        params = flow_ds.get_task_datastore(
             origin_run_id, naming.PARAMETERS_STEP, naming.PARAMETERS_TASK_ID)
     except DataException:
         raise CommandError(
             "Run %s/%s has no parameters in the datastore at %s: it did not run from this "
-            "deployment." % (plan.flow_name, origin_run_id, plan.datastore_root)) from None
+            "deployment." % (plan.flow_name, origin_run_id, flow_ds.datastore_root)) from None
     return {param.name: params[var] for var, param in flow_parameters(flow) if var in params}
 
 

@@ -3,22 +3,19 @@
 A deployed job runs in its own production namespace, `production:<token>`. The
 token of each deployment is kept in the flow's datastore (as Metaflow's Airflow
 integration does), so a second deployer needs it (`--authorize`) to replace a
-deployment someone else made. Tasks get it as METAFLOW_PRODUCTION_TOKEN, which
-Metaflow turns into the run's `production:<token>` system tag.
+deployment someone else made. The ops read it from there at run time
+(runtime/production.py) and give it to the tasks as METAFLOW_PRODUCTION_TOKEN,
+which Metaflow turns into the run's `production:<token>` system tag.
 """
 
 import base64
-import json
-import os
 from hashlib import sha1
-from io import BytesIO
 
 from metaflow.exception import MetaflowException
 from metaflow.plugins.aws.step_functions.production_token import load_token, new_token, store_token
 from metaflow.util import get_username, to_bytes, to_unicode
 
-TOKEN_STORAGE_ROOT = "mf.dagster"
-PRODUCTION_TOKEN_ENV = "METAFLOW_PRODUCTION_TOKEN"
+from ..deployment_record import read_record, write_record
 
 
 class IncorrectProductionToken(MetaflowException):
@@ -35,7 +32,7 @@ def token_prefix(job_name: str, project: dict) -> str:
 
 def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
                   authorize=None, given_token=None, generate_new_token=False) -> str:
-    previous = _existing_deployment(flow_datastore, job_name)
+    previous = read_record(flow_datastore._storage_impl, job_name)
     if previous is not None:
         prev_user, prev_token = previous
         authorize = _strip(authorize) if authorize else load_token(prefix)
@@ -60,7 +57,7 @@ def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
     else:
         token = prev_token
     store_token(prefix, token)
-    _save_deployment(flow_datastore, job_name, get_username(), token)
+    write_record(flow_datastore._storage_impl, job_name, get_username(), token)
     echo("The namespace of this production flow is")
     echo("    production:%s" % token, fg="green")
     echo("To analyze results of this production flow add this line in your notebooks:")
@@ -70,27 +67,3 @@ def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
 
 def _strip(token: str) -> str:
     return token[len("production:"):] if token.startswith("production:") else token
-
-
-def _token_path(job_name: str) -> str:
-    return os.path.join(TOKEN_STORAGE_ROOT, job_name)
-
-
-def _existing_deployment(flow_datastore, job_name):
-    backend = flow_datastore._storage_impl
-    if not backend.is_file([_token_path(job_name)])[0]:
-        return None
-    with backend.load_bytes([_token_path(job_name)]) as results:
-        for _, path, _ in results:
-            if path is not None:
-                with open(path) as f:
-                    data = json.load(f)
-                return data["owner"], data["production_token"]
-    return None
-
-
-def _save_deployment(flow_datastore, job_name, owner, token):
-    record = json.dumps({"production_token": token, "owner": owner}).encode("utf-8")
-    flow_datastore._storage_impl.save_bytes(
-        [(_token_path(job_name), BytesIO(record))], overwrite=True
-    )

@@ -50,13 +50,14 @@ class DeploymentRecord:
             ) from None
 
     @classmethod
-    def for_plan(cls, plan, definitions_file: str) -> "DeploymentRecord":
+    def for_plan(cls, plan, definitions_file: str, flow_file: str, cwd: str
+                 ) -> "DeploymentRecord":
         return cls(
             definitions_file=os.path.abspath(definitions_file),
             flow_name=plan.flow_name,
             job_name=plan.job_name,
-            flow_file=plan.flow_file,
-            cwd=plan.cwd,
+            flow_file=flow_file,
+            cwd=cwd,
             dagster_home=resolve_home(),
             dagster_url=os.environ.get(DAGSTER_URL_ENV) or None,
             branch_name=plan.project.get("branch_name"),
@@ -108,11 +109,12 @@ def forget_deployment(definitions_file: str, dagster_home: Optional[str] = None)
             os.unlink(path)
 
 
-def record_deployment(plan, definitions_file: str, metadata: str,
+def record_deployment(plan, definitions_file: str, flow_file: str, cwd: str, metadata: str,
                       deployer_attribute_file: Optional[str] = None) -> DeploymentRecord:
-    """Called by `dagster create`: record the deployment and, for the Deployer
-    API, hand its identifier back through the attribute file."""
-    record = DeploymentRecord.for_plan(plan, definitions_file)
+    """Called by `dagster create` (in the flow's directory `cwd`): record the
+    deployment and, for the Deployer API, hand its identifier back through the
+    attribute file."""
+    record = DeploymentRecord.for_plan(plan, definitions_file, flow_file, cwd)
     record.register()
     if deployer_attribute_file:
         with open(deployer_attribute_file, "w", encoding="utf-8") as f:

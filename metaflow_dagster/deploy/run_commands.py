@@ -98,7 +98,7 @@ class ServerJob:
         from ..compiler.compile import CompileOptions, compile_flow
         from ..compiler.validate import NotSupported
 
-        options = CompileOptions(flow_file=os.path.abspath(sys.argv[0]), cwd=os.getcwd(),
+        options = CompileOptions(flow_file=os.path.basename(sys.argv[0]),
                                  project=project_info(obj))
         try:
             self.plan = compile_flow(obj.flow, obj.graph, options)

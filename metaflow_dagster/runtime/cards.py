@@ -3,12 +3,8 @@
 - Metaflow's card *client* (`get_cards`) reads a task's cards under its `ds-root`
   metadata + `mf.cards`; its card *writer* (`card create`, which @card runs inside the
   task) puts those of a local datastore under the `.metaflow` nearest the task's working
-  directory (Metaflow 2.19 ignores METAFLOW_CARD_LOCALROOT there:
-  CardDatastore.get_storage_root returns None once it is set). Once the datastore root
-  is elsewhere (METAFLOW_DATASTORE_SYSROOT_LOCAL at `create` time), the client finds no
-  card, under `python flow.py run` too. `place_task_cards` copies a finished task's
-  cards to where the client reads them, so the deployment's Client finds them; the
-  writer's copy stays for `python flow.py card server` run in the flow's directory.
+  directory (Metaflow 2.19 ignores METAFLOW_CARD_LOCALROOT there). The two agree because
+  tasks of a local datastore run in the folder holding it (settings.working_directory).
 - The ops list a finished task's cards and link each to Metaflow's own card server
   (`python flow.py card server`), whose /card route serves
   <base>/card/<Flow>/<run>/<step>/<task>/<hash>; the base URL comes from
@@ -21,7 +17,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -30,10 +25,10 @@ from dagster import MetadataValue
 from .. import naming
 from ..plan import FlowPlan
 from .datastore import flow_datastore, plan_datastore
+from .settings import datastore_location
 
-# metaflow_config.CARD_SUFFIX and DATASTORE_LOCAL_DIR.
+# metaflow_config.CARD_SUFFIX.
 CARD_SUFFIX = "mf.cards"
-LOCAL_DIR = ".metaflow"
 # Inline Markdown only for cards whose text is at most this long.
 MAX_INLINE_CHARS = 4000
 # The base64 data a simple card of that size can carry, with room to spare, and how
@@ -45,34 +40,7 @@ _CARD_DATA = re.compile(r'__MF_DATA__\["[^"\\]*"\]\s*=\s*"([A-Za-z0-9+/=]*)"')
 
 def card_root(plan: FlowPlan) -> str:
     """Where the deployment's card client reads the cards: <datastore root>/mf.cards."""
-    return os.path.join(plan.datastore_root, CARD_SUFFIX)
-
-
-def writer_root(plan: FlowPlan) -> Optional[str]:
-    """Where the card writer puts a local task's cards: the `.metaflow` nearest the
-    tasks' working directory, else one there (CardDatastore.get_storage_root)."""
-    if plan.datastore != "local":
-        return None
-    first = os.path.realpath(os.path.join(plan.cwd, LOCAL_DIR))
-    path = os.path.realpath(plan.cwd)
-    while not os.path.isdir(os.path.join(path, LOCAL_DIR)):
-        if os.path.dirname(path) == path:
-            return os.path.join(first, CARD_SUFFIX)
-        path = os.path.dirname(path)
-    return os.path.join(path, LOCAL_DIR, CARD_SUFFIX)
-
-
-def place_task_cards(plan: FlowPlan, task_path: str) -> None:
-    """Copy a local task's cards (run_id/step/task_id) from where the writer put them
-    to where the card client reads them, when those differ."""
-    source = writer_root(plan)
-    if source is None or os.path.realpath(source) == os.path.realpath(card_root(plan)):
-        return
-    run_id, step, task_id = task_path.split("/")
-    relative = os.path.join(plan.flow_name, "runs", run_id, "steps", step, "tasks", task_id)
-    if os.path.isdir(os.path.join(source, relative)):
-        shutil.copytree(os.path.join(source, relative),
-                        os.path.join(card_root(plan), relative), dirs_exist_ok=True)
+    return os.path.join(datastore_location(plan)[1], CARD_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -94,16 +62,15 @@ class TaskCard:
 
 def _card_store(plan: FlowPlan):
     plan_datastore(plan)  # imports metaflow, once (see datastore.py)
-    return flow_datastore(plan.flow_name, plan.datastore, card_root(plan))
+    return flow_datastore(plan.flow_name, datastore_location(plan)[0], card_root(plan))
 
 
 def task_cards(plan: FlowPlan, task_path: str) -> List[TaskCard]:
     """The cards of a finished task (run_id/step/task_id), as the card client lists
-    them (placed there first, see place_task_cards)."""
+    them."""
     from metaflow.plugins.cards.card_datastore import CardDatastore
     from metaflow.plugins.cards.exception import CardNotPresentException
 
-    place_task_cards(plan, task_path)
     pathspec = "%s/%s" % (plan.flow_name, task_path)
     store = CardDatastore(_card_store(plan), pathspec=pathspec)
     try:

@@ -1,11 +1,11 @@
 """The Metaflow datastore the tasks of a plan write to, opened once per process, and
 how the tasks find it."""
 
-import os
 import threading
 from functools import lru_cache
 
 from ..plan import FlowPlan
+from .settings import apply_to_process, datastore_location
 
 
 @lru_cache(maxsize=None)
@@ -21,13 +21,15 @@ def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
 # Importing it from two threads at once can hand one of them a partly initialised
 # module (metaflow's package imports are circular), so the first open, which
 # imports it, happens under this lock: the runtime opens the datastore before it
-# imports anything else from metaflow.
+# imports anything else from metaflow. Metaflow reads its configuration at that
+# import, so the plan's settings are applied to the process just before.
 _first_open = threading.Lock()
 
 
 def plan_datastore(plan: FlowPlan):
     with _first_open:
-        return flow_datastore(plan.flow_name, plan.datastore, plan.datastore_root)
+        apply_to_process(plan)
+        return flow_datastore(plan.flow_name, *datastore_location(plan))
 
 
 _background_open = threading.Lock()  # acquired once, by the first op of the process
@@ -40,15 +42,3 @@ def open_in_background(plan: FlowPlan) -> None:
     if _background_open.acquire(blocking=False):  # never released
         threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
                          daemon=True).start()
-
-
-def task_env(plan: FlowPlan) -> dict:
-    """Environment pointing a task's Metaflow at the plan's local datastore root, as
-    METAFLOW_DATASTORE_SYSROOT_LOCAL did at `create` time (if it was set): the task gets
-    `--datastore-root`, but the processes it starts itself do not, e.g. the `card
-    create` of @card, whose local metadata fails to find a `.metaflow` directory when
-    the datastore is away from the working directory."""
-    root = plan.datastore_root
-    if plan.datastore != "local" or os.path.basename(root) != ".metaflow":
-        return {}
-    return {"METAFLOW_DATASTORE_SYSROOT_LOCAL": os.path.dirname(root)}

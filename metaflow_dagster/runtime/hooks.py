@@ -45,7 +45,9 @@ SETTLE_SECONDS = 5.0
 POLL_SECONDS = 1.0
 
 
-def run_exit_hooks(plan: FlowPlan, context, kind: str, env: dict) -> None:
+def run_exit_hooks(plan: FlowPlan, context, kind: str, env: dict, flow_file: str,
+                   cwd: str) -> None:
+    """The hooks run from the flow file of the code package, where the tasks run."""
     functions = plan.exit_hooks.get(kind, [])
     if not functions:
         return
@@ -58,8 +60,8 @@ def run_exit_hooks(plan: FlowPlan, context, kind: str, env: dict) -> None:
     for function in functions:
         context.log.info("Running exit hook %s(%s) for %s" % (function, kind, run_pathspec))
         proc = subprocess.run(
-            [sys.executable, "-m", EXIT_HOOK_SCRIPT, plan.flow_file, function, run_pathspec],
-            cwd=plan.cwd, env=env, capture_output=True, text=True,
+            [sys.executable, "-m", EXIT_HOOK_SCRIPT, flow_file, function, run_pathspec],
+            cwd=cwd, env=env, capture_output=True, text=True,
         )
         sys.stdout.write(proc.stdout)
         sys.stderr.write(proc.stderr)

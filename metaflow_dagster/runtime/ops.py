@@ -2,17 +2,20 @@
 task(s) for the current Dagster run and emit the op's outputs."""
 
 import time
+from contextlib import contextmanager
 from typing import Iterator, List, Optional
 
 from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import naming
 from ..plan import FlowPlan, OpPlan
+from .code_package import PackageUnavailable
 from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
 from .metadata import flow_materialization, task_metadata
 from .processes import TaskCancelled, TaskTimeout
+from .production import TokenMissing
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
@@ -51,11 +54,13 @@ class FlowRuntime:
         op = self.plan.op(op_name)
         open_in_background(self.plan)
         run_id = naming.metaflow_run_id_of(context.run)
-        launcher = TaskLauncher(
-            self.plan, run_id, context.run_id, op_name, context.run.tags.get(naming.TAG_TRIGGERS),
-            reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
-            continues_run=context.run.parent_run_id is not None,
-        )
+        with _deployment_errors():
+            launcher = TaskLauncher(
+                self.plan, run_id, context.run_id, op_name,
+                context.run.tags.get(naming.TAG_TRIGGERS),
+                reuse=Reuse.for_op(self.plan, run_id, context.run, op),  # resume / re-execution
+                continues_run=context.run.parent_run_id is not None,
+            )
         tag_run_once(context, launcher.base_env)
         deadline = self._seconds_left(context)
         upstream = _flatten(inputs)
@@ -94,8 +99,10 @@ class FlowRuntime:
 
     def run_exit_hooks(self, context, kind: str) -> None:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
-        launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
-        run_exit_hooks(self.plan, context, kind, launcher.base_env)
+        with _deployment_errors():
+            launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
+        run_exit_hooks(self.plan, context, kind, launcher.base_env, launcher.code.flow_file,
+                       launcher.cwd)
 
     def run_task_attempt(self, context, launcher: TaskLauncher, task: Task, retry_number: int,
                  deadline: Optional[float], prefix: str = "") -> dict:
@@ -135,7 +142,8 @@ class FlowRuntime:
             # ---
             if done is not None and outcome.returncode == 0:
                 done[pathspec] = attempt
-            save_task_logs(self.plan, pathspec, attempt, outcome.stdout, outcome.stderr)
+            save_task_logs(self.plan, pathspec, attempt, outcome.stdout, outcome.stderr,
+                           launcher_only=launcher.ran_remotely(pathspec, attempt))
         return save
 
     def _task_metadata(self, context, pathspec: str, attempt: int,
@@ -206,6 +214,16 @@ class FlowRuntime:
 
     def _pathspec(self, task_path: str) -> str:
         return "%s/%s" % (self.plan.flow_name, task_path)
+
+
+@contextmanager
+def _deployment_errors():
+    """The code package or the deployment's record cannot be had from this host: fail
+    the op at once, saying why and which setting to fix (retrying would not help)."""
+    try:
+        yield
+    except (PackageUnavailable, TokenMissing) as error:
+        raise Failure(description=str(error), allow_retries=False) from None
 
 
 def _flatten(inputs) -> List[str]:

@@ -86,25 +86,28 @@ def run_process(
     prefix: str = "",
     cancel: Optional[threading.Event] = None,
     io: Optional[StepIO] = None,
+    interrupt_first: bool = False,
 ) -> TaskOutcome:
     """Run argv to completion. Raises TaskTimeout after timeout_seconds and
     TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
     the op) kills the task's process group and re-raises. `io` defaults to what
-    is bound to this thread."""
+    is bound to this thread. interrupt_first: stop the task with SIGINT before
+    SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT)."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
     if io.slots is None:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
     while not io.slots.acquire(timeout=0.2):
         if cancel is not None and cancel.is_set():
             raise TaskCancelled()
     try:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
     finally:
         io.slots.release()
 
 
-def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOutcome:
+def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO,
+         interrupt_first: bool) -> TaskOutcome:
     started = time.monotonic()
     mark = reaper.task_mark()
     name, _, value = mark.partition("=")
@@ -126,10 +129,10 @@ def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOut
     try:
         _wait(proc, timeout_seconds, cancel)
     except subprocess.TimeoutExpired:
-        terminate_group(proc)
+        terminate_group(proc, interrupt_first)
         raise TaskTimeout(timeout_seconds) from None
     except BaseException:
-        terminate_group(proc)
+        terminate_group(proc, interrupt_first)
         raise
     finally:
         # A task's own children must not outlive it (e.g. after Metaflow's @timeout):
@@ -181,13 +184,16 @@ def _wait(proc, timeout_seconds, cancel) -> None:
             pass
 
 
-def terminate_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the task's process group, SIGKILL what is left after the grace."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
+def terminate_group(proc: subprocess.Popen, interrupt_first: bool = False) -> None:
+    """SIGTERM the task's process group (SIGINT first if asked), SIGKILL what is
+    left after the grace."""
+    for sig in (signal.SIGINT, signal.SIGTERM) if interrupt_first else (signal.SIGTERM,):
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=KILL_GRACE_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            pass
     # Children of the task may outlive it; the group id is still theirs.
     _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -1,11 +1,15 @@
 """Which Metaflow task runs next, and the exact command and environment it gets.
 
 Used by single-step ops and by region ops alike, so a task is launched the same
-way wherever it runs.
+way wherever it runs: `python flow.py step ...` from the unpacked code package
+(code_package.py), or, for a step Metaflow's compute layer runs (@kubernetes,
+@batch), the compute layer's own command (`kubernetes step ...`), as Metaflow's
+runtime launches it.
 """
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -20,13 +24,18 @@ from ..naming import (
     DAGSTER_RUN_ID_ENV,
     GRAPH_ENV,
     PARAMETERS_READY_ENV,
+    PRODUCTION_TOKEN_ENV,
     RESULT_FILE_ENV,
     TRIGGERS_ENV,
 )
-from ..plan import FlowPlan
+from ..plan import FlowPlan, StepPlan
 from .attempts import AttemptCounter
-from .datastore import task_env
+from .code_package import code_package
+from .datastore import plan_datastore
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
+from .production import production_token
+from .resume import task_result
+from .settings import task_settings, worker_environment, working_directory
 from .suspension import SuspendGate
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
@@ -68,12 +77,17 @@ def next_task(plan: FlowPlan, step_name: str, upstream: List[str], split_index=N
 
 
 class TaskLauncher:
-    """Launches the tasks of one Metaflow run on behalf of one Dagster op."""
+    """Launches the tasks of one Metaflow run on behalf of one Dagster op.
+
+    Raises code_package.PackageUnavailable or production.TokenMissing when the
+    deployment cannot be found from this host."""
 
     def __init__(self, plan: FlowPlan, run_id: str, dagster_run_id: str, op_name: str,
                  triggers: Optional[str] = None, reuse=None, continues_run: bool = False):
         self.plan = plan
         self.run_id = run_id
+        self.code = code_package(plan)
+        self.cwd = working_directory(plan, self.code.root)
         self.base_env = self._base_env(dagster_run_id, op_name, triggers)
         # Resume and re-execution (runtime/resume.py, runtime/attempts.py).
         self.reuse = reuse
@@ -84,11 +98,15 @@ class TaskLauncher:
         self._pending_init: Optional[ParametersInit] = None
         # `dagster suspend` holds back new tasks (runtime/suspension.py).
         self.suspension = SuspendGate.of_current_op(dagster_run_id, self.io and self.io.stderr)
+        # (pathspec, attempt) of the attempts the compute layer ran (see logs.py).
+        self._remote_attempts = set()
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
-        env = dict(os.environ)
+        env = worker_environment()
+        env.update(task_settings(self.plan))
+        env.update(self.code.env)
+        env[PRODUCTION_TOKEN_ENV] = production_token(self.plan)
         env.update(self.plan.env)
-        env.update(task_env(self.plan))  # the datastore root, for what the task starts
         # Metaflow refuses to run without a user name (e.g. as root in a container).
         if not any(env.get(k) for k in ("METAFLOW_USER", "USERNAME", "USER", "SUDO_USER")):
             env["METAFLOW_USER"] = "dagster"
@@ -103,8 +121,9 @@ class TaskLauncher:
         return env
 
     def command(self, subcommand: List[str], decospecs=()) -> List[str]:
-        """`python flow.py [top-level options] --with dagster_internal ... <subcommand>`."""
-        argv = [sys.executable, self.plan.flow_file] + list(self.plan.top_level_args)
+        """`python flow.py [top-level options] --with dagster_internal ... <subcommand>`,
+        flow.py being the flow file in the unpacked code package."""
+        argv = [sys.executable, self.code.flow_file] + list(self.plan.top_level_args)
         for spec in ["dagster_internal"] + list(decospecs):
             argv += ["--with", spec]
         return argv + subcommand
@@ -132,11 +151,11 @@ class TaskLauncher:
             args += ["--" + param.name, _cli_value(value)]
         # The start task, launched alongside, checks the graph and fails as a step.
         env = {k: v for k, v in self.base_env.items() if k != GRAPH_ENV}
-        return run_process(self.command(args), env, self.plan.cwd, io=self.io)
+        return run_process(self.command(args), env, self.cwd, io=self.io)
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
         """Run a Metaflow command of this run (init, a clone) with the run's environment."""
-        return run_process(self.command(subcommand), self.base_env, self.plan.cwd,
+        return run_process(self.command(subcommand), self.base_env, self.cwd,
                            prefix=prefix, io=self.io)
 
     def run(self, task: Task, retry_count: int, prefix: str = "",
@@ -149,8 +168,10 @@ class TaskLauncher:
         # The start task starts while `flow.py init` still runs and waits for it
         # itself (see ParametersInit); anything else, a clone too, needs the
         # Parameters persisted first.
+        # A compute layer's container cannot wait for init: it starts once init is done.
         init = self._pending_init
-        if init is None or self.reuse is not None or task.step != self.plan.start_step:
+        if init is None or self.reuse is not None or task.step != self.plan.start_step \
+                or self.plan.step(task.step).compute:
             self.await_parameters()
             return self._run(task, retry_count, prefix, deadline_seconds, cancel)
         try:
@@ -176,19 +197,36 @@ class TaskLauncher:
             0, attempt - retry_count)
         # ---
         step = self.plan.step(task.step)
+        # Metaflow's runtime hands an attempt to the compute layer while the user code
+        # may still be retried; @catch's last, fallback attempt runs here.
+        remote = bool(step.compute) and attempt <= user_code_retries
         with tempfile.TemporaryDirectory(prefix="mfdagster-") as scratch:
             result_file = os.path.join(scratch, "result.json")
             env = dict(self.base_env, **step.env)
             env[RESULT_FILE_ENV] = result_file
             if parameters_ready:
                 env[PARAMETERS_READY_ENV] = parameters_ready
-            args = self._task_args(task, attempt, user_code_retries, scratch)
-            timeout = step.timeout_seconds and step.timeout_seconds + TIMEOUT_GRACE_SECONDS
+            if remote:
+                argv = self.command(self._compute_args(task, step, attempt, user_code_retries),
+                                    step.decospecs)
+                self._remote_attempts.add((task.pathspec(self.run_id), attempt))
+                self._say(prefix, "Launching on Metaflow's compute layer: %s" % shlex.join(argv))
+                # The compute layer enforces @timeout itself (the pod's or the job's
+                # deadline), as under Metaflow's runtime: the op only keeps the
+                # workflow timeout.
+                timeout = None
+            else:
+                argv = self.command(self._task_args(task, attempt, user_code_retries, scratch),
+                                    step.decospecs)
+                timeout = step.timeout_seconds and step.timeout_seconds + TIMEOUT_GRACE_SECONDS
             run_limited = deadline_seconds is not None and deadline_seconds < (timeout or 1e12)
             try:
+                # SIGINT first for a compute layer's launcher: its exit handler then
+                # deletes the Kubernetes job / kills the Batch job (SIGTERM would not).
                 outcome = run_process(
-                    self.command(args, step.decospecs), env, self.plan.cwd,
+                    argv, env, self.cwd,
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
+                    interrupt_first=remote,
                 )
             except TaskTimeout:
                 if run_limited:
@@ -202,7 +240,42 @@ class TaskLauncher:
             if outcome.returncode == 0 and os.path.exists(result_file):  # see naming.RESULT_*
                 with open(result_file) as f:
                     result = json.load(f)
+            elif outcome.returncode == 0 and remote and step.type in ("foreach", "split-switch"):
+                # The task ran in a container: what it reported is in its artifacts.
+                result = task_result(plan_datastore(self.plan), self.plan, self.run_id,
+                                     task.step, task.task_id) or {}
         return outcome, result
+
+    def _say(self, prefix: str, line: str) -> None:
+        """A line of the launcher's own in the op's log (stderr, as Metaflow's echo)."""
+        sink = (self.io.stderr if self.io is not None else None) or sys.stderr
+        sink = getattr(sink, "buffer", sink)
+        sink.write(("%s%s\n" % (prefix, line)).encode())
+        sink.flush()
+
+    def ran_remotely(self, pathspec: str, attempt: int) -> bool:
+        """Did Metaflow's compute layer run this attempt (not this host)?"""
+        return (pathspec, attempt) in self._remote_attempts
+
+    def _compute_args(self, task: Task, step: StepPlan, retry_count: int,
+                      user_code_retries: int) -> List[str]:
+        """`kubernetes step STEP <package metadata> <sha> <url> [options]` plus the
+        task's own options, as Metaflow's runtime passes them (metaflow/runtime.py,
+        CLIArgs; the compute layer's command takes neither --ubf-context none nor an
+        input-paths file)."""
+        package = self.plan.package
+        args = list(step.compute["command"]) + [
+            task.step, package["metadata"], package["sha"], self.code.url,
+        ] + list(step.compute["options"])
+        args += self.step_args(task, retry_count)[2:] + [
+            "--max-user-code-retries", str(user_code_retries),
+            "--input-paths", ",".join(task.input_paths),
+        ]
+        if task.split_index is not None:
+            args += ["--split-index", str(task.split_index)]
+        if self.reuse is not None and self.reuse.origin_run_id:
+            args += ["--clone-run-id", self.reuse.origin_run_id]
+        return args
 
     def step_args(self, task: Task, retry_count: int) -> List[str]:
         """`step` with the options every task of the run gets, clones included."""

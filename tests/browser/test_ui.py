@@ -62,7 +62,7 @@ class Deployment:
     flow_dir: Path
     defs_file: Path
     job_name: str
-    datastore_root: str  # the local datastore the tasks use, as the generated plan says
+    datastore_sysroot: str  # the folder holding the tasks' local datastore, as the plan says
     env: dict
     card_server: str  # base URL of the Metaflow card server the card links point at
 
@@ -116,8 +116,9 @@ def deployment(tmp_path_factory):
         dev_env = dict(env, METAFLOW_DAGSTER_CARD_SERVER_URL=card_server)
         dev = ui.start_dagster_dev(defs_file, home, cwd=flow_dir, env=dev_env)
         try:
-            yield Deployment(dev, flow_dir, defs_file, plan["job_name"], plan["datastore_root"],
-                             env, card_server)
+            yield Deployment(dev, flow_dir, defs_file, plan["job_name"],
+                             plan["settings"]["METAFLOW_DATASTORE_SYSROOT_LOCAL"], env,
+                             card_server)
         finally:
             dev.stop()
     finally:
@@ -204,7 +205,7 @@ def test_run_launched_from_the_launchpad_succeeds(deployment, driver, launched):
 
 def test_the_tasks_saw_the_launchpad_values(deployment, launched):
     """Read the run back with Metaflow's Client, pointed at the datastore the tasks used
-    (the generated plan's datastore_root)."""
+    (the generated plan's METAFLOW_DATASTORE_SYSROOT_LOCAL)."""
     pathspecs = metaflow_pathspecs(deployment, launched.run_id)
     run_ids = {p.split("/")[1] for p in pathspecs}
     assert len(run_ids) == 1, pathspecs
@@ -318,12 +319,11 @@ print(json.dumps({
 
 def client_read(deployment, run_pathspec: str) -> dict:
     """Facts about a Metaflow run, read with the Client in a fresh process (outside the
-    flow's directory) pointed at the datastore the tasks wrote to. Note that
-    METAFLOW_DATASTORE_SYSROOT_LOCAL names the directory *holding* `.metaflow`, while the
-    plan's datastore_root is the `.metaflow` directory itself."""
-    root = Path(deployment.datastore_root)
-    assert root.name == ".metaflow", root
-    env = dict(deployment.env, METAFLOW_DATASTORE_SYSROOT_LOCAL=str(root.parent),
+    flow's directory) pointed at the datastore the tasks wrote to
+    (METAFLOW_DATASTORE_SYSROOT_LOCAL names the directory *holding* `.metaflow`)."""
+    root = Path(deployment.datastore_sysroot)
+    assert (root / ".metaflow").is_dir(), root
+    env = dict(deployment.env, METAFLOW_DATASTORE_SYSROOT_LOCAL=str(root),
                METAFLOW_DEFAULT_METADATA="local", METAFLOW_DEFAULT_DATASTORE="local")
     proc = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, run_pathspec],
                           cwd=deployment.flow_dir.parent, env=env, capture_output=True,

@@ -99,8 +99,10 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     assert record.remote_job_origin.location_name == "lifecyclegateflow_dagster.py"
 
 
-def _task_processes(directory) -> list:
-    """pids of live processes whose command line runs a step of the flow in directory."""
+def _task_processes(run_id) -> list:
+    """pids of live processes whose command line runs a step of the Dagster run's
+    Metaflow run (the tasks run from the job's code package, not the flow's directory)."""
+    metaflow_run_id = naming.metaflow_run_id(run_id).encode()
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -108,7 +110,7 @@ def _task_processes(directory) -> list:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"step" in argv and any(str(directory).encode() in a for a in argv):
+        if b"step" in argv and metaflow_run_id in argv:
             pids.append(int(pid))
     return pids
 
@@ -126,7 +128,7 @@ def _triggered_run_in_start(tmp_path, dagster_home):
 
 def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_home):
     directory, target, run_id, _ = _triggered_run_in_start(tmp_path, dagster_home)
-    assert wait_until(lambda: _task_processes(directory), 60)
+    assert wait_until(lambda: _task_processes(run_id), 60)
 
     # By Metaflow run id, as `argo-workflows terminate` takes it.
     said = mf(directory, GATE, "dagster", "terminate", "--run-id",
@@ -136,7 +138,7 @@ def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_h
     assert state.status == "CANCELED"
     assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
     assert "end" not in {s.key for s in state.steps}
-    assert wait_until(lambda: not _task_processes(directory), 15), _task_processes(directory)
+    assert wait_until(lambda: not _task_processes(run_id), 15), _task_processes(run_id)
     assert not client(directory).Run("LifecycleGateFlow/%s" % state.metaflow_run_id).successful
 
     again = mf(directory, GATE, "dagster", "terminate", "--run-id", run_id,
@@ -242,7 +244,7 @@ def test_terminate_through_dagster_url(dev_server):
     state = wait_for(server, run_id, timeout=60)
     assert state.status == "CANCELED"
     assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
-    assert wait_until(lambda: not _task_processes(directory), 15), _task_processes(directory)
+    assert wait_until(lambda: not _task_processes(run_id), 15), _task_processes(run_id)
 
 
 REEXECUTE = """

@@ -1,4 +1,4 @@
-"""start waits for a file to appear in the working directory, so tests can look
+"""start waits for a file to appear in the flow's directory, so tests can look
 at a run while it runs: the file is named by Parameter ``gate``; after 120 s the
 step gives up and fails. ``end`` checks the Parameters arrived with their types.
 """
@@ -9,6 +9,14 @@ import time
 from metaflow import FlowSpec, JSONType, Parameter, step
 
 
+def state_dir():
+    """Where the tests keep this flow's markers and logs: the folder of its local
+    datastore, i.e. the flow's directory. (A deployed job's tasks run in its code
+    package and get that folder as METAFLOW_DATASTORE_SYSROOT_LOCAL; under
+    `python flow.py run` or `resume` it is the working directory.)"""
+    return os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL", ".")
+
+
 class LifecycleGateFlow(FlowSpec):
     gate = Parameter("gate", default="gate")
     count = Parameter("count", type=int, default=1)
@@ -17,7 +25,7 @@ class LifecycleGateFlow(FlowSpec):
     @step
     def start(self):
         deadline = time.time() + 120
-        while not os.path.exists(self.gate):
+        while not os.path.exists(os.path.join(state_dir(), self.gate)):
             if time.time() > deadline:
                 raise RuntimeError("the gate file %s never appeared" % self.gate)
             time.sleep(0.5)

@@ -7,7 +7,10 @@ import time
 
 from metaflow import FlowSpec, exit_hook, step
 
-LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks.log")
+# The flow's directory (a deployed job's hooks run in its code package and get
+# it as METAFLOW_DATASTORE_SYSROOT_LOCAL, the folder of the flow's local datastore).
+LOG = os.path.join(os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+                   or os.path.dirname(os.path.abspath(__file__)), "hooks.log")
 
 
 def notify_error(run=None):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from harness import EXAMPLES, FLOWS, compile_flow, load_definitions
 
-from metaflow_dagster.plan import FlowPlan
+from metaflow_dagster.plan import SPEC_VERSION, FlowPlan
 
 FLOWS_UNDER_TEST = {
     "linear_flow": FLOWS,
@@ -282,7 +282,8 @@ def test_every_step_runs_in_exactly_one_op(built, name):
 
 
 def test_plan_from_another_spec_version_is_refused(built):
-    text = built["linear_flow"].plan.to_json().replace('"spec_version": 1', '"spec_version": 99')
+    text = built["linear_flow"].plan.to_json().replace(
+        '"spec_version": %d' % SPEC_VERSION, '"spec_version": 99')
     with pytest.raises(ValueError, match="Regenerate"):
         FlowPlan.from_json(text)
 

@@ -138,3 +138,40 @@ def test_parameters_are_typed_config_fields_of_the_start_op():
 def test_the_file_is_deterministic(steps):
     text, _ = build(plan_of(steps))
     assert render(plan_of(steps), "python hand_flow.py dagster create") == text
+
+
+def test_resources_become_the_pod_spec_dagsters_k8s_executor_builds():
+    """@resources(cpu, memory, disk, gpu, shared_memory) in the op's dagster-k8s/config
+    tag, turned into a Job by dagster-k8s's own builders (the k8s executor's path; no
+    cluster needed to build it)."""
+    dagster_k8s_job = pytest.importorskip("dagster_k8s.job")
+    resources = {"cpu": "4", "memory": "16000", "disk": "20480", "gpu": "1",
+                 "shared_memory": "2048"}
+    steps = [step("start", "start", ["a"]), step("a", "linear", ["end"], ["start"],
+                                                  resources=resources),
+             step("end", "end", [], ["a"])]
+    _, job = build(plan_of(steps))
+    tags = job.graph.node_named("a").definition.tags
+    user_config = dagster_k8s_job.get_user_defined_k8s_config(tags)
+    k8s_job = dagster_k8s_job.construct_dagster_k8s_job(
+        dagster_k8s_job.DagsterK8sJobConfig(job_image="img", dagster_home="/opt/dagster"),
+        ["dagster", "api", "execute_step"], "job-a", user_config)
+    pod = k8s_job.spec.template.spec
+    [container] = pod.containers
+    assert container.resources.requests == {"cpu": "4", "memory": "16000M",
+                                            "ephemeral-storage": "20480M"}
+    assert container.resources.limits == {"nvidia.com/gpu": "1"}
+    assert [(m.name, m.mount_path) for m in container.volume_mounts] == [("dshm", "/dev/shm")]
+    [volume] = [v for v in pod.volumes if v.name == "dshm"]
+    assert (volume.empty_dir.medium, volume.empty_dir.size_limit) == ("Memory", "2048Mi")
+
+
+def test_a_compute_layer_step_requests_nothing_of_dagsters_k8s_executor():
+    """Its resources go to Metaflow's own Kubernetes job; the op only waits for it."""
+    compute = {"command": ["kubernetes", "step"], "options": ["--cpu", "4"]}
+    steps = [step("start", "start", ["a"]), step("a", "linear", ["end"], ["start"],
+                                                  resources={"cpu": "4"}, compute=compute),
+             step("end", "end", [], ["a"])]
+    _, job = build(plan_of(steps))
+    tags = job.graph.node_named("a").definition.tags
+    assert "dagster-k8s/config" not in tags and tags["metaflow-resources/cpu"] == "4"
