@@ -90,6 +90,7 @@ def run_once(flow: str, variant_name: str, keep: bool):
     workdir = tempfile.mkdtemp(prefix="mfdbench-%s-%s-" % (flow, variant_name))
     shutil.copy(os.path.join(HERE, "flows", file), workdir)
     env = base_env()
+    env.update(variant.env)
     record = {"flow": flow, "variant": variant_name, "tasks": bench_flow.tasks}
     try:
         if variant.kind == "metaflow":

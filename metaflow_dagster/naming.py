@@ -95,6 +95,12 @@ PARAMETERS_READY_ENV = "METAFLOW_DAGSTER_PARAMETERS_READY"
 RESULT_FOREACH_SPLITS = "foreach_num_splits"
 RESULT_SWITCH_STEP = "switch_step"
 
+# --- Environment of the op's process --------------------------------------------
+
+# "0": start every task as a fresh interpreter instead of forking it from a task
+# template that has imported Metaflow already (runtime/task_forkserver.py).
+FORKSERVER_ENV = "METAFLOW_DAGSTER_FORKSERVER"
+
 # --- Environment of the user's commands --------------------------------------------
 
 DAGSTER_URL_ENV = "METAFLOW_DAGSTER_URL"

@@ -54,6 +54,9 @@ class StepPlan:
     resources: Dict[str, str] = field(default_factory=dict)
     # Decorator specs added with --with, passed to the step subprocess.
     decospecs: List[str] = field(default_factory=list)
+    # Names of all the step's decorators (its own, --with, those flow decorators
+    # add); None in plans written before this field existed.
+    decorators: Optional[List[str]] = None
 
     @property
     def total_retries(self) -> int:

@@ -92,6 +92,7 @@ def step_plan(graph, node) -> StepPlan:
             for d in node.decorators
             if not d.statically_defined and d.inserted_by is None
         ],
+        decorators=sorted({d.name for d in node.decorators}),
     )
 
 

@@ -80,27 +80,29 @@ def run_process(
     prefix: str = "",
     cancel: Optional[threading.Event] = None,
     io: Optional[StepIO] = None,
+    start=None,
 ) -> TaskOutcome:
     """Run argv to completion. Raises TaskTimeout after timeout_seconds and
     TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
     the op) kills the task's process group and re-raises. `io` defaults to what
-    is bound to this thread."""
+    is bound to this thread. `start(argv, env, cwd)`, if given, starts the process
+    instead of subprocess.Popen (task_forkserver.py) or returns None to let it."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
     if io.slots is None:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, start)
     while not io.slots.acquire(timeout=0.2):
         if cancel is not None and cancel.is_set():
             raise TaskCancelled()
     try:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, start)
     finally:
         io.slots.release()
 
 
-def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO) -> TaskOutcome:
+def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO, start=None) -> TaskOutcome:
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = (start and start(argv, env, cwd)) or subprocess.Popen(
         argv,
         env=env,
         cwd=cwd,

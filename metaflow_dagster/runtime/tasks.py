@@ -25,6 +25,7 @@ from ..naming import (
 from ..plan import FlowPlan
 from .attempts import AttemptCounter
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
+from .task_forkserver import starter
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -121,7 +122,8 @@ class TaskLauncher:
             if value is None:
                 continue
             args += ["--" + param.name, _cli_value(value)]
-        return self.run_command(args)
+        return run_process(self.command(args), self.base_env, self.plan.cwd, io=self.io,
+                           start=starter(self.plan, None))
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
         """Run a Metaflow command of this run (init, a clone) with the run's environment."""
@@ -175,6 +177,7 @@ class TaskLauncher:
                 outcome = run_process(
                     self.command(args, step.decospecs), env, self.plan.cwd,
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
+                    start=starter(self.plan, task.step),
                 )
             except TaskTimeout:
                 if run_limited:
