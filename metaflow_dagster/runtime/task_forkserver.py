@@ -94,16 +94,24 @@ _templates: Dict[tuple, "Template"] = {}
 _templates_lock = threading.Lock()
 
 
+def template_key(argv: List[str], env: Dict[str, str], cwd: str) -> tuple:
+    """Tasks with equal keys share a template: same interpreter, sys.path[0] (the
+    flow's directory, as `python flow.py` sets it), working directory and
+    environment but for the per-task variables."""
+    path0 = os.path.dirname(os.path.realpath(argv[1]))
+    shared_env = tuple(sorted((k, v) for k, v in env.items() if k not in PER_TASK_ENV))
+    return argv[0], path0, cwd, shared_env
+
+
 def _template_for(argv: List[str], env: Dict[str, str], cwd: str) -> Optional["Template"]:
-    shared_env = {k: v for k, v in env.items() if k not in PER_TASK_ENV}
-    path0 = os.path.dirname(os.path.realpath(argv[1]))  # sys.path[0] of `python flow.py`
-    key = (argv[0], path0, cwd, tuple(sorted(shared_env.items())))
+    key = template_key(argv, env, cwd)
     with _templates_lock:
         template = _templates.get(key)
         if template is None:
             if len(_templates) >= MAX_TEMPLATES:
                 return None
-            template = _templates[key] = Template(argv[0], path0, cwd, shared_env)
+            python, path0, cwd, shared_env = key
+            template = _templates[key] = Template(python, path0, cwd, dict(shared_env))
     return template if template.wait_ready() else None
 
 
