@@ -62,6 +62,7 @@ from dagster._core.storage.compute_log_manager import CapturedLogContext, Comput
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from . import processes
+from .ops import FlowRuntime
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
 DEFAULT_MAX_CONCURRENT = 16
@@ -291,6 +292,8 @@ def metaflow_task_executor(init_context):
     """Runs each step of a compiled Metaflow job in a thread of the run process;
     every Metaflow task still runs in its own `python flow.py step` process."""
     config = init_context.executor_config
+    # The run is about to execute here: start its first task's template now.
+    FlowRuntime.prepare_run(init_context.job.get_definition().name)
     return MetaflowTaskExecutor(
         retries=RetryMode.from_config(config["retries"]),
         max_concurrent=config.get("max_concurrent"),

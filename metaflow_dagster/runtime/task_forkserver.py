@@ -54,23 +54,37 @@ READY_TIMEOUT_SECONDS = 300
 MAX_TEMPLATES = 8  # per process; more distinct environments take the ordinary path
 
 
-def starter(plan: FlowPlan, step: Optional[str]):
-    """How processes.run_process should start a task of `step` (None: `init`): a
-    function (argv, env, cwd) -> process, or None, for subprocess.Popen."""
+def starter(plan: FlowPlan, step: Optional[str]) -> Optional["TaskStarter"]:
+    """How processes.run_process should start a task of `step` (None: `init`):
+    a TaskStarter, or None for subprocess.Popen."""
     if os.environ.get(naming.FORKSERVER_ENV, "1") == "0" or not hasattr(os, "pidfd_open"):
         return None
     if step is not None:
         decorators = plan.step(step).decorators
         if decorators is None or not set(decorators) <= FORKABLE_DECORATORS:
             return None
+    return TaskStarter(plan)
 
-    def start(argv: List[str], env: Dict[str, str], cwd: str):
-        if not _forkable(plan, argv, env):
+
+class TaskStarter:
+    def __init__(self, plan: FlowPlan):
+        self.plan = plan
+
+    def __call__(self, argv: List[str], env: Dict[str, str], cwd: str):
+        """Fork the task from its template: a ForkedProcess, or None when it must
+        be started the ordinary way."""
+        if not _forkable(self.plan, argv, env):
             return None
         template = _template_for(argv, env, cwd)
-        return template.start(argv, env, cwd) if template is not None else None
+        if template is None or not template.wait_ready():
+            return None
+        _log_savers[self.plan.flow_file] = template
+        return template.start(argv, env, cwd)
 
-    return start
+    def prepare(self, argv: List[str], env: Dict[str, str], cwd: str) -> None:
+        """Start the template such a task will fork from, without waiting for it."""
+        if _forkable(self.plan, argv, env):
+            _template_for(argv, env, cwd)
 
 
 def _forkable(plan: FlowPlan, argv: List[str], env: Dict[str, str]) -> bool:
@@ -92,6 +106,20 @@ def _forkable(plan: FlowPlan, argv: List[str], env: Dict[str, str]) -> bool:
 
 _templates: Dict[tuple, "Template"] = {}
 _templates_lock = threading.Lock()
+# Per flow file, the template that last forked one of its tasks: it saves logs.
+_log_savers: Dict[str, "Template"] = {}
+
+
+def save_logs_in_template(plan: FlowPlan, pathspec: str, attempt: int, stdout: bytes,
+                          stderr: bytes) -> bool:
+    """Save a finished task's logs (task/logs.py) in a child of the template that
+    forks the flow's tasks; False if there is none (the caller saves them)."""
+    template = _log_savers.get(plan.flow_file)
+    if template is None:
+        return False
+    spec = {"flow": plan.flow_name, "ds_type": plan.datastore, "ds_root": plan.datastore_root,
+            "pathspec": pathspec, "attempt": attempt}
+    return template.save_logs(spec, stdout, stderr)
 
 
 def template_key(argv: List[str], env: Dict[str, str], cwd: str) -> tuple:
@@ -112,7 +140,7 @@ def _template_for(argv: List[str], env: Dict[str, str], cwd: str) -> Optional["T
                 return None
             python, path0, cwd, shared_env = key
             template = _templates[key] = Template(python, path0, cwd, dict(shared_env))
-    return template if template.wait_ready() else None
+    return template
 
 
 class Template:
@@ -168,29 +196,68 @@ class Template:
 
     def start(self, argv: List[str], env: Dict[str, str], cwd: str):
         """Fork a task; None if the template cannot (the caller uses Popen)."""
-        request = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            with self._lock:
-                self._control.sendmsg([request], [(
-                    socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                    _fd_array([theirs.fileno(), out_w, err_w]))])
-        except OSError:  # the request is too large, or the template is gone
-            for fd in (out_r, err_r):
-                os.close(fd)
-            mine.close()
-            return None
+            conn = self._request({"argv": argv, "env": env, "cwd": cwd}, out_w, err_w)
         finally:
-            theirs.close()
             os.close(out_w)
             os.close(err_w)
-        process = ForkedProcess(argv, mine, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
+        if conn is None:
+            os.close(out_r)
+            os.close(err_r)
+            return None
+        process = ForkedProcess(argv, conn, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
         if process.pid is None and process.returncode is None:
             process.close_pipes()
             return None  # the template refused the request: nothing ran
         return process
+
+    def save_logs(self, spec: dict, stdout: bytes, stderr: bytes) -> bool:
+        """Have a child of the template save a task's logs; False if the template
+        is gone (nothing saved); raises if the child failed to save them."""
+        files = []
+        try:
+            for data in (stdout, stderr):
+                fd = os.memfd_create("task-log")
+                files.append(fd)
+                _write_all(fd, data)
+                os.lseek(fd, 0, os.SEEK_SET)
+            conn = self._request({"save_logs": spec}, *files)
+        finally:
+            for fd in files:
+                os.close(fd)
+        if conn is None:
+            return False
+        error = None
+        with conn:
+            for data in iter(lambda: conn.recv(65536), b""):
+                message = json.loads(data)
+                error = message.get("error", error)
+                if "returncode" in message:
+                    break
+            else:
+                return False  # the template died meanwhile
+        if message["returncode"] != 0:
+            raise RuntimeError("Could not save the logs of %s:\n%s"
+                               % (spec["pathspec"], error or "exit code %d"
+                                  % message["returncode"]))
+        return True
+
+    def _request(self, request: dict, *fds: int) -> Optional[socket.socket]:
+        """Send a request with its fds; the connection its answers come on, or
+        None if the template cannot take it (too large, or the template is gone)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with self._lock:
+                self._control.sendmsg([json.dumps(request).encode()], [(
+                    socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_array([theirs.fileno(), *fds]))])
+        except OSError:
+            mine.close()
+            return None
+        finally:
+            theirs.close()
+        return mine
 
 
 class ForkedProcess:
@@ -254,6 +321,12 @@ def _kill_group(pgid: int) -> None:
 
 def _fd_array(fds):
     return array.array("i", fds)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _relay(pipe) -> None:

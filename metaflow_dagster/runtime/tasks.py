@@ -101,6 +101,14 @@ class TaskLauncher:
             argv += ["--with", spec]
         return argv + subcommand
 
+    def prepare_forkserver(self) -> None:
+        """Start the task template the start task will fork from, ahead of it."""
+        start = starter(self.plan, self.plan.start_step)
+        if start is not None:
+            step = self.plan.step(self.plan.start_step)
+            start.prepare(self.command(["step", step.name], step.decospecs),
+                          dict(self.base_env, **step.env), self.plan.cwd)
+
     def start_parameters(self, values: dict) -> None:
         """Persist the run's Parameters (`flow.py init`), alongside the start task."""
         self._pending_init = ParametersInit(self, values)

@@ -31,6 +31,10 @@ Protocol (AF_UNIX SOCK_SEQPACKET sockets, one JSON object a message):
   task, the task's stdout and its stderr (SCM_RIGHTS);
 - child -> connection: {"pid": pid} once it leads its session;
 - template -> connection: {"pid": pid, "returncode": n} (as subprocess reports it).
+A request {"save_logs": {flow, ds_type, ds_root, pathspec, attempt}} with the
+connection and two memfds holding a finished task's stdout and stderr forks a
+child that saves them as the task's Metaflow logs (task/logs.py) and exits, having
+sent {"error": traceback} if it could not.
 The template exits when the control socket closes (its owner has exited) and
 kills a task whose connection closes before it ends (its op has gone away).
 """
@@ -144,6 +148,8 @@ class _Template:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            if "save_logs" in request:
+                self._save_logs(request["save_logs"], conn, out_fd, err_fd)
             try:
                 return self._become_task(request, conn, out_fd, err_fd)
             except BaseException:
@@ -193,17 +199,40 @@ class _Template:
 
     # --- in the child -------------------------------------------------------
 
+    def _close_template_fds(self) -> None:
+        self.selector.close()
+        self.control.close()
+        for other_conn, pidfd in self.tasks.values():
+            other_conn.close()
+            os.close(pidfd)
+
+    def _save_logs(self, spec: dict, conn, out_fd: int, err_fd: int) -> None:
+        """In a child: save a finished task's logs, whose bytes the op sent as two
+        memfds. Never returns."""
+        code = 0
+        try:
+            self._close_template_fds()
+            from .logs import open_flow_datastore, save_logs
+
+            with open(out_fd, "rb") as out, open(err_fd, "rb") as err:
+                stdout, stderr = out.read(), err.read()
+            flow_datastore = open_flow_datastore(spec["flow"], spec["ds_type"], spec["ds_root"])
+            save_logs(flow_datastore, spec["pathspec"], spec["attempt"], stdout, stderr)
+        except BaseException:
+            code = 1
+            try:
+                self._send(conn, error=traceback.format_exc())
+            except OSError:
+                pass
+        os._exit(code)
+
     def _become_task(self, request: dict, conn, out_fd: int, err_fd: int):
         template = os.getppid()
         os.setsid()
         if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or \
                 os.getppid() != template:
             os._exit(1)
-        self.selector.close()
-        self.control.close()
-        for other_conn, pidfd in self.tasks.values():
-            other_conn.close()
-            os.close(pidfd)
+        self._close_template_fds()
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         os.close(out_fd)
