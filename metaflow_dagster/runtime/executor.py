@@ -33,6 +33,7 @@ tied to the Dagster minor version (tested: 1.13).
 
 import gc
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -209,6 +210,12 @@ class MetaflowTaskExecutor(Executor):
 def _run_step(token, job_context, step_context, events, cancel, task_slots) -> None:
     key = step_context.step.key
     manager = job_context.instance.compute_log_manager
+    # A step's DEBUG messages that are not Dagster events are the IO manager's
+    # "Writing file at"/"Loading file from" lines (the path is in the handled-output
+    # event's metadata): a quarter of a foreach's event-log writes, and each write is
+    # a SQLite transaction. Dagster events are logged whatever the level.
+    if step_context.log.getEffectiveLevel() < logging.INFO:
+        step_context.log.setLevel(logging.INFO)
     try:
         file_key = create_compute_log_file_key()
         log_key = manager.build_log_key_for_run(job_context.run_id, file_key)
