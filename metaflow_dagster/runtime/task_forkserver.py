@@ -135,6 +135,9 @@ def _template_for(argv: List[str], env: Dict[str, str], cwd: str) -> Optional["T
     key = template_key(argv, env, cwd)
     with _templates_lock:
         template = _templates.get(key)
+        if template is not None and not template.alive():  # killed: start another
+            del _templates[key]
+            template = None
         if template is None:
             if len(_templates) >= MAX_TEMPLATES:
                 return None
@@ -189,6 +192,11 @@ class Template:
             _warn("the task template did not start (its output is above); tasks "
                   "start as fresh processes")
         self._ready.set()
+
+    def alive(self) -> bool:
+        """False once the template process has exited (a started one, that is)."""
+        process = getattr(self, "process", None)
+        return process is None or process.poll() is None
 
     def wait_ready(self) -> bool:
         self._ready.wait()
