@@ -97,6 +97,20 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     assert end.stderr == "to stderr from %s\n" % end.pathspec
 
 
+def test_under_the_multiprocess_executor_each_op_process_forks_its_own_tasks(
+        tmp_path, dagster_home):
+    compiled = compile_flow(tmp_path, "process_facts_flow", "--executor", "multiprocess")
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    run = metaflow_run(compiled, result)
+    facts = _facts(run)
+    assert all(f["parent_is_template"] for f in facts.values())
+    # One template per op process: join and end share an environment, not a process.
+    assert facts["join/t"]["ppid"] != facts["end/t"]["ppid"]
+    end = run["end"].task
+    assert end.stdout == "to stdout from %s\n" % end.pathspec
+
+
 def test_a_forked_task_exit_status_and_logs_reach_the_op(tmp_path, dagster_home):
     compiled = compile_flow(tmp_path, "process_facts_flow")
     result = execute(compiled, dagster_home, {"ops": {"start": {"config": {"exit_code": 7}}}})
