@@ -15,7 +15,7 @@ say) gets its own template, so what Metaflow read at import is what it would
 read in a fresh process. The ordinary path (`subprocess.Popen`, `start` returns
 None) is taken when:
 - METAFLOW_DAGSTER_FORKSERVER=0 in the op's environment, or the OS lacks pidfds;
-- the command is not `<this interpreter> <flow>.py ...`, or asks for an
+- the command is not `<this interpreter> <flow file>.py ...`, or asks for an
   environment other than `local` (@conda/@pypi: --environment, or
   METAFLOW_DEFAULT_ENVIRONMENT), or METAFLOW_DEFAULT_DECOSPECS adds decorators;
 - the step has a decorator outside FORKABLE_DECORATORS (a compute layer such as
@@ -73,7 +73,7 @@ class TaskStarter:
     def __call__(self, argv: List[str], env: Dict[str, str], cwd: str):
         """Fork the task from its template: a ForkedProcess, or None when it must
         be started the ordinary way."""
-        if not _forkable(self.plan, argv, env):
+        if not _forkable(argv, env):
             return None
         template = _template_for(argv, env, cwd)
         if template is None or not template.wait_ready():
@@ -83,12 +83,14 @@ class TaskStarter:
 
     def prepare(self, argv: List[str], env: Dict[str, str], cwd: str) -> None:
         """Start the template such a task will fork from, without waiting for it."""
-        if _forkable(self.plan, argv, env):
+        if _forkable(argv, env):
             _template_for(argv, env, cwd)
 
 
-def _forkable(plan: FlowPlan, argv: List[str], env: Dict[str, str]) -> bool:
-    if len(argv) < 3 or argv[0] != sys.executable or argv[1] != plan.flow_file:
+def _forkable(argv: List[str], env: Dict[str, str]) -> bool:
+    # `<this interpreter> <a flow file> ...` (the flow file may be the plan's, or a
+    # copy of it from a code package).
+    if len(argv) < 3 or argv[0] != sys.executable:
         return False
     if not argv[1].endswith(".py") or not os.path.isfile(argv[1]):
         return False

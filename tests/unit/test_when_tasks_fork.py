@@ -27,8 +27,8 @@ def argv(*top_args):
             "start", "--run-id", "r", "--task-id", "t"]
 
 
-def forkable(plan, command, env=None) -> bool:
-    return task_forkserver._forkable(plan, command, env or {})
+def forkable(command, env=None) -> bool:
+    return task_forkserver._forkable(command, env or {})
 
 
 @pytest.mark.parametrize("decorators", [
@@ -56,12 +56,11 @@ def test_the_forkserver_can_be_turned_off(monkeypatch):
     assert task_forkserver.starter(plan_with([]), None) is None
 
 
-def test_only_this_interpreter_running_the_plans_flow_file_forks():
-    plan = plan_with([])
-    assert forkable(plan, argv("--environment=local"))
-    assert not forkable(plan, ["/usr/bin/python3.9"] + argv()[1:])
-    assert not forkable(plan, [sys.executable, "-m", "mymodule"] + argv()[2:])
-    assert not forkable(plan, [sys.executable, "/elsewhere/flow.py"] + argv()[2:])
+def test_only_this_interpreter_running_a_flow_file_forks():
+    assert forkable(argv("--environment=local"))
+    assert not forkable(["/usr/bin/python3.9"] + argv()[1:])
+    assert not forkable([sys.executable, "-m", "mymodule"] + argv()[2:])
+    assert not forkable([sys.executable, "/no/such/flow.py"] + argv()[2:])
 
 
 @pytest.mark.parametrize("top_args, env", [
@@ -71,7 +70,7 @@ def test_only_this_interpreter_running_the_plans_flow_file_forks():
     ([], {"METAFLOW_DEFAULT_DECOSPECS": "kubernetes"}),
 ])
 def test_other_environments_and_default_decorators_take_the_ordinary_path(top_args, env):
-    assert not forkable(plan_with([]), argv(*top_args), env)
+    assert not forkable(argv(*top_args), env)
 
 
 def test_tasks_share_a_template_unless_their_environments_differ():
