@@ -15,7 +15,8 @@ imported (metaflow_config reads os.environ then) is what a fresh task would read
 Each child, before any user code runs:
 - leads its own session (the op signals the group, as for a subprocess), dies
   with the template (parent-death signal), and closes the template's own fds;
-- takes the op's pipes as stdout and stderr, /dev/null stays its stdin;
+- takes the op's pipes as stdout and stderr (and writes there what importing
+  Metaflow wrote, warnings say), /dev/null stays its stdin;
 - gets its working directory, environment, sys.argv, sys.orig_argv and command
   line (/proc/<pid>/cmdline, what `ps` shows), fresh import caches and
   multiprocessing key, and a new `__main__` module;
@@ -56,15 +57,31 @@ import types
 from importlib.machinery import SourceFileLoader
 
 # What `python -c` runs: import Metaflow as the flow file's first import would
-# (binding no name in __main__), noting what the import changed, then serve.
+# (binding no name in __main__), noting what the import changed and what it
+# wrote to stdout and stderr (a fresh task writes that too: each child repeats
+# it), then serve.
 BOOTSTRAP = """\
 import os, sys
 sys.path[0] = sys.argv[1]
-_before = (dict(os.environ), set(globals()) | {"_before", "_after"})
-__import__("metaflow")
+_before = (dict(os.environ), set(globals()) | {"_before", "_fds", "_after", "_output"})
+_fds = (os.dup(1), os.dup(2), os.memfd_create("stdout"), os.memfd_create("stderr"))
+os.dup2(_fds[2], 1)
+os.dup2(_fds[3], 2)
+try:
+    __import__("metaflow")
+finally:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(_fds[0], 1)
+    os.dup2(_fds[1], 2)
+    _output = tuple(os.pread(fd, os.fstat(fd).st_size, 0) for fd in _fds[2:])
+    list(map(os.close, _fds))
+    if "metaflow" not in sys.modules:  # the import failed: show what it said
+        os.write(1, _output[0])
+        os.write(2, _output[1])
 _after = (set(sys.modules), dict(globals()))
 from metaflow_dagster.task.forkserver import serve
-serve(int(sys.argv[2]), _before, _after)()
+serve(int(sys.argv[2]), _before, _after, _output)()
 """
 # The template's own command line is padded so that a child can write its
 # task's command line over it (a process's command line cannot grow).
@@ -79,16 +96,18 @@ STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def serve(control_fd: int, before: tuple, after: tuple):
+def serve(control_fd: int, before: tuple, after: tuple, output: tuple):
     """Run the template until its owner goes away. Returns only in a forked
     child: the function that runs the task's flow file as `__main__`.
-    `before` and `after` are what the bootstrap saw around `import metaflow`."""
-    return _Template(control_fd, before, after).serve()
+    `before` and `after` are what the bootstrap saw around `import metaflow`,
+    `output` what the import wrote to stdout and stderr."""
+    return _Template(control_fd, before, after, output).serve()
 
 
 class _Template:
-    def __init__(self, control_fd: int, before: tuple, after: tuple):
+    def __init__(self, control_fd: int, before: tuple, after: tuple, output: tuple):
         self.control = socket.socket(fileno=control_fd)
+        self.import_output = output
         self.start_env, main_names = before
         loaded, main_after = after
         # What importing Metaflow set on __main__ (tuple_util.py puts its named
@@ -237,6 +256,8 @@ class _Template:
         os.dup2(err_fd, 2)
         os.close(out_fd)
         os.close(err_fd)
+        for fd, data in zip((1, 2), self.import_output):
+            _write_all(fd, data)
         os.chdir(request["cwd"])
         env = request["env"]
         argv = request["argv"]
@@ -266,6 +287,12 @@ class _Template:
 
 class _OwnerGone(Exception):
     """The control socket closed: the process that started the template exited."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _kill_group(pid: int) -> None:
