@@ -36,8 +36,9 @@ A request {"save_logs": {flow, ds_type, ds_root, pathspec, attempt}} with the
 connection and two memfds holding a finished task's stdout and stderr forks a
 child that saves them as the task's Metaflow logs (task/logs.py) and exits, having
 sent {"error": traceback} if it could not.
-The template exits when the control socket closes (its owner has exited) and
-kills a task whose connection closes before it ends (its op has gone away).
+The template exits when the control socket closes (its owner has exited), killing
+the tasks still running, or after IDLE_EXIT_SECONDS without tasks; it kills a task
+whose connection closes before it ends (its op has gone away).
 """
 
 import ast
@@ -87,6 +88,9 @@ serve(int(sys.argv[2]), _before, _after, _output)()
 # task's command line over it (a process's command line cannot grow).
 COMMAND_LINE_BYTES = 16384
 MAX_REQUEST_BYTES = 1 << 20
+# A template with no task and no request for this long exits (in a long-lived
+# process, one whose flows no longer run); the next task starts another.
+IDLE_EXIT_SECONDS = 600
 PR_SET_PDEATHSIG = 1
 PR_SET_MM = 35
 PR_SET_MM_ARG_END = 9
@@ -128,7 +132,10 @@ class _Template:
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         try:
             while True:
-                for key, _ in self.selector.select():
+                ready = self.selector.select(timeout=IDLE_EXIT_SECONDS)
+                if not ready and not self.tasks:
+                    raise _OwnerGone()  # idle: the next task starts a new template
+                for key, _ in ready:
                     if key.data == "control":
                         child = self._receive_request()
                         if child is not None:
@@ -286,7 +293,8 @@ class _Template:
 
 
 class _OwnerGone(Exception):
-    """The control socket closed: the process that started the template exited."""
+    """The control socket closed (the process that started the template exited),
+    or the template was idle too long: time to exit."""
 
 
 def _write_all(fd: int, data: bytes) -> None:
