@@ -209,6 +209,7 @@ def main(argv=None):
     with open(os.path.join(home, "dagster.yaml"), "w") as f:
         f.write("telemetry:\n  enabled: false\n")
     env = base_env()
+    env.update(variant.env)
     env.update(DAGSTER_HOME=home,
                MFD_PROFILE_FILE=os.path.join(workdir, "profile.jsonl"))
     subprocess.run([sys.executable, file, "dagster", "create", "job_dagster.py"]

@@ -44,8 +44,9 @@ class BenchFlow:
     parameters: Dict[str, int] = field(default_factory=dict)
 
     def metaflow_command(self) -> List[str]:
-        """`python flow.py run`, with the flow's parameter values."""
-        return [sys.executable, self.file, "run"] + [
+        """`python flow.py run`, with the flow's parameter values (and room for more
+        than Metaflow's default of 100 foreach splits)."""
+        return [sys.executable, self.file, "run", "--max-num-splits", str(max(100, self.tasks))] + [
             arg for k, v in self.parameters.items() for arg in ("--%s" % k, str(v))]
 
     def dagster_command(self, workdir: str) -> List[str]:
@@ -90,6 +91,7 @@ def run_once(flow: str, variant_name: str, keep: bool):
     workdir = tempfile.mkdtemp(prefix="mfdbench-%s-%s-" % (flow, variant_name))
     shutil.copy(os.path.join(HERE, "flows", file), workdir)
     env = base_env()
+    env.update(variant.env)
     record = {"flow": flow, "variant": variant_name, "tasks": bench_flow.tasks}
     try:
         if variant.kind == "metaflow":

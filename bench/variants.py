@@ -2,7 +2,7 @@
 compiled job under one of the executors `dagster create --executor` offers."""
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Dict, List
 
 
 @dataclass
@@ -11,12 +11,17 @@ class Variant:
     description: str
     run_args: List[str] = field(default_factory=list)
     create_args: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)  # for the run
 
 
 VARIANTS = {
     "metaflow": Variant("metaflow", "`python flow.py run`"),
     "dagster": Variant("dagster", "the generated job (default --executor metaflow: ops as "
-                       "threads of the run process, each task its own process)"),
+                       "threads of the run process, each task its own process forked from a "
+                       "task template)"),
+    "dagster-fresh": Variant("dagster", "the generated job with every task a fresh "
+                             "interpreter (METAFLOW_DAGSTER_FORKSERVER=0: no task template)",
+                             env={"METAFLOW_DAGSTER_FORKSERVER": "0"}),
     "multiprocess": Variant("dagster", "`dagster create --executor multiprocess`: Dagster's "
                             "stock executor, one forkserver process per op",
                             create_args=["--executor", "multiprocess"]),

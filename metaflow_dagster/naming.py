@@ -191,6 +191,9 @@ def sysroot_env(datastore: str) -> str:
 # Where ops unpack code packages, one directory per package sha (default: a folder
 # under the system's temporary directory, see runtime/code_package.py).
 PACKAGE_CACHE_ENV = "METAFLOW_DAGSTER_PACKAGE_CACHE"
+# "0": start every task as a fresh interpreter instead of forking it from a task
+# template that has imported Metaflow already (runtime/task_forkserver.py).
+FORKSERVER_ENV = "METAFLOW_DAGSTER_FORKSERVER"
 
 # --- Environment of the user's commands --------------------------------------------
 

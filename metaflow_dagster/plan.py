@@ -76,6 +76,9 @@ class StepPlan:
     # replaces `step` (["kubernetes", "step"]), and "options", its options, both as
     # the decorator's own runtime_step_cli gives them to Metaflow's runtime.
     compute: Dict[str, List[str]] = field(default_factory=dict)
+    # Names of all the step's decorators (its own, --with, those flow decorators
+    # add); None in plans written before this field existed.
+    decorators: Optional[List[str]] = None
 
     @property
     def total_retries(self) -> int:

@@ -106,6 +106,7 @@ def step_plan(graph, node) -> StepPlan:
         cards=sum(1 for d in node.decorators if d.name == "card"),
         image=_user_attr(decos.get("kubernetes"), "image"),
         compute=compute,
+        decorators=sorted({d.name for d in node.decorators}),
     )
 
 

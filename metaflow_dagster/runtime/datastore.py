@@ -10,11 +10,9 @@ from .settings import apply_to_process, datastore_location
 
 @lru_cache(maxsize=None)
 def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
-    from metaflow.datastore import FlowDataStore
-    from metaflow.plugins import DATASTORES
+    from ..task.logs import open_flow_datastore  # imports metaflow
 
-    storage = next(d for d in DATASTORES if d.TYPE == ds_type)
-    return FlowDataStore(flow_name, None, storage_impl=storage, ds_root=ds_root or None)
+    return open_flow_datastore(flow_name, ds_type, ds_root)
 
 
 # Op threads and open_in_background's thread may all be first to need Metaflow.

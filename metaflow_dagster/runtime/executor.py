@@ -33,6 +33,7 @@ tied to the Dagster minor version (tested: 1.13).
 
 import gc
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -62,6 +63,7 @@ from dagster._core.storage.compute_log_manager import CapturedLogContext, Comput
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from . import processes
+from .ops import FlowRuntime
 from .workers import supervised_run
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
@@ -211,6 +213,12 @@ class MetaflowTaskExecutor(Executor):
 def _run_step(token, job_context, step_context, events, cancel, task_slots) -> None:
     key = step_context.step.key
     manager = job_context.instance.compute_log_manager
+    # A step's DEBUG messages that are not Dagster events are the IO manager's
+    # "Writing file at"/"Loading file from" lines (the path is in the handled-output
+    # event's metadata): a quarter of a foreach's event-log writes, and each write is
+    # a SQLite transaction. Dagster events are logged whatever the level.
+    if step_context.log.getEffectiveLevel() < logging.INFO:
+        step_context.log.setLevel(logging.INFO)
     try:
         file_key = create_compute_log_file_key()
         log_key = manager.build_log_key_for_run(job_context.run_id, file_key)
@@ -294,6 +302,8 @@ def metaflow_task_executor(init_context):
     """Runs each step of a compiled Metaflow job in a thread of the run process;
     every Metaflow task still runs in its own `python flow.py step` process."""
     config = init_context.executor_config
+    # The run is about to execute here: start its first task's template now.
+    FlowRuntime.prepare_run(init_context.job.get_definition().name)
     return MetaflowTaskExecutor(
         retries=RetryMode.from_config(config["retries"]),
         max_concurrent=config.get("max_concurrent"),

@@ -3,7 +3,7 @@ task(s) for the current Dagster run and emit the op's outputs."""
 
 import time
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from dagster import DynamicOutput, Failure, MetadataValue, Output
 
@@ -20,6 +20,7 @@ from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import watching_run
+from .task_forkserver import starter
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -29,12 +30,29 @@ EXIT_DISALLOW_RETRY = 202
 class FlowRuntime:
     """The compiled flow, as seen from inside Dagster."""
 
+    _by_job: Dict[str, "FlowRuntime"] = {}
+
     def __init__(self, plan: FlowPlan):
         self.plan = plan
+        FlowRuntime._by_job[plan.job_name] = self
 
     @classmethod
     def from_json(cls, text: str) -> "FlowRuntime":
         return cls(FlowPlan.from_json(text))
+
+    @classmethod
+    def prepare_run(cls, job_name: str) -> None:
+        """Called when a run of the job is about to execute in this process (our
+        executor is created): start what its first task needs, while Dagster
+        still sets up the run."""
+        runtime = cls._by_job.get(job_name)
+        if runtime is None:
+            return
+        try:
+            launcher = TaskLauncher(runtime.plan, "", "", "")
+        except (PackageUnavailable, TokenMissing):
+            return  # the op reports it
+        launcher.prepare_forkserver()
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         # The run's termination stops the op's tasks on every executor (run_watch.py).
@@ -52,7 +70,8 @@ class FlowRuntime:
 
     def _run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
-        open_in_background(self.plan)
+        if starter(self.plan, self.plan.start_step) is None:  # else the template saves logs
+            open_in_background(self.plan)
         run_id = naming.metaflow_run_id_of(context.run)
         with _deployment_errors():
             launcher = TaskLauncher(

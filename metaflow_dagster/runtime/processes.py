@@ -87,34 +87,39 @@ def run_process(
     cancel: Optional[threading.Event] = None,
     io: Optional[StepIO] = None,
     interrupt_first: bool = False,
+    start=None,
 ) -> TaskOutcome:
     """Run argv to completion. Raises TaskTimeout after timeout_seconds and
     TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
     the op) kills the task's process group and re-raises. `io` defaults to what
     is bound to this thread. interrupt_first: stop the task with SIGINT before
-    SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT)."""
+    SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT).
+    `start(argv, env, cwd)`, if given, starts the process instead of
+    subprocess.Popen (task_forkserver.py) or returns None to let it."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
     if io.slots is None:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first, start)
     while not io.slots.acquire(timeout=0.2):
         if cancel is not None and cancel.is_set():
             raise TaskCancelled()
     try:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first)
+        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first, start)
     finally:
         io.slots.release()
 
 
 def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO,
-         interrupt_first: bool) -> TaskOutcome:
+         interrupt_first: bool, start) -> TaskOutcome:
     started = time.monotonic()
     mark = reaper.task_mark()
     name, _, value = mark.partition("=")
-    proc = subprocess.Popen(
+    env = dict(env, **{name: value})
+    # A forked task's parent is its template, which arms its parent-death signal.
+    proc = (start and start(argv, env, cwd)) or subprocess.Popen(
         argv,
         # The task arms its parent-death signal with this pid (task/parent_death.py).
-        env=dict(env, **{name: value, LAUNCHER_PID_ENV: str(os.getpid())}),
+        env=dict(env, **{LAUNCHER_PID_ENV: str(os.getpid())}),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

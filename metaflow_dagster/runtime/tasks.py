@@ -37,6 +37,7 @@ from .production import production_token
 from .resume import task_result
 from .settings import task_settings, worker_environment, working_directory
 from .suspension import SuspendGate
+from .task_forkserver import starter
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).
@@ -128,6 +129,14 @@ class TaskLauncher:
             argv += ["--with", spec]
         return argv + subcommand
 
+    def prepare_forkserver(self) -> None:
+        """Start the task template the start task will fork from, ahead of it."""
+        start = starter(self.plan, self.plan.start_step)
+        if start is not None:
+            step = self.plan.step(self.plan.start_step)
+            start.prepare(self.command(["step", step.name], step.decospecs),
+                          dict(self.base_env, **step.env), self.cwd)
+
     def start_parameters(self, values: dict) -> None:
         """Persist the run's Parameters (`flow.py init`), alongside the start task."""
         self._pending_init = ParametersInit(self, values)
@@ -151,7 +160,8 @@ class TaskLauncher:
             args += ["--" + param.name, _cli_value(value)]
         # The start task, launched alongside, checks the graph and fails as a step.
         env = {k: v for k, v in self.base_env.items() if k != GRAPH_ENV}
-        return run_process(self.command(args), env, self.cwd, io=self.io)
+        return run_process(self.command(args), env, self.cwd, io=self.io,
+                           start=starter(self.plan, None))
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:
         """Run a Metaflow command of this run (init, a clone) with the run's environment."""
@@ -227,6 +237,7 @@ class TaskLauncher:
                     argv, env, self.cwd,
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
                     interrupt_first=remote,
+                    start=starter(self.plan, task.step),
                 )
             except TaskTimeout:
                 if run_limited:

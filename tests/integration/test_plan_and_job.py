@@ -240,6 +240,14 @@ def test_resources_tags(built):
                                                                       "memory": "2048"}
 
 
+def test_the_plan_names_every_decorator_of_a_step(built):
+    # What runtime/task_forkserver.py decides from (a step's own decorators).
+    plan = built["decorators_flow"].plan
+    assert "resources" in plan.step("sized").decorators
+    assert {"retry", "catch"} <= set(built["catch_divide_flow"].plan.step("divide").decorators)
+    assert plan.step("end").decorators == []
+
+
 def test_op_tags_are_valid_dagster_tag_keys(built):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
