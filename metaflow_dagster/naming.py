@@ -146,9 +146,6 @@ DAGSTER_RUN_ID_ENV = "METAFLOW_DAGSTER_RUN_ID"
 DAGSTER_OP_ENV = "METAFLOW_DAGSTER_OP"
 TRIGGERS_ENV = "METAFLOW_DAGSTER_TRIGGERS"
 PARAMETERS_READY_ENV = "METAFLOW_DAGSTER_PARAMETERS_READY"
-# The flow's graph as the definitions file knows it (plan.graph_shape, JSON): the task
-# fails at once if the code it runs has another graph.
-GRAPH_ENV = "METAFLOW_DAGSTER_GRAPH"
 # Marks every process of a task's tree (inherited through the environment) with the
 # process that launched the task, so that its reaper finds them all (runtime/reaper.py).
 TASK_OWNER_ENV = "METAFLOW_DAGSTER_TASK_OWNER"

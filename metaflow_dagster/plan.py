@@ -5,10 +5,9 @@ the definitions file, and the runtime reads it back inside Dagster. Nothing
 else crosses from `dagster create` time to run time.
 """
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional
 
 SPEC_VERSION = 2
 
@@ -23,16 +22,6 @@ def reachable(successors: Mapping[str, Iterable[str]], starts: Iterable[str]) ->
             seen.add(name)
             todo.extend(successors[name])
     return seen
-
-
-def graph_shape(steps: Iterable[Tuple[str, str, Iterable[str]]]) -> Dict[str, list]:
-    """A flow's graph as create time and run time compare it: (name, Metaflow node
-    type, the steps after it) for each step -> {name: [type, sorted next steps]}."""
-    return {name: [kind, sorted(after)] for name, kind, after in steps}
-
-
-def graph_fingerprint(shape: Mapping[str, list]) -> str:
-    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def start_op_run_config(start_op: str, config: dict) -> dict:
@@ -158,9 +147,6 @@ class FlowPlan:
     triggers: Dict[str, list] = field(default_factory=dict)
     # @exit_hook function names: {"on_success": [...], "on_error": [...]}.
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
-    # graph_fingerprint(graph_shape(...)) of the flow when it was compiled; every task
-    # checks that the code it runs has this graph (task/graph_check.py).
-    graph_fingerprint: str = ""
     # The flow's docstring (the job's and the flow asset's description).
     description: Optional[str] = None
     spec_version: int = SPEC_VERSION
@@ -176,9 +162,6 @@ class FlowPlan:
 
     def successors(self) -> Dict[str, List[str]]:
         return {step.name: step.next for step in self.steps}
-
-    def graph_shape(self) -> Dict[str, list]:
-        return graph_shape((s.name, s.type, s.next) for s in self.steps)
 
     def op(self, name: str) -> OpPlan:
         for op in self.ops:

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..plan import FlowPlan, StepPlan, graph_fingerprint, graph_shape
+from ..plan import FlowPlan, StepPlan
 from .compute_layer import compute_layer
 from .layout import layout_ops
 from .parameters import parameter_plans
@@ -59,8 +59,6 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         triggers=dict(options.triggers),
         settings=dict(options.settings),
         exit_hooks=dict(options.exit_hooks),
-        graph_fingerprint=graph_fingerprint(graph_shape(
-            (node.name, node.type, node.out_funcs) for node in graph)),
         description=graph.doc or None,
     )
 

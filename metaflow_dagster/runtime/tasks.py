@@ -22,7 +22,6 @@ from ..files import write_atomically
 from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
-    GRAPH_ENV,
     PARAMETERS_READY_ENV,
     PRODUCTION_TOKEN_ENV,
     RESULT_FILE_ENV,
@@ -114,9 +113,6 @@ class TaskLauncher:
         env["PYTHONUNBUFFERED"] = "1"
         env[DAGSTER_RUN_ID_ENV] = dagster_run_id
         env[DAGSTER_OP_ENV] = op_name
-        # Each task checks it runs the graph this job was compiled for (task/graph_check.py).
-        env[GRAPH_ENV] = json.dumps({"fingerprint": self.plan.graph_fingerprint,
-                                     "steps": self.plan.graph_shape()}, sort_keys=True)
         if triggers:
             env[TRIGGERS_ENV] = triggers
         return env
@@ -158,9 +154,7 @@ class TaskLauncher:
             if value is None:
                 continue
             args += ["--" + param.name, _cli_value(value)]
-        # The start task, launched alongside, checks the graph and fails as a step.
-        env = {k: v for k, v in self.base_env.items() if k != GRAPH_ENV}
-        return run_process(self.command(args), env, self.cwd, io=self.io,
+        return run_process(self.command(args), self.base_env, self.cwd, io=self.io,
                            start=starter(self.plan, None))
 
     def run_command(self, subcommand: List[str], prefix: str = "") -> TaskOutcome:

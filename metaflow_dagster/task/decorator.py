@@ -10,17 +10,15 @@ written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
 records the Dagster run and op on the task's metadata, exposes the events that
 triggered the run as `current.trigger`, and makes a start task launched alongside
 `flow.py init` wait until the run's Parameters are persisted. Before anything, it
-makes the task die with the op's process (parent_death.py) and checks that the
-flow's graph is the one the job was compiled for (graph_check.py).
+makes the task die with the op's process (parent_death.py).
 """
 
 import json
 import os
-import sys
 import time
 
 from metaflow.decorators import StepDecorator
-from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
+from metaflow.exception import MetaflowException
 from metaflow.metadata_provider import MetaDatum
 
 from ..naming import (
@@ -33,7 +31,6 @@ from ..naming import (
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
-from .graph_check import GraphChanged, check_graph
 from .parent_death import die_with_launcher
 
 _process_checked = False
@@ -107,19 +104,12 @@ class DagsterInternalDecorator(StepDecorator):
 
 
 def _once_per_process(flow, graph) -> None:
-    """Before the first step_init of the task process. A changed graph ends the task
-    (and `init`) at once, without retries: another attempt would meet the same code."""
+    """Before the first step_init of the task process."""
     global _process_checked
     if _process_checked:
         return
     _process_checked = True
     die_with_launcher()
-    try:
-        check_graph(flow.name, graph, sys.argv[0])
-    except GraphChanged as changed:
-        sys.stderr.write("Error: %s\n" % changed)
-        sys.stderr.flush()
-        sys.exit(METAFLOW_EXIT_DISALLOW_RETRY)
 
 
 def _wait_for_parameters(ready_file: str) -> None:

@@ -20,7 +20,6 @@ from harness import (
     compile_flow,
     env_for,
     execute_argv,
-    failure_messages,
     latest_run,
     process_alive,
     wait_until,
@@ -248,11 +247,10 @@ INSERTED = '''
 
 
 @pytest.mark.parametrize("executor", ["metaflow", "multiprocess"])
-def test_a_definitions_file_older_than_its_flow_fails_the_first_task(tmp_path, dagster_home,
-                                                                     executor):
-    """A step inserted (metaflow executor) or renamed (multiprocess executor) after
-    `dagster create`: the first task fails at once, naming the flow, the step and the
-    command that regenerates the file; nothing else runs."""
+def test_a_flow_changed_after_create_does_not_change_the_job(tmp_path, dagster_home, executor):
+    """A step inserted (metaflow executor) or renamed (multiprocess executor) in the
+    flow file after `dagster create`: the job runs the steps it was created with, from
+    its code package, and succeeds."""
     compiled = compile_flow(tmp_path, "linear_flow", "--executor", executor)
     flow = compiled.flow_dir / "linear_flow.py"
     source = flow.read_text()
@@ -260,22 +258,14 @@ def test_a_definitions_file_older_than_its_flow_fails_the_first_task(tmp_path, d
         changed = source.replace("self.next(self.end)", "self.next(self.inserted)", 1)
         changed = changed.replace("    @step\n    def end", INSERTED.lstrip("\n") +
                                   "\n    @step\n    def end", 1)
-        expected = ["step 'inserted' is new", "step 'b' now goes to inserted (was end)"]
     else:
         changed = source.replace("self.b", "self.renamed").replace("def b(", "def renamed(")
-        expected = ["step 'renamed' is new", "step 'b' is gone (renamed or removed)",
-                    "step 'a' now goes to renamed (was b)"]
     assert changed != source
     flow.write_text(changed)
     proc = subprocess.run(execute_argv(compiled), cwd=compiled.flow_dir, capture_output=True,
                           text=True, env=env_for(dagster_home), timeout=300)
     run = _run_record(dagster_home)
-    assert run.status.value == "FAILURE", proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert run.status.value == "SUCCESS", proc.stdout[-2000:] + proc.stderr[-2000:]
     result = latest_run(dagster_home, compiled.job_name)
-    assert {k: s.status.value for k, s in result.steps.items()} == {"start": "FAILURE"}
-    messages = failure_messages(dagster_home, run.run_id)
-    assert len(messages) == 1, messages  # no retry: the same code would fail again
-    assert "The graph of flow LinearFlow has changed" in messages[0]
-    assert all(change in messages[0] for change in expected), messages[0]
-    assert "Regenerate the definitions file with `python linear_flow.py dagster create`" \
-        in messages[0]
+    assert {k: s.status.value for k, s in result.steps.items()} == {
+        "start": "SUCCESS", "a": "SUCCESS", "b": "SUCCESS", "end": "SUCCESS"}
