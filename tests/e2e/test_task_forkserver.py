@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from harness import (
@@ -74,7 +75,10 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
         assert f["pathspec"] == "ProcessFactsFlow/%s/%s" % (runs["1"][0].metaflow_run_id, key)
     # What the facts hold, beyond "the same as a fresh interpreter".
     start = forked["start/t"]
-    assert start["argv"][0] == str(compiled.flow_dir / "process_facts_flow.py")
+    # The flow file of the job's code package (runtime/code_package.py), unpacked elsewhere.
+    packaged = Path(start["argv"][0])
+    assert packaged.name == "process_facts_flow.py" and packaged.parent != compiled.flow_dir
+    assert packaged.read_text() == (compiled.flow_dir / "process_facts_flow.py").read_text()
     assert start["cmdline"][1:] == start["argv"]
     assert start["main_is_this_module"] and start["main_name"] == "__main__"
     assert start["stdin"] == "/dev/null" and start["open_fds"] == [0, 1, 2, 3]
