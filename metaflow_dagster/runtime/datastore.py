@@ -15,7 +15,7 @@ def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
     return open_flow_datastore(flow_name, ds_type, ds_root)
 
 
-# Op threads and open_in_background's thread may all be first to need Metaflow.
+# The threads of several ops may all be first to need Metaflow.
 # Importing it from two threads at once can hand one of them a partly initialised
 # module (metaflow's package imports are circular), so the first open, which
 # imports it, happens under this lock: the runtime opens the datastore before it
@@ -28,15 +28,3 @@ def plan_datastore(plan: FlowPlan):
     with _first_open:
         apply_to_process(plan)
         return flow_datastore(plan.flow_name, *datastore_location(plan))
-
-
-_background_open = threading.Lock()  # acquired once, by the first op of the process
-
-
-def open_in_background(plan: FlowPlan) -> None:
-    """Open the plan's datastore in a thread while the process's first task runs,
-    so that saving the task's logs afterwards does not start with `import metaflow`
-    (~0.35 s). Once per process: later ops find it open."""
-    if _background_open.acquire(blocking=False):  # never released
-        threading.Thread(target=plan_datastore, args=(plan,), name="open-datastore",
-                         daemon=True).start()

@@ -10,7 +10,6 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 from .. import naming
 from ..plan import FlowPlan, OpPlan
 from .code_package import PackageUnavailable
-from .datastore import open_in_background
 from .hooks import run_exit_hooks
 from .logs import save_task_logs
 from .metadata import flow_materialization, task_metadata
@@ -20,7 +19,6 @@ from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import watching_run
-from .task_forkserver import starter
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -70,8 +68,6 @@ class FlowRuntime:
 
     def _run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         op = self.plan.op(op_name)
-        if starter(self.plan, self.plan.start_step) is None:  # else the template saves logs
-            open_in_background(self.plan)
         run_id = naming.metaflow_run_id_of(context.run)
         with _deployment_errors():
             launcher = TaskLauncher(

@@ -1,5 +1,5 @@
-"""Ops import Metaflow lazily, from several threads at once (open_in_background's
-thread, and op threads reading attempts or saving logs). Importing metaflow from
+"""Ops import Metaflow lazily, from several threads at once (op threads fetching
+the code package, reading attempts or saving logs). Importing metaflow from
 two threads at once fails (_DeadlockError: its package imports are circular), so
 the first import goes through one lock in runtime/datastore.py. Each check runs
 in a fresh process, where metaflow is not imported yet."""
@@ -18,7 +18,7 @@ spec.loader.exec_module(module)
 plan = module.FLOW.plan
 assert "metaflow" not in sys.modules
 from metaflow_dagster.runtime.attempts import AttemptCounter
-from metaflow_dagster.runtime.datastore import open_in_background
+from metaflow_dagster.runtime.code_package import code_package
 from metaflow_dagster.runtime.logs import save_task_logs
 errors = []
 def attempt():
@@ -31,8 +31,12 @@ def logs():
         save_task_logs(plan, "race/start/t", 0, b"out\\n", b"")
     except BaseException as error:
         errors.append(repr(error))
-threads = [threading.Thread(target=attempt), threading.Thread(target=logs)]
-open_in_background(plan)
+def package():
+    try:
+        code_package(plan)
+    except BaseException as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=f) for f in (package, attempt, logs)]
 for t in threads:
     t.start()
 for t in threads:
