@@ -58,9 +58,6 @@ class StepPlan:
     doc: Optional[str] = None
     # How many @card decorators the step has (its ops link to the rendered cards).
     cards: int = 0
-    # The container image @kubernetes(image=...) names, for the op's pod under the
-    # k8s executor.
-    image: Optional[str] = None
     # For a step Metaflow's compute layer runs (@kubernetes, @batch): "command", what
     # replaces `step` (["kubernetes", "step"]), and "options", its options, both as
     # the decorator's own runtime_step_cli gives them to Metaflow's runtime.

@@ -102,7 +102,6 @@ def step_plan(graph, node) -> StepPlan:
         ],
         doc=node.doc or None,
         cards=sum(1 for d in node.decorators if d.name == "card"),
-        image=_user_attr(decos.get("kubernetes"), "image"),
         compute=compute,
         decorators=sorted({d.name for d in node.decorators}),
     )
@@ -123,13 +122,6 @@ def _attr(deco, name, default):
         return default
     value = deco.attributes.get(name)
     return default if value is None else value
-
-
-def _user_attr(deco, name):
-    """An attribute the user gave a decorator (not one Metaflow filled in)."""
-    if deco is None or name not in deco._user_defined_attributes:
-        return None
-    return deco.attributes.get(name)
 
 
 def _retry_delay(deco) -> int:

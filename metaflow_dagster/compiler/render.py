@@ -228,8 +228,6 @@ def _k8s_config(plan: FlowPlan, op: OpPlan) -> dict:
     @kubernetes image, and a deadline after its @timeout."""
     step = plan.step(op.step)
     config = _k8s_resources(step.resources) if step.resources else {}
-    if step.image:
-        config.setdefault("container_config", {})["image"] = step.image
     if op.kind != "region" and step.timeout_seconds:
         deadline = step.timeout_seconds + K8S_DEADLINE_MARGIN_SECONDS
         config["job_spec_config"] = {"active_deadline_seconds": deadline}

@@ -39,15 +39,15 @@ class FlowRuntime:
         return cls(FlowPlan.from_json(text))
 
     @classmethod
-    def prepare_run(cls, job_name: str) -> None:
-        """Called when a run of the job is about to execute in this process (our
-        executor is created): start what its first task needs, while Dagster
-        still sets up the run."""
+    def prepare_run(cls, job_name: str, dagster_run_id: str) -> None:
+        """Called when a run of the job starts executing in this process (our
+        executor's `execute`): start what its first task needs, while Dagster
+        still sets up the run's first step."""
         runtime = cls._by_job.get(job_name)
         if runtime is None:
             return
         try:
-            launcher = TaskLauncher(runtime.plan, "", "", "")
+            launcher = TaskLauncher(runtime.plan, "", dagster_run_id, "")
         except (PackageUnavailable, TokenMissing):
             return  # the op reports it
         launcher.prepare_forkserver()

@@ -47,10 +47,12 @@ FORKABLE_DECORATORS = frozenset({
 })
 # Set per task (or per op) by tasks.py and processes.py and read by the task only
 # while it runs (task/decorator.py), never while Metaflow is imported: not part of
-# the key.
+# the key. The Dagster run id is: a process's initial environment
+# (/proc/<pid>/environ), which a forked task shares with its template, marks the
+# run's tasks for the reaper (runtime/workers.py) and for whoever looks for them.
 PER_TASK_ENV = frozenset({
     naming.RESULT_FILE_ENV, naming.PARAMETERS_READY_ENV, naming.DAGSTER_OP_ENV,
-    naming.DAGSTER_RUN_ID_ENV, naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV,
+    naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV,
 })
 READY_TIMEOUT_SECONDS = 300
 MAX_TEMPLATES = 8  # per process; more distinct environments take the ordinary path

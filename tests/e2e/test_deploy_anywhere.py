@@ -179,9 +179,11 @@ def test_s3_deployment_runs_elsewhere_after_the_flow_directory_is_deleted(
                             capture_output=True, text=True, timeout=300, env=lifecycle_env)
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()
-    assert runs[-1].run_id in lines[0] and lines[0].endswith(": SUCCESS"), status.stdout
-    assert {line.split()[0] for line in lines[1:]} == {
-        "start", "square[0]", "square[1]", "square[2]", "square[3]", "join", "end"}
+    assert runs[-1].run_id in lines[0] and lines[0].endswith(": SUCCEEDED (Dagster SUCCESS)"), \
+        status.stdout
+    # Foreach splits are keyed by index and item (square[0_1] for n=1).
+    assert sorted(line.split()[0] for line in lines[1:]) == [
+        "end", "join", "square[0_1]", "square[1_2]", "square[2_3]", "square[3_4]", "start"]
     run = read_back(server.flow_dir, "PortableFlow/%s" % naming.metaflow_run_id_of(runs[-1]),
                     client_env)
     assert (run["total"], run["greeting"]) == (30, "deployed")

@@ -32,8 +32,9 @@ FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 class Cluster:
-    def __init__(self, home, flow_dir, elsewhere, env, workers, dagster):
+    def __init__(self, home, flow_dir, elsewhere, worker_dir, env, workers, dagster):
         self.home, self.flow_dir, self.elsewhere = home, flow_dir, elsewhere
+        self.worker_dir = worker_dir
         self.env, self.workers, self.dagster = env, workers, dagster
 
     def mf(self, directory, *args, timeout=180) -> subprocess.CompletedProcess:
@@ -70,9 +71,11 @@ class Cluster:
         return DagsterInstance.from_config(str(self.home))
 
     def client(self, script: str) -> dict:
-        """Run `script` (which prints JSON) with Metaflow's Client on the S3 datastore."""
+        """Run `script` (which prints JSON) with Metaflow's Client on the S3 datastore.
+        The tasks' local metadata is where the workers run (the `.metaflow` Metaflow
+        finds from their working directory): one host, one folder, here."""
         code = "from metaflow import *\nmetadata('local@%s')\nnamespace(None)\n%s" % (
-            self.flow_dir, script)
+            self.worker_dir, script)
         proc = subprocess.run([PYTHON, "-c", code], env=self.env, capture_output=True,
                               text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -124,7 +127,7 @@ def cluster(postgres_service, postgres_dagster_home, redis_service, s3_service,
                   s3_service.start_seconds, workers.start_seconds, dagster.start_seconds,
                   postgres_service.rss_mb(), redis_service.rss_mb(),
                   s3_service.rss_mb(), workers.rss_mb(), dagster.rss_mb()))
-        yield Cluster(postgres_dagster_home, flow_dir, elsewhere,
+        yield Cluster(postgres_dagster_home, flow_dir, elsewhere, worker_dir,
                       dict(env, DAGSTER_HOME=str(postgres_dagster_home)), workers, dagster)
 
 
@@ -186,11 +189,15 @@ from metaflow import FlowSpec, kubernetes, resources, step, timeout
 
 
 class TrainFlow(FlowSpec):
-    @kubernetes(image="registry.example.com/flows/train:1.4")
     @resources(cpu=2, memory=4096)
     @timeout(minutes=10)
     @step
     def start(self):
+        self.next(self.train)
+
+    @kubernetes(image="registry.example.com/flows/train:1.4")
+    @step
+    def train(self):
         self.next(self.end)
 
     @step
@@ -203,10 +210,11 @@ if __name__ == "__main__":
 """
 
 
-def test_a_kubernetes_steps_pod_spec_from_the_flow(s3_service, tmp_path):
+def test_a_steps_pod_spec_from_the_flow(s3_service, tmp_path):
     """@kubernetes needs an object-store datastore at `create` (hence this module). No cluster
-    can run here: the Job dagster-k8s would submit for the step is built by its own
-    functions from the op's tags, and checked."""
+    can run here: the Job dagster-k8s would submit for a step is built by its own functions
+    from the op's tags, and checked. A @kubernetes step runs on Metaflow's compute layer
+    (tests/e2e/test_compute_layer.py): its op's pod only waits for it, with no settings."""
     from dagster_k8s.job import (
         DagsterK8sJobConfig,
         construct_dagster_k8s_job,
@@ -228,9 +236,10 @@ def test_a_kubernetes_steps_pod_spec_from_the_flow(s3_service, tmp_path):
         args=["dagster", "api", "execute_step"], job_name="dagster-step-start",
         component="step_worker", user_defined_k8s_config=get_user_defined_k8s_config(tags))
     container = pod.spec.template.spec.containers[0]
-    assert container.image == "registry.example.com/flows/train:1.4"
+    assert container.image == "registry.example.com/flows/base:1"
     assert container.resources.requests == {"cpu": "2", "memory": "4096M"}
     assert pod.spec.active_deadline_seconds > 600
+    assert "dagster-k8s/config" not in job.graph.node_named("train").definition.tags
 
 
 def test_a_foreach_of_20_spreads_over_both_workers(cluster):

@@ -1,6 +1,6 @@
 """The executor of a compiled job (runtime/flow_executor.py), built from hand-made plans: run
 config chooses among metaflow, multiprocess, celery and k8s; unknown keys are rejected; every
-choice gets the per-foreach cap; a k8s step's pod gets the step's resources, image and deadline.
+choice gets the per-foreach cap; a k8s step's pod gets the step's resources and deadline.
 
 No Celery broker or Kubernetes cluster is contacted here: the executors are built, not run (the
 distributed runs are in e2e/test_distributed.py). For Kubernetes, the pod spec is built by
@@ -133,7 +133,7 @@ def test_k8s_needs_the_k8s_run_launcher_and_says_so(foreach_job):
             executor_for(foreach_job, choose("k8s"), instance)
 
 
-def test_a_k8s_steps_pod_gets_its_resources_image_and_a_deadline_after_its_timeout():
+def test_a_k8s_steps_pod_gets_its_resources_and_a_deadline_after_its_timeout():
     from dagster_k8s.job import (
         DagsterK8sJobConfig,
         construct_dagster_k8s_job,
@@ -143,8 +143,7 @@ def test_a_k8s_steps_pod_gets_its_resources_image_and_a_deadline_after_its_timeo
     steps = [
         step("start", "start", ["train"]),
         step("train", "linear", ["end"], ["start"], timeout_seconds=600,
-             resources={"cpu": "2", "memory": "4096", "gpu": "1"},
-             image="registry.example.com/flows/train:1.4"),
+             resources={"cpu": "2", "memory": "4096", "gpu": "1"}),
         step("end", "end", [], ["train"]),
     ]
     _, job = build(plan_of(steps, executor="k8s"))
@@ -158,12 +157,12 @@ def test_a_k8s_steps_pod_gets_its_resources_image_and_a_deadline_after_its_timeo
         pod_name="dagster-step-train", component="step_worker",
         user_defined_k8s_config=user_config)
     container = k8s_job.spec.template.spec.containers[0]
-    assert container.image == "registry.example.com/flows/train:1.4"
+    assert container.image == "registry.example.com/flows/base:1"  # the deployment's
     assert container.resources.requests == {"cpu": "2", "memory": "4096M"}
     assert container.resources.limits == {"nvidia.com/gpu": "1"}
     # The op's own kill comes 15 s after @timeout; the pod's deadline after that.
     assert 600 + 15 < k8s_job.spec.active_deadline_seconds <= 600 + 300
-    # A step without them keeps the deployment's image and no deadline.
+    # A step without them gets no pod settings.
     plain = get_user_defined_k8s_config(job.graph.node_named("end").definition.tags)
     assert plain.container_config == {} and plain.job_spec_config == {}
     json.dumps(tags["dagster-k8s/config"])  # a plain JSON tag value

@@ -88,7 +88,7 @@ def test_tasks_share_a_template_unless_their_environments_differ():
     # The per-task variables are exactly those the runtime sets per task or op.
     assert task_forkserver.PER_TASK_ENV == {
         naming.RESULT_FILE_ENV, naming.PARAMETERS_READY_ENV, naming.DAGSTER_OP_ENV,
-        naming.DAGSTER_RUN_ID_ENV, naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV}
+        naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV}
 
 
 @pytest.mark.parametrize("source", [
