@@ -13,7 +13,10 @@ The metaflow executor binds its own cancel event (the run process sees the
 termination itself); ops under it start no watcher.
 
 The same binding gives the tasks the streams that reach the step's logs
-(step_logs.py).
+(step_logs.py). When the op ends, the process's task templates for the run are
+retired (task_forkserver.py): in a process that outlives the op, a Celery worker's
+say, they would otherwise idle on, marked with the run (another op of the run there
+starts a new one).
 """
 
 import threading
@@ -23,6 +26,7 @@ from typing import Iterator, Optional
 
 from . import processes
 from .step_logs import step_streams
+from .task_forkserver import retire_run_templates
 
 POLL_SECONDS = 1.0
 # A run in any of these states has no use for the op's tasks any more.
@@ -81,4 +85,5 @@ def watching_run(context) -> Iterator[Optional[RunWatcher]]:
                 yield watcher
         finally:
             watcher.stop()
+            retire_run_templates(context.run_id)
 

@@ -158,6 +158,21 @@ def _template_for(argv: List[str], env: Dict[str, str], cwd: str) -> Optional["T
     return template
 
 
+def retire_run_templates(dagster_run_id: str) -> None:
+    """This process has no more tasks of the run to start (an op ended in a process
+    that is not the run's own, a Celery worker's say): its templates for the run exit
+    once their running tasks have ended, instead of idling with the run's mark."""
+    entry = (naming.DAGSTER_RUN_ID_ENV, dagster_run_id)
+    with _templates_lock:
+        keys = [key for key in _templates if entry in key[3]]
+        retired = [_templates.pop(key) for key in keys]
+        for flow_file, template in list(_log_savers.items()):
+            if template in retired:
+                del _log_savers[flow_file]
+    for template in retired:
+        template.retire()
+
+
 class Template:
     """One template process and the control socket to it."""
 
@@ -165,6 +180,11 @@ class Template:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.usable = False
+        # Tasks forked and not yet ended; once retiring, the template is closed
+        # when none is left.
+        self._running = 0
+        self._retiring = False
+        self._count_lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours
         padding = "-" * COMMAND_LINE_BYTES
@@ -227,11 +247,38 @@ class Template:
             os.close(out_r)
             os.close(err_r)
             return None
-        process = ForkedProcess(argv, conn, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
+        with self._count_lock:
+            self._running += 1
+        process = ForkedProcess(argv, conn, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"),
+                                on_exit=self._task_ended)
         if process.pid is None and process.returncode is None:
             process.close_pipes()
+            self._task_ended()
             return None  # the template refused the request: nothing ran
         return process
+
+    def retire(self) -> None:
+        """Close the template once no task of it runs (now, if none does)."""
+        with self._count_lock:
+            self._retiring = True
+            idle = self._running == 0
+        if idle:
+            self._close()
+
+    def _task_ended(self) -> None:
+        with self._count_lock:
+            self._running -= 1
+            close = self._retiring and self._running == 0
+        if close:
+            self._close()
+
+    def _close(self) -> None:
+        """The template exits when its control socket closes; reap it meanwhile."""
+        self._control.close()
+        process = getattr(self, "process", None)
+        if process is not None:
+            threading.Thread(target=process.wait, name="task-template-exit",
+                             daemon=True).start()
 
     def save_logs(self, spec: dict, stdout: bytes, stderr: bytes) -> bool:
         """Have a child of the template save a task's logs; False if the template
@@ -284,8 +331,9 @@ class ForkedProcess:
     """A task forked by a template: what processes.py uses of subprocess.Popen.
     Its exit status comes from the template (its parent), over `conn`."""
 
-    def __init__(self, args: List[str], conn: socket.socket, stdout, stderr):
+    def __init__(self, args: List[str], conn: socket.socket, stdout, stderr, on_exit=None):
         self.args = args
+        self._on_exit = on_exit
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: Optional[int] = None
@@ -323,13 +371,18 @@ class ForkedProcess:
             self._conn.close()
             if self.pid is not None:
                 _kill_group(self.pid)
-                self.returncode = -signal.SIGKILL
+                self._ended(-signal.SIGKILL)
             return
         message = json.loads(data)
         self.pid = message.get("pid", self.pid)
         if "returncode" in message:
-            self.returncode = message["returncode"]
             self._conn.close()
+            self._ended(message["returncode"])
+
+    def _ended(self, returncode: int) -> None:
+        self.returncode = returncode
+        if self._on_exit is not None:
+            self._on_exit()
 
 
 def _kill_group(pgid: int) -> None:

@@ -96,3 +96,34 @@ def test_a_task_dies_with_its_template(script, tmp_path):
 def _parent(pid: int) -> int:
     with open("/proc/%d/stat" % pid) as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_retired_template_exits_once_its_running_task_has_ended(script, tmp_path):
+    """An op ended in a process that outlives it (a Celery worker's): the run's templates
+    there are retired; one still running a task of another op of the run keeps it."""
+    start = starter_for(script)
+    pid_file = tmp_path / "pid"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", METAFLOW_DAGSTER_RUN_ID="run-to-retire")
+    forked = start([sys.executable, str(script), "sleep", str(pid_file)], env,
+                   str(script.parent))
+    try:
+        assert wait_until(pid_file.exists, 60)
+        template = _parent(forked.pid)
+        task_forkserver.retire_run_templates("run-to-retire")
+        time.sleep(2)
+        assert process_alive(template) and process_alive(forked.pid)
+        os.kill(forked.pid, signal.SIGTERM)
+        assert forked.wait(timeout=30) == -signal.SIGTERM
+        assert wait_until(lambda: not process_alive(template), 10)
+    finally:
+        if process_alive(forked.pid):
+            os.kill(forked.pid, signal.SIGKILL)
+        forked.close_pipes()
+    # The run's next task (another op of it here) gets a new template.
+    again = start([sys.executable, str(script), "0"], env, str(script.parent))
+    try:
+        assert again.wait(timeout=60) == 0
+    finally:
+        again.close_pipes()
+    templates = [t.process.pid for t in task_forkserver._templates.values()]
+    assert templates and template not in templates
