@@ -1,6 +1,6 @@
 """Saves a task's stdout and stderr into its Metaflow datastore (task/logs.py):
-through the task template when the run's tasks are forked from one, so this
-process never imports Metaflow (~0.2 s of CPU and ~40 MB); here otherwise.
+through the task template when the run's tasks are forked from one, where Metaflow
+is imported already; here otherwise.
 
 A task that Metaflow's compute layer ran saves its own logs from its container;
 what the op saw there is the launcher's (`kubernetes step`) output, saved as the

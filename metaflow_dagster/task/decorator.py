@@ -1,6 +1,6 @@
 """The step decorator our runtime adds (`--with dagster_internal`) to every task
 it launches. It runs inside the Metaflow task process and reports what the
-orchestrator needs to know next, so the Dagster op never imports Metaflow:
+orchestrator needs to know next, so the Dagster op need not read it back:
 
 - the number of foreach splits of a foreach step, and Metaflow's text of each item
   (the splits' labels in Dagster),
