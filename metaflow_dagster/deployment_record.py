@@ -23,10 +23,21 @@ def read_record(storage, job_name: str) -> Optional[Tuple[str, str]]:
     with storage.load_bytes([path]) as results:
         for _, local_path, _ in results:
             if local_path is not None:
-                with open(local_path) as f:
-                    data = json.load(f)
-                return data["owner"], data["production_token"]
+                return _owner_and_token(local_path)
     return None
+
+
+def read_local_record(datastore_root: str, job_name: str) -> Optional[Tuple[str, str]]:
+    """read_record of a local datastore, without Metaflow: its storage keeps the record
+    as the file itself (LocalStorage.save_bytes)."""
+    path = os.path.join(datastore_root, record_path(job_name))
+    return _owner_and_token(path) if os.path.isfile(path) else None
+
+
+def _owner_and_token(path: str) -> Tuple[str, str]:
+    with open(path) as f:
+        data = json.load(f)
+    return data["owner"], data["production_token"]
 
 
 def write_record(storage, job_name: str, owner: str, token: str) -> None:

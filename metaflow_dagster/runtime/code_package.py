@@ -15,20 +15,21 @@ the task finds them first on its PYTHONPATH, as in a pod of `argo-workflows`.
 
 import compileall
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Dict
+from typing import Dict, Optional
 
 from .. import naming
 from ..naming import sysroot_env
 from ..plan import FlowPlan
 from .datastore import plan_datastore
-from .preflight import Unreachable, check_reachable
-from .settings import setting_source
+from .preflight import Unreachable, check_local, check_reachable, metadata_service
+from .settings import datastore_location, setting_source
 
 
 class PackageUnavailable(Exception):
@@ -52,6 +53,11 @@ def package_cache_dir() -> str:
         tempfile.gettempdir(), "metaflow-dagster-packages-%d" % os.getuid())
 
 
+# Metaflow's post-extract variables of a package (get_post_extract_env_vars), written
+# in its folder when it is unpacked: a host that has the package unpacked runs from
+# it without importing Metaflow.
+POST_EXTRACT_FILE = ".metaflow_dagster_env.json"
+
 _unpacked: Dict[str, UnpackedPackage] = {}
 _lock = threading.Lock()
 
@@ -65,21 +71,50 @@ def code_package(plan: FlowPlan) -> UnpackedPackage:
     sha = plan.package["sha"]
     with _lock:  # one fetch per process; the threads of other ops wait for it
         if sha not in _unpacked:
-            flow_ds = plan_datastore(plan)
-            # The layout of Metaflow's content-addressed store: <flow>/data/<sha[:2]>/<sha>.
-            path = flow_ds._storage_impl.path_join(plan.flow_name, "data", sha[:2], sha)
-            url = flow_ds._storage_impl.full_uri(path)
-            try:
-                # Also when the package is unpacked already: the tasks need the datastore.
-                check_reachable(plan, flow_ds, path)
-            except Unreachable as error:
-                raise PackageUnavailable(str(error)) from None
-            root = os.path.join(package_cache_dir(), sha)
-            if not os.path.isdir(root):
-                _unpack(plan, _fetch(plan, flow_ds, path, url), root)
-            _unpacked[sha] = UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
-                                             _task_env(plan, root, url))
+            _unpacked[sha] = _unpacked_here(plan) or _fetch_and_unpack(plan)
         return _unpacked[sha]
+
+
+def _unpacked_here(plan: FlowPlan) -> Optional[UnpackedPackage]:
+    """The package as this host has it unpacked already, found without importing
+    Metaflow: with a local datastore and no metadata service (whose check needs
+    Metaflow's settings), else None."""
+    sha = plan.package["sha"]
+    ds_type, ds_root = datastore_location(plan)
+    root = os.path.join(package_cache_dir(), sha)
+    saved = os.path.join(root, POST_EXTRACT_FILE)
+    if ds_type != "local" or not ds_root or metadata_service(plan) or \
+            not os.path.isfile(saved):
+        return None
+    # Where LocalStorage keeps it: Metaflow's content-addressed layout under the root.
+    url = os.path.join(ds_root, plan.flow_name, "data", sha[:2], sha)
+    try:
+        check_local(plan, ds_root, url)
+    except Unreachable as error:
+        raise PackageUnavailable(str(error)) from None
+    with open(saved) as f:
+        post_extract = json.load(f)
+    return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
+                           _task_env(plan, url, post_extract))
+
+
+def _fetch_and_unpack(plan: FlowPlan) -> UnpackedPackage:
+    """The package from the flow's datastore, unpacked unless this host has it."""
+    sha = plan.package["sha"]
+    flow_ds = plan_datastore(plan)
+    # The layout of Metaflow's content-addressed store: <flow>/data/<sha[:2]>/<sha>.
+    path = flow_ds._storage_impl.path_join(plan.flow_name, "data", sha[:2], sha)
+    url = flow_ds._storage_impl.full_uri(path)
+    try:
+        # Also when the package is unpacked already: the tasks need the datastore.
+        check_reachable(plan, flow_ds, path)
+    except Unreachable as error:
+        raise PackageUnavailable(str(error)) from None
+    root = os.path.join(package_cache_dir(), sha)
+    if not os.path.isdir(root):
+        _unpack(plan, _fetch(plan, flow_ds, path, url), root)
+    return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
+                           _task_env(plan, url, _post_extract_env(plan, root)))
 
 
 def _fetch(plan: FlowPlan, flow_ds, path: str, url: str) -> bytes:
@@ -107,6 +142,9 @@ def _unpack(plan: FlowPlan, blob: bytes, root: str) -> None:
     scratch = tempfile.mkdtemp(dir=os.path.dirname(root), prefix=".unpack-")
     try:
         MetaflowPackage.cls_extract_into(plan.package["metadata"], BytesIO(blob), scratch)
+        with open(os.path.join(scratch, POST_EXTRACT_FILE), "w") as f:
+            json.dump(MetaflowPackage.get_post_extract_env_vars(
+                plan.package["metadata"], dest_dir=root), f)
         # Every task and task template imports Metaflow from the package: compiled
         # once here (~0.6 s), each import takes half the CPU it takes from source, and
         # Python would not cache the bytecode itself where PYTHONDONTWRITEBYTECODE is set.
@@ -120,15 +158,22 @@ def _unpack(plan: FlowPlan, blob: bytes, root: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _task_env(plan: FlowPlan, root: str, url: str) -> Dict[str, str]:
-    from metaflow.package import MetaflowPackage
+def _post_extract_env(plan: FlowPlan, root: str) -> Dict[str, str]:
+    saved = os.path.join(root, POST_EXTRACT_FILE)
+    if os.path.isfile(saved):
+        with open(saved) as f:
+            return json.load(f)
+    from metaflow.package import MetaflowPackage  # a package unpacked by an older version
 
+    return MetaflowPackage.get_post_extract_env_vars(plan.package["metadata"], dest_dir=root)
+
+
+def _task_env(plan: FlowPlan, url: str, post_extract: Dict[str, str]) -> Dict[str, str]:
     env = {naming.CODE_PACKAGE_ENV[key]: plan.package[key] for key in naming.CODE_PACKAGE_ENV}
     env[naming.CODE_PACKAGE_ENV["url"]] = url
     # Metaflow's own post-extract variables: a name ending in ":" replaces, the others
     # go first on the search path (as in get_package_commands).
-    for name, value in MetaflowPackage.get_post_extract_env_vars(
-            plan.package["metadata"], dest_dir=root).items():
+    for name, value in post_extract.items():
         if name.endswith(":"):
             env[name[:-1]] = value
         else:

@@ -39,7 +39,7 @@ def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     if flow_ds.TYPE == "s3":
         _check_s3(plan, flow_ds, package_path)
     elif flow_ds.TYPE == "local":
-        _check_local(plan, flow_ds, package_path)
+        check_local(plan, flow_ds.datastore_root, flow_ds._storage_impl.full_uri(package_path))
     if service:
         check_service(plan, service)
     with _lock:
@@ -54,14 +54,14 @@ def metadata_service(plan: FlowPlan) -> Optional[str]:
     return settings.get(SERVICE_URL_ENV) or WORKER_ENV.get(SERVICE_URL_ENV)
 
 
-def _check_local(plan: FlowPlan, flow_ds, package_path: str) -> None:
+def check_local(plan: FlowPlan, datastore_root: str, url: str) -> None:
+    """The local datastore is there and holds the package (at `url`, a path)."""
     setting = setting_source(plan, sysroot_env("local"))
-    if not os.path.isdir(flow_ds.datastore_root):
+    if not os.path.isdir(datastore_root):
         raise Unreachable(
             "The local datastore %s does not exist on this host (%s). Point it at the "
             "folder holding the flow's `.metaflow` datastore, as seen from this host."
-            % (flow_ds.datastore_root, setting))
-    url = flow_ds._storage_impl.full_uri(package_path)
+            % (datastore_root, setting))
     if not os.path.isfile(url):
         raise Unreachable(_not_there(plan, url, setting))
 

@@ -129,6 +129,16 @@ def save_logs_in_template(plan: FlowPlan, pathspec: str, attempt: int, stdout: b
     return template.save_logs(spec, stdout, stderr)
 
 
+def read_in_template(plan: FlowPlan, function: str, **kwargs):
+    """What `function` ("module:name", a task/ module that reads Metaflow's datastore)
+    returns for `kwargs`, computed in a child of the template that forks the flow's
+    tasks; None if there is none (the caller reads in this process)."""
+    template = _log_savers.get(plan.flow_file)
+    if template is None:
+        return None
+    return template.read(function, kwargs)
+
+
 def template_key(argv: List[str], env: Dict[str, str], cwd: str) -> tuple:
     """Tasks with equal keys share a template: same interpreter, sys.path[0] (the
     flow's directory, as `python flow.py` sets it), working directory and
@@ -290,10 +300,31 @@ class Template:
                 files.append(fd)
                 _write_all(fd, data)
                 os.lseek(fd, 0, os.SEEK_SET)
-            conn = self._request({"save_logs": spec}, *files)
+            return self._child_done({"save_logs": spec}, files,
+                                    "Could not save the logs of %s" % spec["pathspec"])
         finally:
             for fd in files:
                 os.close(fd)
+
+    def read(self, function: str, kwargs: dict):
+        """What a child of the template computes (see read_in_template); None if the
+        template is gone; raises if the child failed."""
+        files = [os.memfd_create("read-result"), os.memfd_create("unused")]
+        try:
+            if not self._child_done({"read": {"function": function, "kwargs": kwargs}},
+                                    files, "Could not read %s" % function):
+                return None
+            os.lseek(files[0], 0, os.SEEK_SET)
+            with os.fdopen(os.dup(files[0]), "rb") as result:
+                return json.loads(result.read())
+        finally:
+            for fd in files:
+                os.close(fd)
+
+    def _child_done(self, request: dict, fds: List[int], failure: str) -> bool:
+        """Send a request for a child and wait until it has exited: True if it did
+        its work, False if the template is gone; raises if the child failed."""
+        conn = self._request(request, *fds)
         if conn is None:
             return False
         error = None
@@ -306,9 +337,8 @@ class Template:
             else:
                 return False  # the template died meanwhile
         if message["returncode"] != 0:
-            raise RuntimeError("Could not save the logs of %s:\n%s"
-                               % (spec["pathspec"], error or "exit code %d"
-                                  % message["returncode"]))
+            raise RuntimeError("%s:\n%s" % (failure, error or "exit code %d"
+                                             % message["returncode"]))
         return True
 
     def _request(self, request: dict, *fds: int) -> Optional[socket.socket]:

@@ -32,6 +32,10 @@ Protocol (AF_UNIX SOCK_SEQPACKET sockets, one JSON object a message):
   task, the task's stdout and its stderr (SCM_RIGHTS);
 - child -> connection: {"pid": pid} once it leads its session;
 - template -> connection: {"pid": pid, "returncode": n} (as subprocess reports it).
+A request {"read": {function, kwargs}} with the connection and two memfds forks a
+child that writes what `function` ("module:name" under metaflow_dagster.task)
+returns, as JSON, into the first memfd and exits, having sent {"error": traceback}
+if it could not.
 A request {"save_logs": {flow, ds_type, ds_root, pathspec, attempt, source}} with the
 connection and two memfds holding a finished task's stdout and stderr forks a
 child that saves them as the task's Metaflow logs (task/logs.py) and exits, having
@@ -176,6 +180,8 @@ class _Template:
         if pid == 0:
             if "save_logs" in request:
                 self._save_logs(request["save_logs"], conn, out_fd, err_fd)
+            if "read" in request:
+                self._read(request["read"], conn, out_fd, err_fd)
             try:
                 return self._become_task(request, conn, out_fd, err_fd)
             except BaseException:
@@ -245,6 +251,24 @@ class _Template:
             flow_datastore = open_flow_datastore(spec["flow"], spec["ds_type"], spec["ds_root"])
             save_logs(flow_datastore, spec["pathspec"], spec["attempt"], stdout, stderr,
                       spec["source"])
+        except BaseException:
+            code = 1
+            try:
+                self._send(conn, error=traceback.format_exc())
+            except OSError:
+                pass
+        os._exit(code)
+
+    def _read(self, spec: dict, conn, result_fd: int, unused_fd: int) -> None:
+        """In a child: what a task/ function returns (JSON) for the op, which reads
+        Metaflow's datastore here rather than import Metaflow itself. Never returns."""
+        code = 0
+        try:
+            self._close_template_fds()
+            os.close(unused_fd)
+            module, name = spec["function"].split(":")
+            value = getattr(importlib.import_module(module), name)(**spec["kwargs"])
+            _write_all(result_fd, json.dumps(value).encode())
         except BaseException:
             code = 1
             try:

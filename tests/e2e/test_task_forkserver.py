@@ -8,6 +8,7 @@ path (a fresh interpreter) is taken when the fork could differ."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ from harness import (
     failure_messages,
     job_runs,
     metaflow_run,
+    output_metadata,
     process_alive,
     wait_until,
 )
@@ -244,3 +246,32 @@ def test_timeout_stops_a_forked_task_and_its_children(tmp_path, dagster_home):
 
 def latest_run_id(dagster_home) -> str:
     return job_runs(dagster_home, "TimeoutFlow")[-1].run_id
+
+
+RUN_PROCESS = """
+import atexit, runpy, sys
+atexit.register(lambda: print("metaflow imported by the run process: %s"
+                              % ("metaflow" in sys.modules)))
+sys.argv = ["dagster"] + sys.argv[1:]
+runpy.run_module("dagster", run_name="__main__")
+"""
+
+
+def test_the_run_process_reads_the_datastore_through_the_template(tmp_path, dagster_home):
+    """With the package unpacked on this host (a second run), the run process fetches
+    nothing, reads the production token and the artifacts shown on each output through a
+    child of the template, and so never imports Metaflow; the output still shows them."""
+    compiled = compile_flow(tmp_path, "linear_flow")
+    script = tmp_path / "run_process.py"
+    script.write_text(RUN_PROCESS)
+    argv = [sys.executable, str(script)] + execute_argv(compiled)[1:]
+    for _ in range(2):
+        proc = subprocess.run(argv, cwd=compiled.flow_dir, env=env_for(dagster_home),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "metaflow imported by the run process: False" in proc.stdout, proc.stdout[-2000:]
+    runs = job_runs(dagster_home, compiled.job_name)
+    assert [run.status.value for run in runs] == ["SUCCESS", "SUCCESS"]
+    output = output_metadata(dagster_home, runs[-1].run_id)[("b", None)]
+    assert "`trail`" in output["artifacts"], output
+    assert "['start', 'a', 'b']" in output["artifacts"], output["artifacts"]

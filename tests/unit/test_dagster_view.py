@@ -10,9 +10,10 @@ from test_layout_and_render import FOREACH, build, plan_of, step
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.report import describe_state
 from metaflow_dagster.deploy.runs import RunState, StepState
-from metaflow_dagster.runtime.artifacts import Artifact, _looks_secret, artifacts_markdown
+from metaflow_dagster.runtime.artifacts import Artifact, artifacts_markdown
 from metaflow_dagster.runtime.cards import html_markdown
 from metaflow_dagster.runtime.run_tags import trigger_text
+from metaflow_dagster.task.artifacts import looks_secret
 
 DOC = ("Trains a model.\n\nIt reads the data, fits it and reports a score; this line is "
        "long enough to be wrapped in the generated file, 'quotes' and all.")
@@ -92,10 +93,10 @@ def test_credentials_are_recognised():
     for text in ("'AKIAIOSFODNN7EXAMPLE'", "'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'",
                  "'-----BEGIN RSA PRIVATE KEY-----'", "'ghp_abcdefghijklmnopqrstuvwxyz0123'",
                  "'xoxb-1234567890-abcdefghij'", "{'auth': 'Bearer abcdefghijklmnop1234'}"):
-        assert _looks_secret(text), text
+        assert looks_secret(text), text
     for text in ("'da39a3ee5e6b4b0d3255bfef95601890afd80709'",  # a git sha: hex, one case
                  "[1, 2, 3]", "'hello world'"):
-        assert not _looks_secret(text), text
+        assert not looks_secret(text), text
 
 
 def test_the_artifacts_table():
