@@ -18,6 +18,7 @@ from .. import naming
 from .processes import TaskCancelled
 
 POLL_SECONDS = 1.0
+READ_ATTEMPTS = 5
 _ENDING = ("CANCELING", "CANCELED")
 
 # Dagster run id -> (when it was read, suspended, ending), for this process.
@@ -49,14 +50,29 @@ class SuspendGate:
         with _seen_lock:
             read_at, suspended, ending = _seen.get(self._run_id, (None, False, False))
             if read_at is None or time.monotonic() - read_at >= POLL_SECONDS:
-                run = self._instance.get_run_by_id(self._run_id)
-                suspended = run is not None and (
-                    run.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED)
-                ending = run is not None and run.status.value in _ENDING
-                _seen[self._run_id] = (time.monotonic(), suspended, ending)
+                run, read = self._read_run(first=read_at is None)
+                if read:
+                    suspended = run is not None and (
+                        run.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED)
+                    ending = run is not None and run.status.value in _ENDING
+                    _seen[self._run_id] = (time.monotonic(), suspended, ending)
         if ending:
             raise TaskCancelled()
         return suspended
+
+    def _read_run(self, first: bool):
+        """(the run, True), or (None, False) after a storage hiccup (a locked SQLite
+        table, say) once the run has been read before: what was seen last holds
+        until the next poll. The first read is retried a few times, then raises."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._instance.get_run_by_id(self._run_id), True
+            except Exception:
+                if not first:
+                    return None, False
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2)
 
     def wait(self, what: str, cancels=()) -> None:
         """Return once the run is not suspended, at once if it is not. Raises

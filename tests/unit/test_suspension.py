@@ -78,3 +78,34 @@ def test_a_canceling_run_starts_no_task(instance):
     _, gate = _gate(instance, status=DagsterRunStatus.CANCELING)
     with pytest.raises(TaskCancelled):
         gate.wait("task")
+
+
+class _Hiccups:
+    """An instance whose run storage fails every other read after the first (a locked
+    SQLite table)."""
+
+    def __init__(self, instance):
+        self._instance = instance
+        self.reads = 0
+
+    def get_run_by_id(self, run_id):
+        self.reads += 1
+        if self.reads > 1 and self.reads % 2 == 0:
+            raise RuntimeError("database table is locked: runs")
+        return self._instance.get_run_by_id(run_id)
+
+
+def test_a_storage_hiccup_keeps_what_was_seen_until_the_next_poll(instance):
+    run_id, _ = _gate(instance)
+    flaky = _Hiccups(instance)
+    gate = SuspendGate(flaky, run_id, io.StringIO())
+    instance.add_run_tags(run_id, {naming.TAG_SUSPENDED: naming.SUSPENDED})
+    thread, raised = _waiting(gate)
+    thread.join(3)
+    assert thread.is_alive()
+    instance.add_run_tags(run_id, {naming.TAG_SUSPENDED: naming.NOT_SUSPENDED})
+    thread.join(10)
+    assert not thread.is_alive() and not raised
+    assert flaky.reads >= 4
+    assert gate._stream.getvalue().splitlines()[-1] == \
+        "The run is unsuspended: task T/dagster-1/b/t starts."
