@@ -92,10 +92,8 @@ def _unpacked_here(plan: FlowPlan) -> Optional[UnpackedPackage]:
         check_local(plan, ds_root, url)
     except Unreachable as error:
         raise PackageUnavailable(str(error)) from None
-    with open(saved) as f:
-        post_extract = json.load(f)
     return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
-                           _task_env(plan, url, post_extract))
+                           _task_env(plan, url, _post_extract_env(plan, root)))
 
 
 def _fetch_and_unpack(plan: FlowPlan) -> UnpackedPackage:
@@ -163,7 +161,7 @@ def _post_extract_env(plan: FlowPlan, root: str) -> Dict[str, str]:
     if os.path.isfile(saved):
         with open(saved) as f:
             return json.load(f)
-    from metaflow.package import MetaflowPackage  # a package unpacked by an older version
+    from metaflow.package import MetaflowPackage  # a folder unpacked without the file
 
     return MetaflowPackage.get_post_extract_env_vars(plan.package["metadata"], dest_dir=root)
 

@@ -82,7 +82,7 @@ class TaskStarter:
         template = _template_for(argv, env, cwd)
         if template is None or not template.wait_ready():
             return None
-        _log_savers[self.plan.flow_file] = template
+        _flow_templates[self.plan.flow_file] = template
         return template.start(argv, env, cwd)
 
     def prepare(self, argv: List[str], env: Dict[str, str], cwd: str) -> None:
@@ -112,15 +112,16 @@ def _forkable(argv: List[str], env: Dict[str, str]) -> bool:
 
 _templates: Dict[tuple, "Template"] = {}
 _templates_lock = threading.Lock()
-# Per flow file, the template that last forked one of its tasks: it saves logs.
-_log_savers: Dict[str, "Template"] = {}
+# Per flow file, the template that last forked one of its tasks: its children save
+# the tasks' logs and read their artifacts for the op.
+_flow_templates: Dict[str, "Template"] = {}
 
 
 def save_logs_in_template(plan: FlowPlan, pathspec: str, attempt: int, stdout: bytes,
                           stderr: bytes, source: str = "task") -> bool:
     """Save a finished task's logs (task/logs.py) in a child of the template that
     forks the flow's tasks; False if there is none (the caller saves them)."""
-    template = _log_savers.get(plan.flow_file)
+    template = _flow_templates.get(plan.flow_file)
     if template is None:
         return False
     ds_type, ds_root = datastore_location(plan)
@@ -133,7 +134,7 @@ def read_in_template(plan: FlowPlan, function: str, **kwargs):
     """What `function` ("module:name", a task/ module that reads Metaflow's datastore)
     returns for `kwargs`, computed in a child of the template that forks the flow's
     tasks; None if there is none (the caller reads in this process)."""
-    template = _log_savers.get(plan.flow_file)
+    template = _flow_templates.get(plan.flow_file)
     if template is None:
         return None
     return template.read(function, kwargs)
@@ -176,9 +177,9 @@ def retire_run_templates(dagster_run_id: str) -> None:
     with _templates_lock:
         keys = [key for key in _templates if entry in key[3]]
         retired = [_templates.pop(key) for key in keys]
-        for flow_file, template in list(_log_savers.items()):
+        for flow_file, template in list(_flow_templates.items()):
             if template in retired:
-                del _log_savers[flow_file]
+                del _flow_templates[flow_file]
     for template in retired:
         template.retire()
 
