@@ -241,9 +241,7 @@ class _Template:
     def _save_logs(self, spec: dict, conn, out_fd: int, err_fd: int) -> None:
         """In a child: save a finished task's logs, whose bytes the op sent as two
         memfds. Never returns."""
-        code = 0
-        try:
-            self._close_template_fds()
+        def save():
             from .logs import open_flow_datastore, save_logs
 
             with open(out_fd, "rb") as out, open(err_fd, "rb") as err:
@@ -251,24 +249,27 @@ class _Template:
             flow_datastore = open_flow_datastore(spec["flow"], spec["ds_type"], spec["ds_root"])
             save_logs(flow_datastore, spec["pathspec"], spec["attempt"], stdout, stderr,
                       spec["source"])
-        except BaseException:
-            code = 1
-            try:
-                self._send(conn, error=traceback.format_exc())
-            except OSError:
-                pass
-        os._exit(code)
+
+        self._exit_after(save, conn)
 
     def _read(self, spec: dict, conn, result_fd: int, unused_fd: int) -> None:
         """In a child: what a task/ function returns (JSON) for the op, which reads
         Metaflow's datastore here rather than import Metaflow itself. Never returns."""
-        code = 0
-        try:
-            self._close_template_fds()
+        def read():
             os.close(unused_fd)
             module, name = spec["function"].split(":")
             value = getattr(importlib.import_module(module), name)(**spec["kwargs"])
             _write_all(result_fd, json.dumps(value).encode())
+
+        self._exit_after(read, conn)
+
+    def _exit_after(self, work, conn) -> None:
+        """In a child: do `work`, send its traceback on `conn` if it fails, and exit
+        (its status goes to the op as for a task). Never returns."""
+        code = 0
+        try:
+            self._close_template_fds()
+            work()
         except BaseException:
             code = 1
             try:
