@@ -294,14 +294,10 @@ def _wait_for(target, state, done, timeout=None):
 @_url_option
 @click.pass_obj
 def suspend(obj, run_id, dagster_url=None):
-
-    with Errors():
-        target = target_for(dagster_url)
-        state = _unfinished_run(obj, target, run_id, "suspend")
-        target.tag_run(state.run_id, {naming.TAG_SUSPENDED: naming.SUSPENDED})
-        obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
-                 "until `dagster unsuspend`." % (
-                     obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
+    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend")
+    obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
+             "until `dagster unsuspend`." % (
+                 obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
 
 @click.command(cls=DagsterCommand, help="Let a suspended run start new tasks again.")
@@ -309,13 +305,18 @@ def suspend(obj, run_id, dagster_url=None):
 @_url_option
 @click.pass_obj
 def unsuspend(obj, run_id, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend")
+    obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
+        obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
+
+def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
+    """Set the run's suspended tag (runtime/suspension.py reads it); the run's state."""
     with Errors():
         target = target_for(dagster_url)
-        state = _unfinished_run(obj, target, run_id, "unsuspend")
-        target.tag_run(state.run_id, {naming.TAG_SUSPENDED: naming.NOT_SUSPENDED})
-        obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
-            obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
+        state = _unfinished_run(obj, target, run_id, command)
+        target.tag_run(state.run_id, {naming.TAG_SUSPENDED: value})
+    return state
 
 
 @click.command(cls=DagsterCommand, help="Start a new run that clones the steps that succeeded "

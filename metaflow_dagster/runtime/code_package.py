@@ -92,8 +92,7 @@ def _unpacked_here(plan: FlowPlan) -> Optional[UnpackedPackage]:
         check_local(plan, ds_root, url)
     except Unreachable as error:
         raise PackageUnavailable(str(error)) from None
-    return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
-                           _task_env(plan, url, _post_extract_env(plan, root)))
+    return _package_at(plan, root, url)
 
 
 def _fetch_and_unpack(plan: FlowPlan) -> UnpackedPackage:
@@ -111,8 +110,7 @@ def _fetch_and_unpack(plan: FlowPlan) -> UnpackedPackage:
     root = os.path.join(package_cache_dir(), sha)
     if not os.path.isdir(root):
         _unpack(plan, _fetch(plan, flow_ds, path, url), root)
-    return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
-                           _task_env(plan, url, _post_extract_env(plan, root)))
+    return _package_at(plan, root, url)
 
 
 def _fetch(plan: FlowPlan, flow_ds, path: str, url: str) -> bytes:
@@ -154,6 +152,11 @@ def _unpack(plan: FlowPlan, blob: bytes, root: str) -> None:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _package_at(plan: FlowPlan, root: str, url: str) -> UnpackedPackage:
+    return UnpackedPackage(root, os.path.join(root, plan.flow_file), url,
+                           _task_env(plan, url, _post_extract_env(plan, root)))
 
 
 def _post_extract_env(plan: FlowPlan, root: str) -> Dict[str, str]:

@@ -1,5 +1,4 @@
-"""The Metaflow datastore the tasks of a plan write to, opened once per process, and
-how the tasks find it."""
+"""The Metaflow datastore the tasks of a plan write to, opened once per process."""
 
 import threading
 from functools import lru_cache
