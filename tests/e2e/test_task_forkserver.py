@@ -51,14 +51,18 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     compiled = compile_flow(tmp_path, "process_facts_flow")
     module_runs = tmp_path / "module_runs.txt"
     runs = {}
+    exits = {}
     for fork in ("1", "0"):
+        exits_file = tmp_path / ("exits-%s.txt" % fork)
         # PYTHONWARNINGS=always: importing Metaflow writes a DeprecationWarning to
         # stderr, which a forked task must write too.
         result = execute(compiled, dagster_home, env_extra={
             naming.FORKSERVER_ENV: fork, "PROCESS_FACTS_FILE": module_runs,
+            "PROCESS_EXITS_FILE": exits_file,
             "SHARED_VAR": "shared", "PYTHONWARNINGS": "always"})
         assert result.success, result.output[-3000:]
         runs[fork] = (result, metaflow_run(compiled, result))
+        exits[fork] = exits_file.read_text().splitlines()
         if fork == "1":
             forked_module_runs = module_runs.read_text().splitlines()
             module_runs.unlink()
@@ -100,6 +104,15 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     assert sum(" step " in line for line in forked_module_runs) == 6
     assert sum(" init " in line for line in forked_module_runs) == 1
 
+    # Each process ended as a fresh interpreter ends: atexit handlers ran, and the
+    # end task's thread finished before its process exited.
+    for fork, lines in exits.items():
+        notes = Counter(line.split()[1] for line in lines)
+        assert notes == {"atexit": 7, "thread": 1}, (fork, lines)
+    end_pid = str(forked["end/t"]["pid"])
+    assert [line for line in exits["1"] if line.startswith(end_pid + " ")] == [
+        end_pid + " thread", end_pid + " atexit"]
+
     # Their logs are those of a fresh interpreter, what importing Metaflow wrote included.
     logs = {}
     for fork, (result, run) in runs.items():
@@ -108,7 +121,7 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
                       for text in (end.stdout, end.stderr)]
     assert logs["1"] == logs["0"]
     stdout, stderr = logs["1"]
-    assert stdout == "to stdout from ProcessFactsFlow/RUN/end/t\n"
+    assert stdout == "to stdout from ProcessFactsFlow/RUN/end/t\nunterminated\n"
     assert "DeprecationWarning" in stderr
     assert stderr.endswith("to stderr from ProcessFactsFlow/RUN/end/t\n")
 
@@ -124,7 +137,7 @@ def test_under_the_multiprocess_executor_each_op_process_forks_its_own_tasks(
     # One template per op process: join and end share an environment, not a process.
     assert facts["join/t"]["ppid"] != facts["end/t"]["ppid"]
     end = run["end"].task
-    assert end.stdout == "to stdout from %s\n" % end.pathspec
+    assert end.stdout == "to stdout from %s\nunterminated\n" % end.pathspec
 
 
 def test_a_forked_task_exit_status_and_logs_reach_the_op(tmp_path, dagster_home):
@@ -137,7 +150,7 @@ def test_a_forked_task_exit_status_and_logs_reach_the_op(tmp_path, dagster_home)
     run = metaflow_run(compiled, result)
     assert run["join"].task.data.facts["parent_is_template"]
     end = run["end"].task
-    assert end.stdout == "to stdout from %s\n" % end.pathspec
+    assert end.stdout == "to stdout from %s\nunterminated\n" % end.pathspec
 
 
 def test_a_flow_that_configures_metaflow_before_importing_it_gets_a_fresh_interpreter(

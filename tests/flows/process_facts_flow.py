@@ -2,15 +2,21 @@
 started (a fresh interpreter, or forked from a task template).
 
 Module-level code appends "<pid> <argv>" to the file named by
-$PROCESS_FACTS_FILE (if set) once per process that runs the flow file. Every
-step stores its process's facts as the artifact `facts`. `start` fans out
-to `visit` (a foreach of 3) whose @environment differs from the other steps';
-`end` prints to stdout and stderr, then exits with the status `exit_code` if
-that Parameter is set.
+$PROCESS_FACTS_FILE (if set) once per process that runs the flow file, and
+registers an atexit handler that appends "<pid> atexit" to $PROCESS_EXITS_FILE
+(if set). Every step stores its process's facts as the artifact `facts`.
+`start` fans out to `visit` (a foreach of 3) whose @environment differs from
+the other steps'; `end` starts a thread that appends "<pid> thread" to
+$PROCESS_EXITS_FILE a moment after the step has returned, prints to stdout and
+stderr (the last line without a newline), then exits with the status
+`exit_code` if that Parameter is set.
 """
 
+import atexit
 import os
 import sys
+import threading
+import time
 
 from metaflow import FlowSpec, Parameter, current, environment, step
 
@@ -18,6 +24,22 @@ MODULE_RUNS_FILE = os.environ.get("PROCESS_FACTS_FILE")
 if MODULE_RUNS_FILE:
     with open(MODULE_RUNS_FILE, "a") as f:
         f.write("%d %s\n" % (os.getpid(), " ".join(sys.argv[1:])))
+
+EXITS_FILE = os.environ.get("PROCESS_EXITS_FILE")
+
+
+def note_exit(what):
+    if EXITS_FILE:
+        with open(EXITS_FILE, "a") as f:
+            f.write("%d %s\n" % (os.getpid(), what))
+
+
+atexit.register(note_exit, "atexit")
+
+
+def note_later():
+    time.sleep(0.3)
+    note_exit("thread")
 
 
 def process_facts():
@@ -77,8 +99,10 @@ class ProcessFactsFlow(FlowSpec):
     @step
     def end(self):
         self.facts = process_facts()
+        threading.Thread(target=note_later).start()
         print("to stdout from %s" % current.pathspec)
         print("to stderr from %s" % current.pathspec, file=sys.stderr)
+        print("unterminated", end="")
         if self.exit_code:
             sys.stdout.flush()
             sys.stderr.flush()
