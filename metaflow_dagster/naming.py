@@ -157,6 +157,8 @@ RESULT_FOREACH_SPLITS = "foreach_num_splits"
 # Metaflow's text of each foreach item (`_foreach_values`), for the splits' mapping keys.
 RESULT_FOREACH_VALUES = "foreach_values"
 RESULT_SWITCH_STEP = "switch_step"
+# The task's artifacts as the op shows them (task/artifacts.py, artifact_rows).
+RESULT_ARTIFACTS = "artifacts"
 
 # The code package a task runs from (Metaflow's own names: a task registers them as
 # its `code-package` metadata, so `Run(...).code` finds the deployed code).

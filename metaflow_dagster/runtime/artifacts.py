@@ -1,6 +1,6 @@
 """A finished task's artifacts as Dagster metadata: a Markdown table of their names,
 types and sizes, with small values shown (read by task/artifacts.py, which says which
-values are shown).
+values are shown; most tasks report their own as they end).
 """
 
 import re
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..plan import FlowPlan
-from ..task.artifacts import artifact_rows
+from ..task.artifacts import stored_artifact_rows
 from .datastore import plan_datastore
 from .settings import datastore_location
 from .task_forkserver import read_in_template
@@ -30,16 +30,19 @@ class Artifact:
         return match.group(1) if match else self.type
 
 
-def task_artifacts(plan: FlowPlan, task_path: str) -> List[Artifact]:
-    """The public artifacts of a task (run_id/step/task_id), sorted by name: read by a
-    child of the task template if there is one, so this process need not import
-    Metaflow; else here."""
-    ds_type, ds_root = datastore_location(plan)
-    rows = read_in_template(plan, "metaflow_dagster.task.artifacts:read_artifacts",
-                            flow=plan.flow_name, ds_type=ds_type, ds_root=ds_root,
-                            task_path=task_path)
+def task_artifacts(plan: FlowPlan, task_path: str,
+                   reported: Optional[List[dict]] = None) -> List[Artifact]:
+    """The public artifacts of a task (run_id/step/task_id), sorted by name: those the
+    task `reported` as it ended, else read by a child of the task template if there is
+    one, so this process need not import Metaflow; else here."""
+    rows = reported
     if rows is None:
-        rows = artifact_rows(plan_datastore(plan), task_path)
+        ds_type, ds_root = datastore_location(plan)
+        rows = read_in_template(plan, "metaflow_dagster.task.artifacts:read_artifacts",
+                                flow=plan.flow_name, ds_type=ds_type, ds_root=ds_root,
+                                task_path=task_path)
+    if rows is None:
+        rows = stored_artifact_rows(plan_datastore(plan), task_path)
     return [Artifact(**row) for row in rows]
 
 

@@ -6,7 +6,7 @@ and about a finished run (the flow asset's materialization, which the end op rec
 - A run: its pathspec, a Client snippet, links to its cards, the end step's artifacts.
 """
 
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
 from dagster import AssetKey, AssetMaterialization, MetadataValue
 
@@ -28,9 +28,11 @@ def client_snippet(kind: str, pathspec: str) -> str:
 
 
 def task_metadata(plan: FlowPlan, task_path: str, attempt: int,
-                  card_tasks: Optional[Iterable[str]] = None) -> dict:
+                  card_tasks: Optional[Iterable[str]] = None,
+                  artifacts: Optional[List[dict]] = None) -> dict:
     """Metadata of the task at task_path (run_id/step/task_id); `card_tasks` are the
-    tasks whose cards to link (default: this one; a region op links all of its own)."""
+    tasks whose cards to link (default: this one; a region op links all of its own);
+    `artifacts` those the task reported, if it did (see artifacts.task_artifacts)."""
     pathspec = "%s/%s" % (plan.flow_name, task_path)
     metadata = {
         "metaflow_pathspec": MetadataValue.text(pathspec),
@@ -42,7 +44,8 @@ def task_metadata(plan: FlowPlan, task_path: str, attempt: int,
         if plan.step(path.split("/")[1]).cards and len(cards) < MAX_LINKED_CARDS:
             cards += task_cards(plan, path)
     metadata.update(card_metadata(plan, cards[:MAX_LINKED_CARDS]))
-    metadata["artifacts"] = MetadataValue.md(artifacts_markdown(task_artifacts(plan, task_path)))
+    metadata["artifacts"] = MetadataValue.md(
+        artifacts_markdown(task_artifacts(plan, task_path, artifacts)))
     return metadata
 
 
@@ -51,9 +54,10 @@ def flow_asset_key(plan: FlowPlan) -> AssetKey:
                                           plan.project.get("branch_name")))
 
 
-def flow_materialization(plan: FlowPlan, run_id: str, end_task_path: str
-                         ) -> AssetMaterialization:
-    """The flow asset's materialization for a run whose end task has succeeded."""
+def flow_materialization(plan: FlowPlan, run_id: str, end_task_path: str,
+                         end_artifacts: Optional[List[dict]] = None) -> AssetMaterialization:
+    """The flow asset's materialization for a run whose end task has succeeded
+    (`end_artifacts`: those the end task reported, if it did)."""
     run_pathspec = "%s/%s" % (plan.flow_name, run_id)
     metadata = {
         "metaflow_run": MetadataValue.text(run_pathspec),
@@ -61,7 +65,7 @@ def flow_materialization(plan: FlowPlan, run_id: str, end_task_path: str
     }
     metadata.update(card_metadata(plan, run_cards(plan, run_id, MAX_LINKED_CARDS), inline=False))
     metadata["end artifacts"] = MetadataValue.md(
-        artifacts_markdown(task_artifacts(plan, end_task_path)))
+        artifacts_markdown(task_artifacts(plan, end_task_path, end_artifacts)))
     return AssetMaterialization(
         asset_key=flow_asset_key(plan),
         description="Metaflow run %s" % run_pathspec,

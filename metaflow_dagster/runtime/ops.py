@@ -97,7 +97,8 @@ class FlowRuntime:
             runner = RegionRunner(self.plan, launcher, op,
                                   self._task_done(context, launcher, done), deadline)
             exit_path = runner.run(upstream, _split_index(context))
-            metadata = self._task_metadata(context, exit_path, done.get(exit_path, 0), list(done))
+            metadata = self._task_metadata(context, launcher, exit_path, done.get(exit_path, 0),
+                                           list(done))
             yield Output(exit_path, metadata=metadata or self._pathspec_metadata(exit_path))
             return
         task = next_task(self.plan, op.step, upstream, _split_index(context))
@@ -107,9 +108,9 @@ class FlowRuntime:
             self._pathspec(task.pathspec(launcher.run_id)), attempt))
         result = self.run_task_attempt(context, launcher, task, context.retry_number, deadline)
         pathspec = task.pathspec(launcher.run_id)
-        metadata = self._task_metadata(context, pathspec, attempt)
+        metadata = self._task_metadata(context, launcher, pathspec, attempt)
         if op.step == self.plan.end_step:
-            yield from self._flow_materialization(context, launcher.run_id, pathspec)
+            yield from self._flow_materialization(context, launcher, pathspec)
         yield from self._outputs(op, pathspec, result, metadata)
 
     def run_exit_hooks(self, context, kind: str) -> None:
@@ -161,21 +162,24 @@ class FlowRuntime:
                            launcher_only=launcher.ran_remotely(pathspec, attempt))
         return save
 
-    def _task_metadata(self, context, pathspec: str, attempt: int,
+    def _task_metadata(self, context, launcher: TaskLauncher, pathspec: str, attempt: int,
                        card_tasks=None) -> Optional[dict]:
         """The task's metadata (runtime/metadata.py); None, with a warning in the op's
         log, if it cannot be read: the task has succeeded, its op must not fail."""
         try:
-            return task_metadata(self.plan, pathspec, attempt, card_tasks)
+            return task_metadata(self.plan, pathspec, attempt, card_tasks,
+                                 launcher.reported_artifacts.get(pathspec))
         except Exception as error:
             context.log.warning("Could not read the artifacts or cards of %s: %s: %s" % (
                 self._pathspec(pathspec), type(error).__name__, error))
             return None
 
-    def _flow_materialization(self, context, run_id: str, end_pathspec: str):
+    def _flow_materialization(self, context, launcher: TaskLauncher, end_pathspec: str):
         """The flow asset's materialization (runtime/metadata.py), after the end task."""
         try:
-            materialization = flow_materialization(self.plan, run_id, end_pathspec)
+            materialization = flow_materialization(
+                self.plan, launcher.run_id, end_pathspec,
+                launcher.reported_artifacts.get(end_pathspec))
         except Exception as error:
             context.log.warning("Could not record the flow asset's materialization: %s: %s"
                                 % (type(error).__name__, error))

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .. import naming
 from ..files import write_atomically
@@ -100,6 +100,8 @@ class TaskLauncher:
         self.suspension = SuspendGate.of_current_op(dagster_run_id, self.io and self.io.stderr)
         # (pathspec, attempt) of the attempts the compute layer ran (see logs.py).
         self._remote_attempts = set()
+        # Artifacts the tasks reported as they ended (naming.RESULT_ARTIFACTS), by pathspec.
+        self.reported_artifacts: Dict[str, List[dict]] = {}
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = worker_environment()
@@ -245,6 +247,9 @@ class TaskLauncher:
             if outcome.returncode == 0 and os.path.exists(result_file):  # see naming.RESULT_*
                 with open(result_file) as f:
                     result = json.load(f)
+                artifacts = result.pop(naming.RESULT_ARTIFACTS, None)
+                if artifacts is not None:
+                    self.reported_artifacts[task.pathspec(self.run_id)] = artifacts
             elif outcome.returncode == 0 and remote and step.type in ("foreach", "split-switch"):
                 # The task ran in a container: what it reported is in its artifacts.
                 result = task_result(plan_datastore(self.plan), self.plan, self.run_id,

@@ -11,8 +11,9 @@ hold:
 and it is cut to MAX_VALUE_CHARS. Metaflow's own artifacts (`_`-prefixed) are left out.
 This reads Metaflow's TaskDataStore index (`_info`), tied to Metaflow 2.19.
 
-Called in a child of the task template (which has imported Metaflow already), or in the
-op's process when there is no template.
+A task forked from the template reports its own artifacts when it ends (decorator.py);
+the others' are read in a child of the task template (which has imported Metaflow
+already), or in the op's process when there is no template.
 """
 
 import builtins
@@ -40,18 +41,22 @@ AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=]
 
 
 def read_artifacts(flow: str, ds_type: str, ds_root: str, task_path: str) -> List[dict]:
-    """artifact_rows of a flow's datastore (in a child of the task template)."""
+    """artifact_rows of a task (run_id/step/task_id) in a flow's datastore (in a child
+    of the task template)."""
     from .logs import open_flow_datastore
 
-    return artifact_rows(open_flow_datastore(flow, ds_type, ds_root), task_path)
+    return stored_artifact_rows(open_flow_datastore(flow, ds_type, ds_root), task_path)
 
 
-def artifact_rows(flow_datastore, task_path: str) -> List[dict]:
-    """The public artifacts of a task (run_id/step/task_id), sorted by name: name, type
-    (as Metaflow records it, "<class 'int'>"), size in bytes, the text shown (value) or
-    why a value that could have been shown is not (hidden)."""
-    run_id, step, task_id = task_path.split("/")
-    task_ds = flow_datastore.get_task_datastore(run_id, step, task_id)
+def stored_artifact_rows(flow_datastore, task_path: str) -> List[dict]:
+    """artifact_rows of the latest attempt of a task (run_id/step/task_id)."""
+    return artifact_rows(flow_datastore.get_task_datastore(*task_path.split("/")))
+
+
+def artifact_rows(task_ds) -> List[dict]:
+    """The public artifacts of a task's TaskDataStore, sorted by name: name, type (as
+    Metaflow records it, "<class 'int'>"), size in bytes, the text shown (value) or why
+    a value that could have been shown is not (hidden)."""
     info = task_ds._info
     keys = {name: key for name, key in task_ds.items() if not name.startswith("_")}
     shown = {}
@@ -65,7 +70,7 @@ def artifact_rows(flow_datastore, task_path: str) -> List[dict]:
             hidden[name] = "name looks like a credential"
         else:
             shown[name] = keys[name]
-    values = _load_values(flow_datastore, shown)
+    values = _load_values(task_ds._ca_store, shown)
     rows = []
     for name in sorted(keys):
         entry = info.get(name, {})
@@ -77,7 +82,7 @@ def artifact_rows(flow_datastore, task_path: str) -> List[dict]:
     return rows
 
 
-def _load_values(flow_datastore, keys: dict) -> dict:
+def _load_values(ca_store, keys: dict) -> dict:
     """{name: repr of the value} for the artifacts whose blobs load as builtins."""
     if not keys:
         return {}
@@ -85,7 +90,7 @@ def _load_values(flow_datastore, keys: dict) -> dict:
     for name, key in keys.items():
         names_of.setdefault(key, []).append(name)
     values = {}
-    for key, blob in flow_datastore.ca_store.load_blobs(list(names_of)):
+    for key, blob in ca_store.load_blobs(list(names_of)):
         try:
             text = repr(_BuiltinsOnly(io.BytesIO(blob)).load())
         except Exception:  # not builtins only after all: show no value

@@ -5,6 +5,8 @@ orchestrator needs to know next, so the Dagster op need not read it back:
 - the number of foreach splits of a foreach step, and Metaflow's text of each item
   (the splits' labels in Dagster),
 - the branch a switch step took,
+- its artifacts as the op shows them (artifacts.py), read here, where the
+  datastore is open already, rather than by another process after the task,
 
 written as JSON to the file named by METAFLOW_DAGSTER_RESULT_FILE. It also
 records the Dagster run and op on the task's metadata, exposes the events that
@@ -25,12 +27,14 @@ from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
+    RESULT_ARTIFACTS,
     RESULT_FILE_ENV,
     RESULT_FOREACH_SPLITS,
     RESULT_FOREACH_VALUES,
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
+from .artifacts import artifact_rows
 from .parent_death import die_with_launcher
 
 _process_checked = False
@@ -62,6 +66,7 @@ class DagsterInternalDecorator(StepDecorator):
         ubf_context,
         inputs,
     ):
+        self._task_datastore = task_datastore
         triggers = json.loads(os.environ.get(TRIGGERS_ENV) or "[]")
         if triggers:
             from metaflow import current
@@ -99,6 +104,11 @@ class DagsterInternalDecorator(StepDecorator):
             result[RESULT_FOREACH_VALUES] = getattr(flow, "_foreach_values", None)
         if node.type == "split-switch":
             result[RESULT_SWITCH_STEP] = flow._transition[0][0]
+        # Metaflow calls task_finished once the task's datastore is written whole.
+        try:
+            result[RESULT_ARTIFACTS] = artifact_rows(self._task_datastore)
+        except Exception:
+            pass  # a display matter only: the op then reads them from the datastore
         with open(result_file, "w") as f:
             json.dump(result, f)
 

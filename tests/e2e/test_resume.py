@@ -8,7 +8,7 @@ import collections
 import subprocess
 
 import pytest
-from harness import PYTHON, compile_flow, env_for, execute, latest_run
+from harness import PYTHON, compile_flow, env_for, execute, latest_run, output_metadata
 from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
@@ -43,6 +43,12 @@ def test_resume_reruns_only_the_failed_split(tmp_path, dagster_home):
 
     assert executions(directory) - before == {
         ("body", "t-1", "0"): 1, ("join", "t", "0"): 1, ("end", "t", "0"): 1}
+    # A cloned task reports nothing itself: the op reads its artifacts from the datastore.
+    start_outputs = [metadata for (step, _), metadata in output_metadata(
+        dagster_home, field(resumed, "Dagster run id")).items()
+        if step == "start" and "artifacts" in metadata]
+    assert len(start_outputs) == 1 and "`[0, 1, 2]`" in start_outputs[0]["artifacts"], \
+        start_outputs
     run = client(directory).Run(field(resumed, "Metaflow run"))
     assert run.successful
     assert run.data.n == 3  # the origin's Parameters (the default is 2)
