@@ -20,14 +20,16 @@ Each child, before any user code runs:
 - gets its working directory, environment, sys.argv, sys.orig_argv and command
   line (/proc/<pid>/cmdline, what `ps` shows), fresh import caches and
   multiprocessing key, and a new `__main__` module;
-- runs the flow file as `python flow.py` would, and ends as Python's own
-  forked `multiprocessing` children end: non-daemon threads joined, atexit
-  handlers run, stdout and stderr flushed, cyclic garbage collected, the exit
-  status `sys.exit` gave (an uncaught KeyboardInterrupt still takes the
-  interpreter's own exit, which reports SIGINT). What it skips is tearing down
-  every module, which would write to (and so copy) most of the template's
-  memory: ~0.02 s of CPU a task. Python does not promise that finalizers of
-  objects still alive at exit run.
+- runs the flow file as `python flow.py` would, and exits as the interpreter
+  does: non-daemon threads joined, atexit handlers run, stdout and stderr
+  flushed, the modules the task imported itself (the flow's first) torn down,
+  so that what they hold is finalised (a module-level file flushed and closed,
+  a NamedTemporaryFile removed), cyclic garbage collected, then the exit status
+  `sys.exit` gave (an uncaught KeyboardInterrupt takes the interpreter's own
+  exit, which reports SIGINT). Left out: tearing down the modules inherited from
+  the template (Metaflow's), which would write to, and so copy, most of the
+  template's memory (~0.02 s of CPU a task), and whose objects are the
+  template's, not the task's.
 A flow file that runs anything but imports of the standard library before it
 first imports metaflow (for example, sets METAFLOW_* variables) would see
 Metaflow imported too early: that child execs `python flow.py ...` instead.
@@ -410,6 +412,7 @@ def _run_as_main(argv, env, main_additions: dict) -> None:
                          __file__=filename, __cached__=None,
                          __loader__=SourceFileLoader("__main__", filename))
     main.__dict__.update(main_additions)
+    inherited = dict(sys.modules)
     sys.modules["__main__"] = main
     if "__mp_main__" in sys.modules:  # multiprocessing names the main module so
         sys.modules["__mp_main__"] = main
@@ -424,7 +427,7 @@ def _run_as_main(argv, env, main_additions: dict) -> None:
         # As the interpreter reports an uncaught exception, without this frame.
         sys.excepthook(type(error), error, error.__traceback__.tb_next)
         status = 1
-    _end_process(status)
+    _end_process(status, inherited)
 
 
 def _exit_status(exit_request: SystemExit) -> int:
@@ -438,15 +441,41 @@ def _exit_status(exit_request: SystemExit) -> int:
     return 1
 
 
-def _end_process(status: int) -> None:
-    """End a forked task as multiprocessing ends its forked children (see the
-    module's docstring). Never returns."""
+def _end_process(status: int, inherited: dict) -> None:
+    """End a forked task as the interpreter ends, but for the teardown of the
+    modules it `inherited` from the template (see the module's docstring).
+    Never returns."""
     threading._shutdown()
     atexit._run_exitfuncs()
+    status = _flush_std_streams(status)
+    own = [name for name, module in list(sys.modules.items())
+           if inherited.get(name) is not module]
+    modules = [sys.modules.pop(name) for name in reversed(own)]
+    for module in modules:
+        _clear_module(module)
+    del modules
+    gc.collect()
+    os._exit(_flush_std_streams(status))
+
+
+def _flush_std_streams(status: int) -> int:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             status = status or 120  # as the interpreter does when its flush fails
-    gc.collect()
-    os._exit(status)
+    return status
+
+
+def _clear_module(module) -> None:
+    """Drop what a module holds as the interpreter's teardown does: names with a
+    single leading underscore first, then all others but __builtins__ (which the
+    finalisers that run meanwhile may need)."""
+    namespace = getattr(module, "__dict__", None)
+    if namespace is None:
+        return
+    for private_only in (True, False):
+        for name in list(namespace):
+            private = name.startswith("_") and not name.startswith("__")
+            if name != "__builtins__" and (private or not private_only):
+                namespace[name] = None

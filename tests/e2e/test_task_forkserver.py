@@ -51,7 +51,7 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     compiled = compile_flow(tmp_path, "process_facts_flow")
     module_runs = tmp_path / "module_runs.txt"
     runs = {}
-    exits = {}
+    exits, buffered = {}, {}
     for fork in ("1", "0"):
         exits_file = tmp_path / ("exits-%s.txt" % fork)
         # PYTHONWARNINGS=always: importing Metaflow writes a DeprecationWarning to
@@ -63,6 +63,7 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
         assert result.success, result.output[-3000:]
         runs[fork] = (result, metaflow_run(compiled, result))
         exits[fork] = exits_file.read_text().splitlines()
+        buffered[fork] = Path(str(exits_file) + ".buffered").read_text().splitlines()
         if fork == "1":
             forked_module_runs = module_runs.read_text().splitlines()
             module_runs.unlink()
@@ -87,7 +88,8 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     assert packaged.read_text() == (compiled.flow_dir / "process_facts_flow.py").read_text()
     assert start["cmdline"][1:] == start["argv"]
     assert start["main_is_this_module"] and start["main_name"] == "__main__"
-    assert start["stdin"] == "/dev/null" and start["open_fds"] == [0, 1, 2, 3]
+    # Beyond stdio: the listing's own fd (3) and the flow module's two files.
+    assert start["stdin"] == "/dev/null" and start["open_fds"] == [0, 1, 2, 3, 4, 5]
     assert (start["step_var"], start["shared_var"]) == ("start", "shared")
     assert {forked["visit/t-%d" % i]["step_var"] for i in range(3)} == {"visit"}
     assert forked["end/t"]["step_var"] is None
@@ -104,11 +106,13 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
     assert sum(" step " in line for line in forked_module_runs) == 6
     assert sum(" init " in line for line in forked_module_runs) == 1
 
-    # Each process ended as a fresh interpreter ends: atexit handlers ran, and the
-    # end task's thread finished before its process exited.
+    # Each process ended as a fresh interpreter ends: atexit handlers ran, the end
+    # task's thread finished before its process exited, a file the flow module left
+    # open was flushed and a NamedTemporaryFile it held removed.
     for fork, lines in exits.items():
-        notes = Counter(line.split()[1] for line in lines)
-        assert notes == {"atexit": 7, "thread": 1}, (fork, lines)
+        notes = Counter(line.split()[1] for line in lines + buffered[fork])
+        assert notes == {"atexit": 7, "thread": 1, "buffered": 7}, (fork, lines)
+    assert list(tmp_path.glob("scratch-*")) == []
     end_pid = str(forked["end/t"]["pid"])
     assert [line for line in exits["1"] if line.startswith(end_pid + " ")] == [
         end_pid + " thread", end_pid + " atexit"]

@@ -4,7 +4,10 @@ started (a fresh interpreter, or forked from a task template).
 Module-level code appends "<pid> <argv>" to the file named by
 $PROCESS_FACTS_FILE (if set) once per process that runs the flow file, and
 registers an atexit handler that appends "<pid> atexit" to $PROCESS_EXITS_FILE
-(if set). Every step stores its process's facts as the artifact `facts`.
+(if set); it also leaves, in module globals, "<pid> buffered" written to
+$PROCESS_EXITS_FILE.buffered but neither flushed nor closed, and a
+NamedTemporaryFile next to it (which the interpreter removes at exit). Every
+step stores its process's facts as the artifact `facts`.
 `start` fans out to `visit` (a foreach of 3) whose @environment differs from
 the other steps'; `end` starts a thread that appends "<pid> thread" to
 $PROCESS_EXITS_FILE a moment after the step has returned, prints to stdout and
@@ -15,6 +18,7 @@ stderr (the last line without a newline), then exits with the status
 import atexit
 import os
 import sys
+import tempfile
 import threading
 import time
 
@@ -35,6 +39,10 @@ def note_exit(what):
 
 
 atexit.register(note_exit, "atexit")
+if EXITS_FILE:
+    UNFLUSHED = open(EXITS_FILE + ".buffered", "a")
+    UNFLUSHED.write("%d buffered\n" % os.getpid())
+    SCRATCH = tempfile.NamedTemporaryFile(prefix="scratch-", dir=os.path.dirname(EXITS_FILE))
 
 
 def note_later():
