@@ -4,7 +4,7 @@ would be, and runs the flow file as `__main__`, its module-level code included.
 
 Why: a task spends most of its CPU starting Python and importing Metaflow
 (~0.25 s of the ~0.3 s a trivial step costs on this project's machine). The
-template pays that once per run; a forked task costs ~0.05 s.
+template pays that once per run; a forked task costs ~0.03 s.
 
 The runtime starts it (runtime/task_forkserver.py) as
 
@@ -22,14 +22,14 @@ Each child, before any user code runs:
   multiprocessing key, and a new `__main__` module;
 - runs the flow file as `python flow.py` would, and exits as the interpreter
   does: non-daemon threads joined, atexit handlers run, stdout and stderr
-  flushed, the modules the task imported itself (the flow's first) torn down,
-  so that what they hold is finalised (a module-level file flushed and closed,
-  a NamedTemporaryFile removed), cyclic garbage collected, then the exit status
-  `sys.exit` gave (an uncaught KeyboardInterrupt takes the interpreter's own
-  exit, which reports SIGINT). Left out: tearing down the modules inherited from
-  the template (Metaflow's), which would write to, and so copy, most of the
-  template's memory (~0.02 s of CPU a task), and whose objects are the
-  template's, not the task's.
+  flushed, the modules the task imported itself (the flow's among them) torn
+  down, last imported first, so that what they hold is finalised (a
+  module-level file flushed and closed, a NamedTemporaryFile removed), cyclic
+  garbage collected, then the exit status `sys.exit` gave (an uncaught
+  KeyboardInterrupt takes the interpreter's own exit, which reports SIGINT).
+  Left out: tearing down the modules inherited from the template (Metaflow's),
+  which would write to, and so copy, most of the template's memory (~0.02 s of
+  CPU a task), and whose objects are the template's, not the task's.
 A flow file that runs anything but imports of the standard library before it
 first imports metaflow (for example, sets METAFLOW_* variables) would see
 Metaflow imported too early: that child execs `python flow.py ...` instead.
