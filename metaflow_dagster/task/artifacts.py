@@ -11,9 +11,10 @@ hold:
 and it is cut to MAX_VALUE_CHARS. Metaflow's own artifacts (`_`-prefixed) are left out.
 This reads Metaflow's TaskDataStore index (`_info`), tied to Metaflow 2.19.
 
-A task forked from the template reports its own artifacts when it ends (decorator.py);
-the others' are read in a child of the task template (which has imported Metaflow
-already), or in the op's process when there is no template.
+A task the op runs on its own host reports its own artifacts when it ends
+(decorator.py); those of a cloned task or of one the compute layer ran are read in a
+child of the task template (which has imported Metaflow already), or in the op's
+process when there is no template.
 """
 
 import builtins

@@ -337,7 +337,7 @@ class _OwnerGone(Exception):
 def _warm_caches(ours: set) -> None:
     """Fill, once, a cache every task fills the same way: the tokenizer's compiled
     patterns (Metaflow reads each step's source to build the flow's graph; compiling
-    them took ~4 ms of a task's ~25). Only a cache: a task sees no difference. Only
+    them took ~2 ms of a task's ~30). Only a cache: a task sees no difference. Only
     if importing Metaflow imported the tokenizer; a child drops what it did not."""
     tokenize = sys.modules.get("tokenize")
     if tokenize is not None and "tokenize" not in ours:
