@@ -10,11 +10,9 @@ groups on exit (the code servers and run workers they start are in those groups)
 """
 
 import contextlib
-import json
 import signal
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -54,14 +52,7 @@ class Deployment:
         return f"http://127.0.0.1:{self.port}"
 
     def graphql(self, query: str, variables=None) -> dict:
-        request = urllib.request.Request(
-            self.url + "/graphql", data=json.dumps({"query": query,
-                                                    "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        assert "errors" not in body, body
-        return body["data"]
+        return services.graphql(self.url, query, variables)
 
     def rss_mb(self) -> float:
         return services.rss_mb(services.process_tree(self.webserver.pid)

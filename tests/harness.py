@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import yaml
+from services import free_port, graphql
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "tests" / "flows"
@@ -223,14 +224,6 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
 FINISHED_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def quiet_instance(dagster_home: Path) -> Path:
     """Turn telemetry off in a Dagster home (no banner, no network), as tests want it."""
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -296,17 +289,7 @@ class DagsterDev:
             self.log_tail()
 
     def graphql(self, query: str, variables: Optional[dict] = None) -> dict:
-        import json
-        import urllib.request
-
-        request = urllib.request.Request(
-            self.url + "/graphql", data=json.dumps({"query": query,
-                                                    "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.load(response)
-        assert "errors" not in body, body
-        return body["data"]
+        return graphql(self.url, query, variables)
 
     def stop_schedule(self, defs_file: Path, schedule_name: str) -> None:
         selector = {"repositoryLocationName": defs_file.name,

@@ -16,6 +16,7 @@ The binaries come from Debian's packages (`scripts/install-services.sh`); the Py
 import contextlib
 import glob
 import http.client
+import json
 import os
 import pwd
 import random
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
@@ -58,6 +61,22 @@ def free_port() -> int:
                 continue
         return port
     raise ServiceError("no free port found on 127.0.0.1 in 20000-32000")
+
+
+def graphql(url: str, query: str, variables: Optional[dict] = None,
+            timeout: float = 30) -> dict:
+    """The data of a GraphQL query to the Dagster webserver at `url`; a query the server
+    refuses or answers with errors fails the test with what the server said."""
+    request = urllib.request.Request(
+        url + "/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise AssertionError("GraphQL %s: %s" % (error.code, error.read()[:2000])) from None
+    assert not body.get("errors"), body
+    return body["data"]
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

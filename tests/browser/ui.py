@@ -10,11 +10,9 @@ Nothing here knows about metaflow-dagster's package layout: it only runs the `da
 next to the current interpreter and talks HTTP/GraphQL to it.
 """
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,17 +25,12 @@ from typing import Callable, List, Optional
 from urllib.parse import quote
 
 from harness import group_alive
+from services import free_port, graphql
 
 VENV_BIN = Path(sys.executable).parent
 DAGSTER = str(VENV_BIN / "dagster")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.5,
@@ -107,17 +100,7 @@ class DagsterDevHandle:
         return "http://127.0.0.1:%d" % self.port
 
     def graphql(self, query: str, variables: Optional[dict] = None, timeout: float = 30) -> dict:
-        request = urllib.request.Request(
-            self.url + "/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:  # a bad query: say what the server said
-            raise AssertionError("GraphQL %s: %s" % (error.code, error.read()[:2000])) from None
-        assert not body.get("errors"), body
-        return body["data"]
+        return graphql(self.url, query, variables, timeout)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

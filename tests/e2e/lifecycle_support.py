@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from harness import DAGSTER, FLOWS, PYTHON, env_for
+from services import free_port
 
 from metaflow_dagster.deploy.embedded import EmbeddedTarget
 from metaflow_dagster.deploy.graphql import GraphQLTarget
@@ -81,12 +81,6 @@ def client(directory: Path):
     metaflow.metadata("local@%s" % directory)
     metaflow.namespace(None)
     return metaflow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
