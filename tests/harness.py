@@ -209,6 +209,15 @@ def process_alive(pid: int) -> bool:
     return state.split()[1] not in ("Z", "X")
 
 
+def forked_from_template(pid: int) -> bool:
+    """True when the live process pid is a child of a task template (a forked task),
+    not of the op's process (a fresh interpreter)."""
+    with open("/proc/%d/stat" % pid) as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open("/proc/%d/cmdline" % ppid, "rb") as f:
+        return b"metaflow_dagster.task.forkserver" in f.read()
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
     """Poll predicate until it is true or timeout seconds passed; its last value."""
     deadline = time.monotonic() + timeout

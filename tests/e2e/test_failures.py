@@ -14,6 +14,7 @@ from harness import (
     execute,
     execute_argv,
     failure_messages,
+    forked_from_template,
     latest_run,
     metaflow_run,
     process_alive,
@@ -78,8 +79,9 @@ def test_step_timeout_kills_the_task_and_its_children(tmp_path, dagster_home):
 
 
 def test_interrupt_stops_the_task_and_its_children(tmp_path, dagster_home):
-    """Ctrl-C on `dagster job execute`: the run ends, and the task process and
-    its child are terminated (SIGTERM, then SIGKILL after 10 s)."""
+    """Ctrl-C on `dagster job execute`: the run ends, and the task process (forked
+    from the task template) and its child are terminated (SIGTERM, then SIGKILL
+    after 10 s)."""
     compiled = compile_flow(tmp_path, "sleepy_flow")
     task_pid, child_pid = tmp_path / "nap.pid", tmp_path / "child.pid"
     log = tmp_path / "dagster.log"
@@ -96,6 +98,7 @@ def test_interrupt_stops_the_task_and_its_children(tmp_path, dagster_home):
         assert proc.poll() is None, log.read_text()[-3000:]
         pids = read_pids(task_pid, child_pid)
         assert all(process_alive(pid) for pid in pids)
+        assert forked_from_template(pids[0])
 
         os.kill(proc.pid, signal.SIGINT)
         interrupted = time.monotonic()

@@ -1,9 +1,10 @@
 """Tasks forked from a task template (runtime/task_forkserver.py) are the
 processes `python flow.py step ...` would be: the same command line, argv,
 environment, working directory, `__main__`, open files, `current` values, logs
-and exit status, module-level code run once per task; timeouts, interrupts and
-the death of the op's process still end the task and its children. The ordinary
-path (a fresh interpreter) is taken when the fork could differ."""
+and exit status, module-level code run once per task; timeouts and the death of
+the op's process still end the task and its children (an interrupt: test_failures.py,
+whose task is forked). The ordinary path (a fresh interpreter) is taken when the
+fork could differ."""
 
 import os
 import signal
@@ -20,6 +21,7 @@ from harness import (
     execute,
     execute_argv,
     failure_messages,
+    forked_from_template,
     job_runs,
     metaflow_run,
     output_metadata,
@@ -166,13 +168,6 @@ def test_a_flow_that_configures_metaflow_before_importing_it_gets_a_fresh_interp
     assert run["start"].task.data.cache_size == run["end"].task.data.cache_size == 1234
 
 
-def _parent_command(pid: int) -> bytes:
-    with open("/proc/%d/stat" % pid) as f:
-        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    with open("/proc/%d/cmdline" % ppid, "rb") as f:
-        return f.read()
-
-
 def _background_run(tmp_path, dagster_home, flow, pid_files, run_config=None):
     """`dagster job execute` of `flow` in the background, once the task that writes
     `pid_files` (env var -> file) runs, forked: (process, log file, pids)."""
@@ -192,7 +187,7 @@ def _background_run(tmp_path, dagster_home, flow, pid_files, run_config=None):
         assert proc.poll() is None, log.read_text()[-3000:]
         pids = [int(line) for f in files.values() for line in f.read_text().split()]
         assert all(process_alive(pid) for pid in pids)
-        assert b"metaflow_dagster.task.forkserver" in _parent_command(pids[0])
+        assert forked_from_template(pids[0])
     except BaseException:
         _stop(proc, [])
         raise
@@ -228,22 +223,6 @@ def test_a_forked_task_dies_with_the_process_that_runs_its_op(tmp_path, dagster_
         proc.wait(timeout=30)
         assert _all_gone(pids, 10), [pid for pid in pids if process_alive(pid)]
         assert time.monotonic() - killed < 10
-    finally:
-        _stop(proc, pids)
-
-
-def test_interrupting_the_run_stops_a_forked_task_and_its_children(tmp_path, dagster_home):
-    """Ctrl-C on `dagster job execute`: the op terminates the task's group
-    (SIGTERM, then SIGKILL after 10 s), forked or not."""
-    proc, log, pids = _background_run(tmp_path, dagster_home, "sleepy_flow", SLEEPY_PIDS,
-                                      SLEEPY_CONFIG)
-    try:
-        os.kill(proc.pid, signal.SIGINT)
-        interrupted = time.monotonic()
-        proc.wait(timeout=30)
-        assert proc.returncode != 0
-        left = 20 - (time.monotonic() - interrupted)
-        assert _all_gone(pids, max(left, 0)), [pid for pid in pids if process_alive(pid)]
     finally:
         _stop(proc, pids)
 
