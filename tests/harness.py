@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import yaml
-from services import free_port, graphql
+from services import free_port, graphql, group_members
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "tests" / "flows"
@@ -337,17 +337,7 @@ class DagsterDev:
 
 def group_alive(pgid: int) -> bool:
     """True while a live (non-zombie) process is left in process group pgid."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 def job_runs(dagster_home: Path, job_name: str) -> list:

@@ -89,14 +89,14 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 
 def _proc_stat(pid: int):
-    """(state, ppid, pgrp) of a live process, or None."""
+    """(state, ppid, pgrp, session) of a live process, or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1]), int(fields[2])
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
 def _all_pids() -> List[int]:
@@ -104,12 +104,22 @@ def _all_pids() -> List[int]:
 
 
 def group_members(pgid: int) -> List[int]:
-    """Live (non-zombie) processes of a process group. Zombies do not count: this machine's init
-    does not necessarily reap orphans."""
+    """Live processes of a process group (see _live_with)."""
+    return _live_with(2, pgid)
+
+
+def session_members(sid: int) -> List[int]:
+    """Live processes of a session (see _live_with)."""
+    return _live_with(3, sid)
+
+
+def _live_with(field: int, value: int) -> List[int]:
+    """The processes whose _proc_stat `field` is `value`. Zombies (and dead ones) do not count:
+    this machine's init does not necessarily reap orphans."""
     members = []
     for pid in _all_pids():
         stat = _proc_stat(pid)
-        if stat and stat[2] == pgid and stat[0] != "Z":
+        if stat and stat[field] == value and stat[0] not in ("Z", "X"):
             members.append(pid)
     return members
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import services
 from harness import (
     PYTHON,
     compile_flow,
@@ -84,15 +85,7 @@ def _engine_messages(dagster_home: Path, run_id: str) -> list:
 
 def _session_alive(sid: int) -> bool:
     """Is a live process left in session sid (`dagster job execute` and what it started)?"""
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return bool(services.session_members(sid))
 
 
 def _kill(pids) -> None:
