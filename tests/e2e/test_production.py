@@ -348,6 +348,59 @@ def test_config_file_is_read_at_create_not_at_run(tmp_path, dagster_home):
     assert seen == {step: expected for step in ("start", "middle", "end")}
 
 
+TOML_CONFIG = """
+[model]
+name = "resnet"
+layers = 50
+
+[train]
+rate = 0.01
+shards = 2
+"""
+TOML_TASKS = ("start", "body", "body", "join", "end")
+
+
+def _toml_config_flow(tmp_path, release):
+    """The TOML flow; counted.toml names the log its parser appends a line to."""
+    flow_file = copy_flow(tmp_path, FLOWS / "prod_toml_config_flow.py")
+    log = tmp_path / "parsed.log"
+    (flow_file.parent / "cfg.toml").write_text(TOML_CONFIG)
+    (flow_file.parent / "counted.toml").write_text(
+        'release = "%s"\nparse_log = "%s"\n' % (release, log))
+    return flow_file, log
+
+
+def _seen_by_every_task(compiled, result):
+    run = metaflow_run(compiled, result)
+    return [(task.parent.id, task.data.seen[task.parent.id])
+            for step in ("start", "body", "join", "end") for task in run[step]]
+
+
+def test_toml_config_with_tomllib_parser_reaches_every_task(tmp_path, dagster_home):
+    flow_file, _ = _toml_config_flow(tmp_path, "r7")
+    compiled = compile_file(flow_file)
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    expected = {"model": "resnet", "layers": 50, "rate": 0.01, "release": "r7"}
+    assert _seen_by_every_task(compiled, result) == [(s, expected) for s in TOML_TASKS]
+    assert metaflow_run(compiled, result)["join"].task.data.bodies == ["r7", "r7"]
+
+
+def test_config_parser_runs_once_at_create_never_in_a_task(tmp_path, dagster_home):
+    # The file given with --config at create, not the default one, is the one parsed.
+    flow_file, log = _toml_config_flow(tmp_path, "default")
+    given = flow_file.parent / "given.toml"
+    given.write_text('release = "given"\nparse_log = "%s"\n' % log)
+    compiled = compile_file(flow_file, top_args=["--config", "counted", "given.toml"])
+    assert log.read_text() == "parsed\n"
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    assert [seen["release"] for _, seen in _seen_by_every_task(compiled, result)] == \
+        ["given"] * len(TOML_TASKS)
+    # Five tasks (and `flow.py init`) ran; none of them ran the parser again.
+    assert log.read_text() == "parsed\n"
+
+
 # --- --max-workers under load ----------------------------------------------------------------
 
 
