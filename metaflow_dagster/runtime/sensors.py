@@ -58,8 +58,8 @@ def event_sensor(
     """Sensor starting `job` for the events of `event_specs` (triggers.trigger_specs()["events"]).
 
     `param_fields` maps each Metaflow parameter name to its config field of `start_op`
-    (normally `{p: naming.config_field_name(p)}`). A payload field that is absent leaves the
-    parameter at its default, as on Argo.
+    (normally `{p: naming.config_field_name(p)}`). A payload field that is absent or null
+    leaves the parameter at its default (payload_config).
     """
     names = [spec["name"] for spec in event_specs]
     _check_param_fields(event_specs, param_fields)
@@ -250,21 +250,36 @@ def _check_param_fields(event_specs: list, param_fields: dict) -> None:
 
 
 def _parameter_config(complete, event_specs, param_fields, field_types, log) -> dict:
-    """Start-op config from the payloads; a value that does not fit is left out (default)."""
+    """Start-op config from the payloads of a complete set of arrivals."""
     config = {}
     for spec, arrival in zip(event_specs, complete):
-        for param, payload_field in spec["parameters"].items():
-            if payload_field not in arrival["payload"]:
-                continue
-            field = param_fields[param]
-            value = arrival["payload"][payload_field]
-            try:
-                config[field] = _coerce(value, field_types.get(field))
-            except (TypeError, ValueError) as e:
-                log.warning(
-                    "Event %s (%s): field %r = %r does not fit parameter %r (%s); using its "
-                    "default." % (spec["name"], arrival["key"], payload_field, value, param, e)
-                )
+        config.update(payload_config(spec, arrival["payload"], param_fields, field_types,
+                                     "%s (%s)" % (spec["name"], arrival["key"]), log))
+    return config
+
+
+def payload_config(spec: dict, payload: dict, param_fields: dict, field_types: dict,
+                   event: str, log) -> dict:
+    """The start-op config one event's payload sets: for each parameter `spec` maps,
+    its payload field's value fitted to the parameter's config type.
+
+    A field that is absent or null (JSON's "no value") sets nothing: the parameter keeps
+    its default, or None if it has none, whatever its type (a null is never the text
+    'null'). A value that does not fit sets nothing either, with a warning naming `event`.
+    """
+    config = {}
+    for param, payload_field in spec["parameters"].items():
+        value = payload.get(payload_field)
+        if value is None:
+            continue
+        field = param_fields[param]
+        try:
+            config[field] = _coerce(value, field_types.get(field))
+        except (TypeError, ValueError) as e:
+            log.warning(
+                "Event %s: field %r = %r does not fit parameter %r (%s); using its "
+                "default." % (event, payload_field, value, param, e)
+            )
     return config
 
 

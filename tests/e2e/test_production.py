@@ -112,7 +112,7 @@ def test_daemon_runs_schedule_events_and_finish_triggers(dev, subtests):
     try:
         with subtests.test(msg="@schedule: one run per real daemon tick"):
             _check_schedule_tick(dev)
-        with subtests.test(msg="@trigger: one run per event, payload mapped to alpha"):
+        with subtests.test(msg="@trigger: one run per event, payload mapped to alpha, beta"):
             _check_event_runs(dev, events_sent)
         output = upstream_proc.communicate(timeout=RUN_TIMEOUT)[0]
         with subtests.test(msg="@trigger_on_finish: upstream run outside a code location"):
@@ -145,7 +145,8 @@ def _check_schedule_tick(dev):
 
 
 def _send_events(dev):
-    """data_ready twice from the command line, once from Python; the values sent."""
+    """data_ready twice from the command line, twice from Python; the (alpha, beta) each
+    run must see."""
     from dagster import DagsterInstance
 
     from metaflow_dagster.deploy.events import send_event
@@ -157,10 +158,13 @@ def _send_events(dev):
              "--payload", "alpha_value=%s" % value],
             capture_output=True, text=True, env=env_for(dev.dagster_home), timeout=120)
         assert proc.returncode == 0 and "Event data_ready sent" in proc.stdout, proc.stderr
-    # A payload field that no parameter maps is ignored.
     with DagsterInstance.from_config(str(dev.dagster_home)) as instance:
-        send_event("data_ready", {"alpha_value": "third", "unrelated": 1}, instance=instance)
-    return sent + ["third"]
+        # A payload field that no parameter maps is ignored.
+        send_event("data_ready", {"alpha_value": "third", "beta_value": "b", "unrelated": 1},
+                   instance=instance)
+        # A null is no value: alpha keeps its default, beta (no default) is None.
+        send_event("data_ready", {"alpha_value": None, "beta_value": None}, instance=instance)
+    return [(value, None) for value in sent] + [("third", "b"), ("unset", None)]
 
 
 def _check_event_runs(dev, sent):
@@ -175,8 +179,8 @@ def _check_event_runs(dev, sent):
         assert result.success, failure_messages(dev.dagster_home, result.dagster_run_id)
         data = metaflow_run(compiled, result)["start"].task.data
         assert data.event_name == "data_ready"
-        seen.append(data.alpha_seen)
-    assert sorted(seen) == sorted(sent)
+        seen.append((data.alpha_seen, data.beta_seen))
+    assert sorted(seen, key=repr) == sorted(sent, key=repr)
 
 
 def _check_finish_trigger(dev, upstream_result):
