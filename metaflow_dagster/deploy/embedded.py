@@ -15,7 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+import weakref
+from contextlib import ExitStack, contextmanager
 from typing import Dict, List, Optional
 
 from .. import naming
@@ -32,6 +33,7 @@ class EmbeddedTarget:
     def __init__(self, home: Optional[str] = None):
         self.home = dagster_home(home)
         self.ui_base = os.environ.get(naming.UI_URL_ENV, DEFAULT_UI_URL)
+        self._opened = None  # the instance, once opened (closed with this object)
 
     def describe(self) -> str:
         return "the Dagster instance at %s" % self.home
@@ -41,11 +43,17 @@ class EmbeddedTarget:
 
     @contextmanager
     def _instance(self):
+        """The home's instance, opened at the first call and kept: opening one costs
+        a few tenths of a second of CPU (its storage, the migration check), which
+        `trigger --wait` would otherwise pay at every look at its run."""
         from ..runtime import workers  # imports dagster: only once a command runs
 
-        with open_instance(self.home) as instance:
-            workers.fail_runs_whose_worker_died(instance)
-            yield instance
+        if self._opened is None:
+            stack = ExitStack()
+            self._opened = stack.enter_context(open_instance(self.home))
+            weakref.finalize(self, stack.close)
+        workers.fail_runs_whose_worker_died(self._opened)
+        yield self._opened
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster import DagsterRunStatus
