@@ -202,3 +202,20 @@ def test_status_shows_each_failed_steps_error_attempts_and_logs(tmp_path, dagste
     # The command it names shows the task's error.
     printed = mf(directory, "failing_flow", *logs[0].split()[2:])
     assert "ValueError: boom from step b" in printed.stdout + printed.stderr
+
+
+def test_status_says_a_step_timed_out(tmp_path, dagster_home):
+    """Metaflow's @timeout line sits between the task's first line and its long
+    stack: `status` shows it, then where the step was when time ran out."""
+    directory = flow_dir(tmp_path, "timeout_flow")
+    mf(directory, "timeout_flow", "dagster", "create")
+    mf(directory, "timeout_flow", "dagster", "trigger", "--wait", dagster_home=dagster_home,
+       expect_rc=1)
+    shown = [line.strip() for line in mf(directory, "timeout_flow", "dagster", "status",
+                                         dagster_home=dagster_home).stdout.splitlines()]
+    at = shown.index("Failed steps:")
+    assert shown[at + 3:at + 7] == [
+        "<flow TimeoutFlow step slow> failed:", "@timeout:",
+        "Step slow timed out after 0 hours, 0 minutes, 4 seconds", "..."], shown
+    logs = next(i for i, line in enumerate(shown) if line.startswith("logs:"))
+    assert shown[logs - 1] == ">      time.sleep(120)", shown
