@@ -124,8 +124,28 @@ class GraphQLTarget:
         try:
             return self._queries.execute(gql(query), variable_values=variables)
         except Exception as error:  # gql raises transport, connection and query errors alike
-            raise CommandError("%s did not answer %s: %s" % (
+            if _not_answered(error):
+                raise self.unanswered(error) from None
+            raise CommandError("%s answered %s with an error: %s" % (
                 self.describe(), self.graphql_url, error)) from None
+
+    def unanswered(self, error: Exception) -> CommandError:
+        """The one message for a request the webserver did not answer (nothing listens
+        at the URL, the connection broke, a timeout), whichever client sent it."""
+        return CommandError("%s did not answer %s: %s. Check --dagster-url (or $%s) and "
+                            "that the webserver is running." % (
+                                self.describe(), self.graphql_url, str(error).rstrip("."),
+                                naming.DAGSTER_URL_ENV))
+
+    def _client_error(self, error: Exception, doing: str) -> CommandError:
+        """What dagster_graphql's client raised, said once: the webserver did not
+        answer, or it answered `doing` with an error."""
+        cause = error.__cause__
+        if _not_answered(cause):
+            return self.unanswered(cause)
+        detail = error.body if getattr(error, "body", None) else ""
+        return CommandError(("%s could not %s: %s %s" % (
+            self.describe(), doing, error, detail)).strip())
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster_graphql import DagsterGraphQLClientError
@@ -133,10 +153,7 @@ class GraphQLTarget:
         try:
             return self.client.submit_job_execution(job.job_name, run_config=config, tags=tags)
         except DagsterGraphQLClientError as error:
-            detail = error.body if getattr(error, "body", None) else ""
-            raise CommandError(
-                "%s could not start job %s: %s %s" % (self.describe(), job.job_name, error, detail)
-            ) from None
+            raise self._client_error(error, "start job %s" % job.job_name) from None
 
     def terminate(self, run_id: str) -> None:
         """Ask the webserver to terminate the run (as the UI's Terminate button)."""
@@ -145,8 +162,7 @@ class GraphQLTarget:
         try:
             self.client.terminate_run(run_id)
         except DagsterGraphQLClientError as error:
-            raise CommandError("%s could not terminate run %s: %s"
-                                 % (self.describe(), run_id, error)) from None
+            raise self._client_error(error, "terminate run %s" % run_id) from None
 
     def queue_warning(self) -> Optional[str]:
         """Why a submitted run may stay QUEUED: the deployment queues runs and no
@@ -232,6 +248,16 @@ class GraphQLTarget:
         events, cursor = self._events(run_id, cursor)
         return [(float(e["timestamp"]) / 1000, e["level"], e["stepKey"], e["eventType"],
                  e["message"]) for e in events if "message" in e], cursor
+
+
+def _not_answered(error: Optional[BaseException]) -> bool:
+    """Did the request fail before the webserver answered it (no GraphQL error)?"""
+    import requests
+    from gql.transport.exceptions import TransportError, TransportQueryError
+
+    if isinstance(error, TransportQueryError):
+        return False
+    return isinstance(error, (TransportError, requests.RequestException, OSError))
 
 
 def _run_from_graphql(data: dict, steps=()) -> RunState:
