@@ -4,16 +4,18 @@ in one message instead of the storage's traceback."""
 
 from contextlib import contextmanager
 
-from metaflow.plugins.datatools.s3.s3 import (
-    MetaflowS3AccessDenied,
-    MetaflowS3Exception,
-    MetaflowS3NotFound,
-)
-
 from .errors import CommandError
 
-# What Metaflow's local and S3 storages raise on a write they cannot make.
-WRITE_ERRORS = (OSError, MetaflowS3AccessDenied, MetaflowS3NotFound, MetaflowS3Exception)
+
+def _write_errors() -> tuple:
+    """What Metaflow's local and S3 storages raise on a write they cannot make."""
+    from metaflow.plugins.datatools.s3.s3 import (
+        MetaflowS3AccessDenied,
+        MetaflowS3Exception,
+        MetaflowS3NotFound,
+    )
+
+    return OSError, MetaflowS3AccessDenied, MetaflowS3NotFound, MetaflowS3Exception
 
 
 @contextmanager
@@ -21,7 +23,7 @@ def datastore_writes(flow_datastore):
     """Turn a failed write to `flow_datastore` into a CommandError that names it."""
     try:
         yield
-    except WRITE_ERRORS as error:
+    except _write_errors() as error:
         raise CommandError(unwritable_message(
             flow_datastore.TYPE, flow_datastore.datastore_root, error)) from None
 
