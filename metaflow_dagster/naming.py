@@ -79,6 +79,23 @@ def parameters_pathspec(run_id: str) -> str:
     return task_pathspec(run_id, PARAMETERS_STEP, PARAMETERS_TASK_ID)
 
 
+# --- a task's output lines -----------------------------------------------------
+# As `python flow.py run` shows them (Metaflow's runtime: metaflow/runtime.py,
+# Worker.log, and metaflow/cli.py, logger): the local time, then the task and its
+# pid. The op writes its tasks' lines so into its captured logs; `trigger --wait`
+# prints the lines that start so.
+
+TASK_LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # cut to milliseconds
+TASK_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(?P<task>[^\]\s]+) \(pid (?P<pid>\d+)\)\] ")
+
+
+def task_line_head(when, task_path: str, pid: int) -> str:
+    """What precedes a line of task `task_path` (run/step/task), printed at `when`
+    (a datetime), by process `pid`."""
+    return "%s [%s (pid %d)] " % (when.strftime(TASK_LINE_TIME_FORMAT)[:-3], task_path, pid)
+
+
 def config_field_name(param_name: str) -> str:
     """Dagster config keys cannot hold dashes; Metaflow parameter names can."""
     return param_name.replace("-", "_")

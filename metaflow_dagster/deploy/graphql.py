@@ -2,7 +2,7 @@
 target, through its GraphQL API. The webserver queues the run; its daemon
 launches it."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from .. import naming
@@ -84,6 +84,23 @@ query RunEvents($runId: ID!, $afterCursor: String) {
   }
 }
 """
+
+# The files of a run's captured logs (deploy/task_output.py).
+LOG_CAPTURES_QUERY = """
+query LogCaptures($runId: ID!, $afterCursor: String) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor) {
+    __typename
+    ... on EventConnection {
+      cursor
+      events { __typename ... on LogsCapturedEvent { fileKey stepKeys } }
+    }
+    ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+CAPTURED_LOGS_FIELD = ("c%d: capturedLogs(logKey: $key%d, cursor: $cursor%d) "
+                       "{ stdout stderr cursor }")
 
 
 # Seconds to wait for the webserver: an unreachable one fails the command quickly.
@@ -249,6 +266,32 @@ class GraphQLTarget:
         return [(float(e["timestamp"]) / 1000, e["level"], e["stepKey"], e["eventType"],
                  e["message"]) for e in events if "message" in e], cursor
 
+
+    # --- the tasks' output (deploy/task_output.py) ---
+
+    def log_captures(self, run_id: str, cursor: Optional[str] = None):
+        """The run's captured-log files announced after `cursor`: ([(step keys, file
+        key)], the next cursor)."""
+        data = self.query(LOG_CAPTURES_QUERY, {"runId": run_id, "afterCursor": cursor})
+        data = data["logsForRun"]
+        if data["__typename"] != "EventConnection":
+            raise CommandError(data.get("message", data["__typename"]))
+        return [(e["stepKeys"] or [], e["fileKey"]) for e in data["events"]
+                if e["__typename"] == "LogsCapturedEvent"], data["cursor"]
+
+    def captured_logs(self, reads: List[Tuple[List[str], Optional[str]]]
+                      ) -> List[Tuple[str, str, Optional[str]]]:
+        """For each (log key, cursor): (stdout, stderr, next cursor) written since;
+        one request for all."""
+        declared = ", ".join("$key%d: [String!]!, $cursor%d: String" % (i, i)
+                             for i in range(len(reads)))
+        fields = "\n  ".join(CAPTURED_LOGS_FIELD % (i, i, i) for i in range(len(reads)))
+        variables = {}
+        for i, (key, cursor) in enumerate(reads):
+            variables.update({"key%d" % i: key, "cursor%d" % i: cursor})
+        data = self.query("query CapturedLogs(%s) {\n  %s\n}" % (declared, fields), variables)
+        return [(data["c%d" % i]["stdout"] or "", data["c%d" % i]["stderr"] or "",
+                 data["c%d" % i]["cursor"]) for i in range(len(reads))]
 
 def _not_answered(error: Optional[BaseException]) -> bool:
     """Did the request fail before the webserver answered it (no GraphQL error)?"""
