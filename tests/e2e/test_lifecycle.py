@@ -368,3 +368,17 @@ def test_trigger_wait_through_dagster_url_prints_the_tasks_output(dev_server):
     assert _task_lines([waiting], run_id)
     assert _task_lines(lines, run_id) == {
         ("start", "start waits for the gate file g-url-logs"), ("end", "end saw count 4")}, lines
+
+
+def test_status_of_another_flows_run_says_whose_it_is(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, "linear_flow", "failing_flow")
+    mf(directory, "linear_flow", "dagster", "create")
+    run_id = field(mf(directory, "linear_flow", "dagster", "trigger", "--wait",
+                      dagster_home=dagster_home), "Dagster run id")
+    for command in ("status", "terminate"):
+        said = mf(directory, "failing_flow", "dagster", command, "--run-id", run_id,
+                  dagster_home=dagster_home, expect_rc=1)
+        assert said.stderr.splitlines()[-1] == (
+            "Error: Dagster run %s is a run of flow LinearFlow (job LinearFlow), not of "
+            "FailingFlow: run the command from LinearFlow's flow file." % run_id)
+        assert "FailingFlow/dagster-" not in said.stdout + said.stderr

@@ -152,3 +152,14 @@ def test_a_short_error_is_shown_whole():
     error = "Step *a* failed (F/1/a/t, attempt 0, exit code 1):\nValueError: no"
     assert _shown_error(error)[:2] == error.splitlines()
     assert "..." not in _shown_error(error)
+
+
+def test_a_run_of_a_job_that_is_no_flow_is_named():
+    from metaflow_dagster.deploy.errors import CommandError
+    from metaflow_dagster.deploy.runs import _check_flow
+
+    _check_flow(RunState("r1", "SUCCESS", "HandFlow", tags={naming.TAG_FLOW_NAME: "HandFlow"}),
+                "HandFlow")
+    with pytest.raises(CommandError, match="Dagster run r1 is a run of job etl, which is not a "
+                       "Metaflow flow deployed with `dagster create`"):
+        _check_flow(RunState("r1", "SUCCESS", "etl"), "HandFlow")
