@@ -141,6 +141,14 @@ def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_h
     assert "end" not in {s.key for s in state.steps}
     assert wait_until(lambda: not _task_processes(run_id), 15), _task_processes(run_id)
     assert not client(directory).Run("LifecycleGateFlow/%s" % state.metaflow_run_id).successful
+    # `status` says the step was stopped, not that it crashed.
+    shown = mf(directory, GATE, "dagster", "status", "--run-id", run_id,
+               dagster_home=dagster_home).stdout.splitlines()
+    assert shown[0].endswith(": ABORTED (Dagster CANCELED)"), shown
+    failed = shown[shown.index("Failed steps:") + 1:]
+    assert failed[:2] == ["  start: 1 attempt", "      The run is CANCELING: the op's Metaflow "
+                          "tasks were stopped."], shown
+    assert "Error" not in "\n".join(shown)
 
     again = mf(directory, GATE, "dagster", "terminate", "--run-id", run_id,
                dagster_home=dagster_home, expect_rc=1)
