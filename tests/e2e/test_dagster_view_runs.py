@@ -183,8 +183,11 @@ def test_a_dagster_asset_downstream_of_a_flow(tmp_path, dagster_home):
 def test_status_shows_each_failed_steps_error_attempts_and_logs(tmp_path, dagster_home):
     directory = flow_dir(tmp_path, "failing_flow")
     mf(directory, "failing_flow", "dagster", "create")
-    run_id = field(mf(directory, "failing_flow", "dagster", "trigger",
-                      dagster_home=dagster_home), "Dagster run id")
+    ui = "https://dagster.example.com:8443/ui"
+    triggered = mf(directory, "failing_flow", "dagster", "trigger", dagster_home=dagster_home,
+                   METAFLOW_DAGSTER_UI_URL=ui + "/")
+    run_id = field(triggered, "Dagster run id")
+    assert field(triggered, "Dagster UI") == "%s/runs/%s" % (ui, run_id)
     state = wait_for(embedded(dagster_home), run_id)
     assert state.status == "FAILURE"
     shown = mf(directory, "failing_flow", "dagster", "status",
@@ -199,6 +202,10 @@ def test_status_shows_each_failed_steps_error_attempts_and_logs(tmp_path, dagste
             for s in shown[at + 2 + len(error):]]
     assert logs[0] == "python failing_flow.py logs %s --attempt 0" % task
     assert logs[1].startswith("http://127.0.0.1:3000/runs/%s?logs=step%%3Ab" % run_id)
+    # The UI of this Dagster home is elsewhere: the links say so.
+    elsewhere = mf(directory, "failing_flow", "dagster", "status", dagster_home=dagster_home,
+                   METAFLOW_DAGSTER_UI_URL=ui).stdout
+    assert "          %s/runs/%s?logs=step%%3Ab  (the op's log" % (ui, run_id) in elsewhere
     # The command it names shows the task's error.
     printed = mf(directory, "failing_flow", *logs[0].split()[2:])
     assert "ValueError: boom from step b" in printed.stdout + printed.stderr
