@@ -233,11 +233,14 @@ def _start_tee(pipe, sink, buffer: list, head: Callable[[], bytes]) -> threading
         out = sink.buffer if hasattr(sink, "buffer") else None
         for line in iter(pipe.readline, b""):
             buffer.append(line)
+            # The task's last line may lack its newline; the next writer's line must
+            # not continue it.
+            forwarded = head() + (line if line.endswith(b"\n") else line + b"\n")
             if out is not None:
-                out.write(head() + line)
+                out.write(forwarded)
                 out.flush()
             else:
-                sink.write((head() + line).decode("utf-8", "replace"))
+                sink.write(forwarded.decode("utf-8", "replace"))
                 sink.flush()
         pipe.close()
 
