@@ -266,7 +266,6 @@ class GraphQLTarget:
         return [(float(e["timestamp"]) / 1000, e["level"], e["stepKey"], e["eventType"],
                  e["message"]) for e in events if "message" in e], cursor
 
-
     # --- the tasks' output (deploy/task_output.py) ---
 
     def log_captures(self, run_id: str, cursor: Optional[str] = None):
@@ -292,6 +291,7 @@ class GraphQLTarget:
         data = self.query("query CapturedLogs(%s) {\n  %s\n}" % (declared, fields), variables)
         return [(data["c%d" % i]["stdout"] or "", data["c%d" % i]["stderr"] or "",
                  data["c%d" % i]["cursor"]) for i in range(len(reads))]
+
 
 def _not_answered(error: Optional[BaseException]) -> bool:
     """Did the request fail before the webserver answered it (no GraphQL error)?"""

@@ -1,6 +1,5 @@
 """What the user's commands print about runs."""
 
-import re
 import time
 from typing import Iterator, List, Optional, Set
 from urllib.parse import quote
@@ -12,14 +11,6 @@ DEFAULT_UI_URL = "http://127.0.0.1:3000"
 # Lines of the end of a failed step's error shown by `dagster status` (after its first
 # line, which names the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8
-# Most lines of one reason shown.
-REASON_LINES = 6
-# Where a task says why it failed: Metaflow's "<flow F step s> failed:" (the
-# exception's headline and message follow it), and a timeout (Metaflow's @timeout
-# in the task, or the launcher that terminated the task).
-REASON_START = re.compile(r"^\s*(<flow \S+ step \S+> failed:|.*\btimed out after\b)")
-# Where the reason ends: a stack or a traceback begins.
-REASON_END = re.compile(r"^\s*(Traceback |Stack when |>|File \")")
 
 
 def ui_url(target, run_id: str) -> str:
@@ -79,32 +70,7 @@ def error_excerpt(error: str) -> List[str]:
     """The lines of a step's error that `status` shows: its first line (which task,
     which attempt), the lines that say why the task failed, then the end of the
     traceback; "..." where lines are left out."""
-    lines = error.splitlines()
-    keep = {0} | set(_reason_lines(lines)) | set(range(len(lines) - ERROR_TAIL_LINES,
-                                                           len(lines)))
-    excerpt, previous = [], -1
-    for index in sorted(i for i in keep if 0 <= i < len(lines)):
-        if index > previous + 1:
-            excerpt.append("...")
-        excerpt.append(lines[index])
-        previous = index
-    return excerpt
-
-
-def _reason_lines(lines: List[str]) -> Iterator[int]:
-    """Indexes of the lines that say why the task failed (REASON_START up to a stack
-    or a traceback, at most REASON_LINES of each)."""
-    index = 1
-    while index < len(lines):
-        if not REASON_START.match(lines[index]):
-            index += 1
-            continue
-        end = index + 1
-        while end < min(len(lines), index + REASON_LINES) and not (
-                REASON_END.match(lines[end]) or REASON_START.match(lines[end])):
-            end += 1
-        yield from range(index, end)
-        index = end
+    return naming.failure_excerpt(error.splitlines(), ERROR_TAIL_LINES, keep_first=True)
 
 
 def progress_lines(state: RunState, plan, shown: Set[str]) -> Iterator[str]:

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Callable, List, Optional
 
 from .. import reaper
-from ..naming import LAUNCHER_PID_ENV, task_line_head
+from ..naming import LAUNCHER_PID_ENV, failure_excerpt, task_line_head
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40
@@ -77,8 +77,10 @@ class TaskOutcome:
     seconds: float
 
     def error_tail(self) -> str:
+        """The end of the task's stderr, and above it the lines that say why it
+        failed (naming.failure_excerpt)."""
         lines = self.stderr.decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-ERROR_TAIL_LINES:])
+        return "\n".join(failure_excerpt(lines, ERROR_TAIL_LINES))
 
 
 def run_process(

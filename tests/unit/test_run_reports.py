@@ -163,3 +163,17 @@ def test_a_run_of_a_job_that_is_no_flow_is_named():
     with pytest.raises(CommandError, match="Dagster run r1 is a run of job etl, which is not a "
                        "Metaflow flow deployed with `dagster create`"):
         _check_flow(RunState("r1", "SUCCESS", "etl"), "HandFlow")
+
+
+def test_the_op_keeps_why_a_task_failed_above_a_long_stack():
+    """The op reports the end of the task's stderr; Metaflow's reason stays in it
+    however deep the stack (here 60 frames) that follows."""
+    from metaflow_dagster.runtime.processes import ERROR_TAIL_LINES, TaskOutcome
+
+    stack = ['    >    File "/lib/deep.py", line %d, in f\n    >      g()' % n for n in range(60)]
+    stderr = "\n".join(TIMEOUT_ERROR.splitlines()[1:5] + stack)
+    kept = TaskOutcome(1, b"", stderr.encode(), 1.0).error_tail().splitlines()
+    assert kept[:5] == ["<flow TimeoutFlow step slow> failed:", "    @timeout:",
+                        "    Step slow timed out after 0 hours, 0 minutes, 4 seconds", "...",
+                        '    >    File "/lib/deep.py", line 40, in f']
+    assert len(kept) == 4 + ERROR_TAIL_LINES
