@@ -35,17 +35,19 @@ def _target(deployer):
     return target_for(env.get(DAGSTER_URL_ENV) or None, env.get("DAGSTER_HOME") or None)
 
 
-def _run_command(deployer, command_name: str, with_attributes: bool, **kwargs):
-    """Run `python flow.py [top-level options] dagster <command> ...` the way the
-    Argo deployer runs its commands; return what the command wrote to the
+def _run_command(deployer, command_name: str, with_attributes: bool, extra_args=(),
+                 **kwargs):
+    """Run `python flow.py [top-level options] dagster <command> ... [extra_args]` the
+    way the Argo deployer runs its commands; return what the command wrote to the
     attribute file (or None), raise if the command failed."""
     group = get_lower_level_group(
         deployer.api, deployer.top_level_kwargs, deployer.TYPE, deployer.deployer_kwargs
     )
     if not with_attributes:
         command = getattr(group, command_name)(**kwargs)
-        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
-                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        pid = deployer.spm.run_command([sys.executable, *command, *extra_args],
+                                       env=deployer.env_vars, cwd=deployer.cwd,
+                                       show_output=deployer.show_output)
         command_obj = deployer.spm.get(pid)
         command_obj.sync_wait()
         if command_obj.process.returncode != 0:
@@ -54,8 +56,9 @@ def _run_command(deployer, command_name: str, with_attributes: bool, **kwargs):
     with temporary_fifo() as (attribute_file_path, attribute_file_fd):
         command = getattr(group, command_name)(
             deployer_attribute_file=attribute_file_path, **kwargs)
-        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
-                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        pid = deployer.spm.run_command([sys.executable, *command, *extra_args],
+                                       env=deployer.env_vars, cwd=deployer.cwd,
+                                       show_output=deployer.show_output)
         command_obj = deployer.spm.get(pid)
         content = handle_timeout(attribute_file_fd, command_obj, deployer.file_read_timeout)
         command_obj.sync_wait()
@@ -160,11 +163,11 @@ class DagsterTriggeredRun(TriggeredRun):
         """Let a suspended run start new tasks again. True if it worked."""
         return self._run_id_command("unsuspend")
 
-    def resume(self, step_to_rerun: Optional[str] = None) -> "DagsterTriggeredRun":
-        """Start a new run that clones what succeeded in this one (see
-        `DagsterDeployedFlow.resume`)."""
+    def resume(self, step_to_rerun: Optional[str] = None, **kwargs) -> "DagsterTriggeredRun":
+        """Start a new run that clones what succeeded in this one, with these
+        Parameter values (see `DagsterDeployedFlow.resume`)."""
         return DagsterDeployedFlow(self.deployer).resume(
-            origin_run_id=self.pathspec.split("/")[1], step_to_rerun=step_to_rerun)
+            origin_run_id=self.pathspec.split("/")[1], step_to_rerun=step_to_rerun, **kwargs)
 
 
 class DagsterDeployedFlow(DeployedFlow):
@@ -216,7 +219,7 @@ class DagsterDeployedFlow(DeployedFlow):
                                definitions_file=self.definitions_file, **_cli_values(kwargs))
         return DagsterTriggeredRun(deployer=self.deployer, content=content)
 
-    def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None
+    def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None, **kwargs
                ) -> DagsterTriggeredRun:
         """
         Start a new run that clones the tasks that succeeded in an earlier run and runs
@@ -228,13 +231,21 @@ class DagsterDeployedFlow(DeployedFlow):
             The Metaflow run id (or a Dagster run id) of the run to resume.
         step_to_rerun : str, optional
             Run this step and all steps after it again.
+        **kwargs : Any
+            Values of the flow's Parameters for the new run; the others keep the origin
+            run's values. The steps that run read the new values; a cloned task keeps
+            the artifacts (Parameters included) of its origin task, so give
+            `step_to_rerun` to run again a step that read a Parameter you change.
 
         Returns
         -------
         DagsterTriggeredRun
             The new run.
         """
-        content = _run_command(self.deployer, "resume", True,
+        # Given after the command's own options: `resume` takes any of the flow's
+        # Parameters, none of them required, none defaulted (see run_commands.py).
+        extra_args = _parameter_args(self.record.definitions_file, kwargs, "resume")
+        content = _run_command(self.deployer, "resume", True, extra_args,
                                definitions_file=self.definitions_file,
                                origin_run_id=origin_run_id, step_to_rerun=step_to_rerun)
         return DagsterTriggeredRun(deployer=self.deployer, content=content)
@@ -302,6 +313,31 @@ class DagsterDeployedFlow(DeployedFlow):
             "name": run_id,
         })
         return DagsterTriggeredRun(deployer=deployed.deployer, content=content)
+
+
+def _parameter_args(definitions_file: str, kwargs: dict, method: str) -> list:
+    """`--<parameter> <value>` for each Parameter given by its Python name (as the click
+    API names options: dashes as underscores), checked against the Parameters the
+    deployment was compiled with."""
+    from .definitions import DefinitionsFile
+
+    if not kwargs:
+        return []
+    known = {p.name.replace("-", "_").lower(): p
+             for p in DefinitionsFile(definitions_file).plan.parameters}
+    args = []
+    for key, value in kwargs.items():
+        param = known.get(key.lower())
+        if param is None:
+            raise TypeError("%s() got an unexpected keyword argument %r: the flow's "
+                            "Parameters are %s" % (method, key, ", ".join(sorted(known))
+                                                   or "none"))
+        if value is None:
+            continue
+        if param.type == "json" and not isinstance(value, str):
+            value = json.dumps(value)
+        args += ["--" + param.name, str(value)]
+    return args
 
 
 def _project_kwargs(branch_name: Optional[str]) -> dict:

@@ -19,6 +19,7 @@ from metaflow import parameters
 from metaflow._vendor import click
 
 from .. import naming
+from ..compiler.parameters import flow_parameters
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
@@ -319,8 +320,30 @@ def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
     return state
 
 
+def _parameter_overrides(cmd):
+    """The flow's Parameters as options of `resume`, none required and none with a
+    default: a value given replaces the origin run's, the others keep it. (Metaflow's
+    own add_custom_parameters would fill in the defaults, and a default would then
+    replace the origin run's value.)"""
+    # The click API restores these before it lists a command's options, so a process
+    # that loads several flows does not keep the options of the first.
+    cmd.original_params = list(cmd.params)
+    flow_cls = getattr(parameters.current_flow, "flow_cls", None)
+    if flow_cls is None:
+        return cmd
+    for _, param in list(flow_parameters(flow_cls))[::-1]:
+        kwargs = dict(param.option_kwargs(False), default=None, required=False,
+                      show_default=False)
+        kwargs["help"] = "%s [default: the origin run's value]" % (kwargs.get("help") or "")
+        cmd.params.insert(0, click.Option(("--" + param.name,), **kwargs))
+    return cmd
+
+
+@_parameter_overrides
 @click.command(cls=DagsterCommand, help="Start a new run that clones the steps that succeeded "
-               "in an earlier run and runs the others, as `python flow.py resume` does.")
+               "in an earlier run and runs the others, as `python flow.py resume` does. The "
+               "run keeps the origin run's Parameters, but those given here; the steps it "
+               "runs read the new values, the tasks it clones keep what they had.")
 @click.option("--origin-run-id", required=True,
               help="The run to resume: its Metaflow run id or a Dagster run id.")
 @click.option("--step-to-rerun", default=None,
@@ -329,7 +352,8 @@ def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
 @_run_options
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
-           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False):
+           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False,
+           **kwargs):
     from ..runtime import resume as resume_runtime
 
     with Errors():
@@ -341,10 +365,15 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
             rerun = resume_runtime.rerun_steps(job.plan, step_to_rerun)
         except ValueError as error:
             raise CommandError(str(error)) from None
-        config = run_config(job.plan, origin_run_values(obj.flow, job.plan, origin))
+        values = origin_run_values(obj.flow, job.plan, origin)
+        given = command_line_values(obj.flow, kwargs)
+        config = run_config(job.plan, dict(values, **given))
         tags = resume_runtime.resume_tags(origin, rerun)
         obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
             ": re-running %s" % ", ".join(rerun)) if rerun else ""))
+        for name, value in sorted(given.items()):
+            obj.echo("    Parameter %s: %r (the origin run had %r)" % (
+                name, value, values.get(name)))
         run_id = _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
                         "Started a resume run of")
         if wait:

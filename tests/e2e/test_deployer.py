@@ -300,3 +300,54 @@ def test_two_branch_deployments_never_touch_each_other(tmp_path):
         assert s["namespace"] == "production:%s" % s["token"]
         assert {"project_branch:test.%s" % branch, "production:%s" % s["token"]} <= set(
             s["tags"])
+
+
+# --- resume with new Parameter values ------------------------------------------------------
+
+RESUME_PARAMS = "resume_params_flow"
+
+
+def _executed(directory):
+    """(step, task id) of each task that ran (cloned ones do not), from executions.log."""
+    path = directory / "executions.log"
+    return [tuple(line.split()) for line in path.read_text().splitlines()]
+
+
+def test_resume_takes_parameters_and_the_steps_it_runs_read_them(tmp_path, dagster_home):
+    """The shape of Metaflow's UX suite (test_resume.py, deployer mode): a foreach run
+    fails on the item a Parameter names; resumed with another value (the Parameter's
+    default, given explicitly), the failed split runs again and reads it, the splits
+    that succeeded are cloned, the Parameters not given keep the origin run's values."""
+    directory, deployed = _deploy(tmp_path, dagster_home, RESUME_PARAMS)
+    failed = deployed.trigger(fail_on=2, label="origin")
+    failed.wait_for_completion(check_interval=1, timeout=150)
+    assert failed.status == "FAILED"
+    client(directory)
+    ran_before = len(_executed(directory))
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fail_onn'.*fail_on"):
+        deployed.resume(origin_run_id=failed.run.id, fail_onn=-1)
+
+    resumed = deployed.resume(origin_run_id=failed.run.id, fail_on=-1)
+    resumed.wait_for_completion(check_interval=1, timeout=150)
+    assert resumed.status == "SUCCEEDED"
+    run = resumed.run
+    assert run.successful and run.id != failed.run.id
+    assert run["join"].task.data.results == [2, 4, 6]
+    assert run["end"].task.data.final == (-1, "origin")  # label: the origin run's
+    splits = {t.data.result: t for t in run["process"]}
+    assert splits[4].data.seen_fail_on == -1  # the split that ran again read the new value
+    # The splits that had succeeded were cloned, with what they had.
+    assert [t.data.seen_fail_on for r, t in sorted(splits.items()) if r != 4] == [2, 2]
+    assert all("origin-task-id" in t.metadata_dict for r, t in splits.items() if r != 4)
+    ran = sorted(step for step, _ in _executed(directory)[ran_before:])
+    assert ran == ["end", "join", "process"]
+
+    # From the triggered run, with step_to_rerun: everything from start runs again.
+    again = resumed.resume(step_to_rerun="start", label="again")
+    again.wait_for_completion(check_interval=1, timeout=150)
+    assert again.status == "SUCCEEDED"
+    run = again.run
+    assert run["end"].task.data.final == (-1, "again")
+    assert all(t.data.label == "again" for t in run["process"])
+    assert not any("origin-task-id" in t.metadata_dict for s in run for t in s)
