@@ -142,26 +142,64 @@ class DagsterTriggeredRun(TriggeredRun):
                                    % (self.pathspec, timeout))
             time.sleep(check_interval)
 
-    def _run_id_command(self, command_name: str) -> bool:
+    def _run_id_command(self, command_name: str, **kwargs) -> bool:
         try:
-            _run_command(self.deployer, command_name, False, run_id=self.pathspec.split("/")[1])
+            _run_command(self.deployer, command_name, False,
+                         run_id=self.pathspec.split("/")[1], **kwargs)
         except RuntimeError:
             return False
         return True
 
-    def terminate(self) -> bool:
-        """Terminate the run (`python flow.py dagster terminate`): its running tasks
-        are stopped and it ends ABORTED. True if the request was made."""
-        return self._run_id_command("terminate")
+    def terminate(self, **kwargs) -> bool:
+        """
+        Terminate the run (`python flow.py dagster terminate`): its running tasks are
+        stopped and it ends ABORTED.
 
-    def suspend(self) -> bool:
-        """Suspend the run (`python flow.py dagster suspend`): its running tasks
-        finish, no new task starts until `unsuspend()`. True if it worked."""
-        return self._run_id_command("suspend")
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the termination with the deployment's production token (needed
+            unless you deployed the flow, as on Argo Workflows).
 
-    def unsuspend(self) -> bool:
-        """Let a suspended run start new tasks again. True if it worked."""
-        return self._run_id_command("unsuspend")
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("terminate", **kwargs)
+
+    def suspend(self, **kwargs) -> bool:
+        """
+        Suspend the run (`python flow.py dagster suspend`): its running tasks finish,
+        no new task starts until `unsuspend()`.
+
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the suspension with the deployment's production token.
+
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("suspend", **kwargs)
+
+    def unsuspend(self, **kwargs) -> bool:
+        """
+        Let a suspended run start new tasks again.
+
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the unsuspension with the deployment's production token.
+
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("unsuspend", **kwargs)
 
     def resume(self, step_to_rerun: Optional[str] = None, **kwargs) -> "DagsterTriggeredRun":
         """Start a new run that clones what succeeded in this one, with these
@@ -259,20 +297,31 @@ class DagsterDeployedFlow(DeployedFlow):
         return True
 
     @classmethod
-    def from_deployment(cls, identifier: str, metadata: Optional[str] = None
+    def from_deployment(cls, identifier: str, metadata: Optional[str] = None,
+                        dagster_home: Optional[str] = None, **deployer_options
                         ) -> "DagsterDeployedFlow":
         """
-        The deployed flow of an identifier (`deployed_flow.name`), in any process.
+        The deployed flow of an identifier, in any process.
 
         Parameters
         ----------
         identifier : str
-            The deployment's identifier, or the path of its definitions file.
+            The deployment's identifier (`deployed_flow.name`); or, looked up among the
+            deployments of the Dagster home, the path of its definitions file or its job
+            name: the flow name, `project.branch.FlowName` for an @project flow (as
+            `current.project_flow_name` gives it, e.g. `myproj.test.b1.MyFlow`; in any
+            case), or the name given to `create --name`.
         metadata : str, optional
             Metaflow metadata of the runs (default: the current one).
+        dagster_home : str, optional
+            The Dagster home whose deployments a name is looked up in (default:
+            DAGSTER_HOME, or ~/.metaflow_dagster/dagster_home when it is unset).
+        **deployer_options
+            `show_output`, `profile`, `env`, `file_read_timeout` of the Deployer that
+            runs the deployment's commands.
         """
-        record = _record(identifier)
-        deployer = Deployer(record.flow_file, cwd=record.cwd,
+        record = _record(identifier, dagster_home)
+        deployer = Deployer(record.flow_file, cwd=record.cwd, **deployer_options,
                             **_project_kwargs(record.branch_name)).dagster(
             dagster_url=record.dagster_url, dagster_home=record.dagster_home)
         deployer.name = record.identifier()
@@ -353,14 +402,34 @@ def _project_kwargs(branch_name: Optional[str]) -> dict:
     return {}
 
 
-def _record(identifier: str) -> DeploymentRecord:
-    """An identifier, or the path of a definitions file."""
+def _record(identifier: str, dagster_home: Optional[str] = None) -> DeploymentRecord:
+    """The deployment of an identifier; of the path of a definitions file or of a job
+    name, among those recorded in the Dagster home."""
     if identifier.lstrip().startswith("{"):
         return DeploymentRecord.from_identifier(identifier)
-    from .definitions import DefinitionsFile
+    from ..compiler.compile import job_name_for
+    from .home import dagster_home as resolve_home
 
-    job = DefinitionsFile(identifier)
-    record = DeploymentRecord.for_plan(job.plan, job.path)
-    if not os.path.isabs(record.flow_file):
-        raise ValueError("Cannot find the flow file of %s" % identifier)
-    return record
+    records = registered_deployments(dagster_home)
+    if os.path.isfile(identifier):
+        path = os.path.abspath(identifier)
+        matches = [r for r in records if r.definitions_file == path]
+    else:
+        # `project.branch.Flow` is the job name before it is made a Dagster name; Argo's
+        # template names are the same, lower-cased.
+        job_name = job_name_for(identifier, {}).lower()
+        matches = [r for r in records if r.job_name.lower() == job_name]
+    if len(matches) == 1:
+        return matches[0]
+    home = resolve_home(dagster_home)
+    if not matches:
+        raise ValueError(
+            "No Dagster deployment %r in the Dagster home %s (its deployments: %s). Give "
+            "`deployed_flow.name`, the path of the definitions file, or the job name "
+            "(`project.branch.FlowName` for an @project flow), with the Dagster home "
+            "`dagster create` used." % (identifier, home, ", ".join(
+                sorted(r.job_name for r in records)) or "none"))
+    raise ValueError(
+        "%r names %d Dagster deployments in %s: %s. Give `deployed_flow.name` or the path "
+        "of the definitions file." % (identifier, len(matches), home, ", ".join(
+            sorted(r.definitions_file for r in matches))))

@@ -59,6 +59,13 @@ def _run_id_option(help_text):
     return click.option("--run-id", required=True, help=help_text)
 
 
+def _authorize_option(what):
+    return click.option(
+        "--authorize", default=None,
+        help="Authorize the %s with the deployment's production token (needed unless you "
+        "deployed the job)." % what)
+
+
 def _wait_options(func):
     func = click.option(
         "--verbose", is_flag=True, default=False,
@@ -249,13 +256,15 @@ def _unfinished_run(obj, target, run_id, doing):
 @_run_id_option("Dagster run id or Metaflow run id.")
 @click.option("--wait", is_flag=True, default=False,
               help="Return once the run has ended (its tasks stopped).")
+@_authorize_option("termination")
 @_url_option
 @click.pass_obj
-def terminate(obj, run_id, wait=False, dagster_url=None):
+def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
 
     with Errors():
         target = target_for(dagster_url)
         state = runs.find_run(target, obj.flow.name, run_id)
+        _check_authorized(obj, state, authorize, "terminate")
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
             # Nothing of it is left running (see runtime/workers.py): done.
@@ -279,6 +288,17 @@ def terminate(obj, run_id, wait=False, dagster_url=None):
                 state.status))
 
 
+def _check_authorized(obj, state, authorize, command):
+    """Only whoever deployed the run's job, or who has its production token, may act on
+    its runs (as `argo-workflows terminate | suspend` check)."""
+    from .production_token import check_authorized, token_prefix
+
+    check_authorized(obj.flow_datastore, state.job_name,
+                     token_prefix(state.job_name, project_info(obj)), authorize,
+                     "To %s its run %s" % (command, state.metaflow_run_id),
+                     "dagster %s --authorize TOKEN --run-id %s" % (command, state.run_id))
+
+
 def _wait_for(target, state, done, timeout=None):
     """The run's state once `done(state)` holds (or `timeout` seconds passed)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -292,10 +312,11 @@ def _wait_for(target, state, done, timeout=None):
                "task starts until `dagster unsuspend` (the run carries the tag %s)."
                % naming.TAG_SUSPENDED)
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("suspension")
 @_url_option
 @click.pass_obj
-def suspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend")
+def suspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend", authorize)
     obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
              "until `dagster unsuspend`." % (
                  obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
@@ -303,19 +324,22 @@ def suspend(obj, run_id, dagster_url=None):
 
 @click.command(cls=DagsterCommand, help="Let a suspended run start new tasks again.")
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("unsuspension")
 @_url_option
 @click.pass_obj
-def unsuspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend")
+def unsuspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend",
+                           authorize)
     obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
         obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
 
-def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
+def _tag_suspended(obj, run_id, dagster_url, value: str, command: str, authorize=None):
     """Set the run's suspended tag (runtime/suspension.py reads it); the run's state."""
     with Errors():
         target = target_for(dagster_url)
         state = _unfinished_run(obj, target, run_id, command)
+        _check_authorized(obj, state, authorize, command)
         target.tag_run(state.run_id, {naming.TAG_SUSPENDED: value})
     return state
 

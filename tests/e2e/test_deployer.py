@@ -351,3 +351,72 @@ def test_resume_takes_parameters_and_the_steps_it_runs_read_them(tmp_path, dagst
     assert run["end"].task.data.final == (-1, "again")
     assert all(t.data.label == "again" for t in run["process"])
     assert not any("origin-task-id" in t.metadata_dict for s in run for t in s)
+
+
+# --- from_deployment by name; terminate / suspend of another user's deployment ------------
+
+
+def test_from_deployment_by_dotted_job_name_by_path_and_from_the_deployer(
+        tmp_path, dagster_home, monkeypatch):
+    """As Argo's template names: `project.branch.FlowName` (in any case) finds the
+    @project deployment among those of the Dagster home; so do its job name and the
+    path of its definitions file; `Deployer(flow).dagster().from_deployment` gives the
+    deployment with that deployer's options."""
+    from metaflow import DeployedFlow, Deployer
+
+    directory = flow_dir(tmp_path, "prod_project_flow")
+    flow_file = str(directory / "prod_project_flow.py")
+    deployed = Deployer(flow_file, show_output=False, cwd=str(directory), branch="b1").dagster(
+        dagster_home=str(dagster_home)).create()
+    Deployer(flow_file, show_output=False, cwd=str(directory), branch="b2").dagster(
+        dagster_home=str(dagster_home)).create()
+
+    from_deployer = Deployer(flow_file, show_output=False, env={"FROM_DEPLOYER": "1"}).dagster(
+        dagster_home=str(dagster_home)).from_deployment("prod_demo.test.b1.ProdProjectFlow")
+    assert from_deployer.name == deployed.name
+    assert from_deployer.deployer.env_vars["FROM_DEPLOYER"] == "1"
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    for identifier in ("prod_demo.test.b1.prodprojectflow", "prod_demo_test_b1_ProdProjectFlow",
+                       deployed.definitions_file, deployed.name):
+        assert DeployedFlow.from_deployment(identifier, impl="dagster").name == deployed.name
+        assert DeployedFlow.from_dagster(identifier).job_name == deployed.job_name
+    with pytest.raises(ValueError, match="No Dagster deployment 'prod_demo.test.b3.Prod"
+                       "ProjectFlow'.*prod_demo_test_b1_ProdProjectFlow, prod_demo_test_b2_"):
+        DeployedFlow.from_dagster("prod_demo.test.b3.ProdProjectFlow")
+
+    # The recovered deployment runs on its own branch.
+    triggered = from_deployer.trigger()
+    triggered.wait_for_completion(check_interval=1, timeout=150)
+    assert triggered.status == "SUCCEEDED"
+    client(directory)
+    assert triggered.run["start"].task.data.branch_name == "test.b1"
+
+
+ANOTHER_USER = """
+import json
+import sys
+
+from metaflow import DeployedFlow
+
+identifier, run_id, token = sys.argv[1:]
+run = DeployedFlow.get_triggered_run(identifier, run_id, impl="dagster")
+print(json.dumps([run.suspend(), run.terminate(), run.terminate(authorize="production:wrong"),
+                  run.status, run.terminate(authorize="production:" + token)]))
+"""
+
+
+def test_another_user_terminates_or_suspends_only_with_the_production_token(
+        tmp_path, dagster_home):
+    """As on Argo: whoever deployed the flow may stop its runs; anyone else needs the
+    deployment's production token (`terminate(authorize=...)`, `suspend(authorize=...)`)."""
+    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
+    triggered = deployed.trigger(gate="never-opened")
+    assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
+    seen = fresh_python(ANOTHER_USER, deployed.name, triggered.pathspec.split("/")[1],
+                        deployed.production_token, cwd=tmp_path, dagster_home=dagster_home,
+                        METAFLOW_USER="someone-else",
+                        METAFLOW_TOKEN_HOME=tmp_path / "their-tokens")
+    assert seen == [False, False, False, "RUNNING", True]
+    triggered.wait_for_completion(check_interval=1, timeout=60)
+    assert (triggered.status, triggered.dagster_status) == ("ABORTED", "CANCELED")
+    assert _suspended_tag(dagster_home, triggered) is None  # the refused suspend did nothing
