@@ -358,7 +358,8 @@ def _parameter_overrides(cmd):
     for _, param in list(flow_parameters(flow_cls))[::-1]:
         kwargs = dict(param.option_kwargs(False), default=None, required=False,
                       show_default=False)
-        kwargs["help"] = "%s [default: the origin run's value]" % (kwargs.get("help") or "")
+        kwargs["help"] = " ".join(
+            filter(None, [kwargs.get("help"), "[default: the origin run's value]"]))
         cmd.params.insert(0, click.Option(("--" + param.name,), **kwargs))
     return cmd
 
