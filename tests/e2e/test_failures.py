@@ -5,9 +5,11 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 
 import pytest
 from harness import (
+    PYTHON,
     built_job,
     compile_flow,
     env_for,
@@ -16,11 +18,14 @@ from harness import (
     failure_messages,
     forked_from_template,
     latest_run,
+    load_definitions,
     metaflow_run,
     process_alive,
     step_statuses,
     wait_until,
 )
+
+from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +160,76 @@ def test_workflow_timeout_while_a_task_runs_says_so(tmp_path, dagster_home):
     assert len(messages) == 1, messages
     assert "@timeout" not in messages[0]
     assert "workflow timeout" in messages[0].lower(), messages
+
+
+def _as_written_before_the_fan_in_fix(defs_file) -> None:
+    """Rewrite a definitions file as metaflow-dagster wrote it before the step where a
+    switch's cases meet took a fan-in list whatever its type: a foreach there took one
+    input per case, so Dagster skipped it, and everything after it, the end too."""
+    from metaflow_dagster.compiler.render import render
+
+    plan = load_definitions(defs_file).FLOW.plan
+    plan = replace(plan, ops=[replace(op, fan_in=op.fan_in and op.step == plan.end_step)
+                              for op in plan.ops])
+    defs_file.write_text(render(plan, "python %s dagster create" % plan.flow_file))
+
+
+def _run_failure(dagster_home, run_id) -> str:
+    from dagster import DagsterEventType, DagsterInstance
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+        return "\n".join(r.dagster_event.event_specific_data.error.message for r in records)
+
+
+def _flow_materializations(dagster_home, flow_name) -> int:
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        key = AssetKey(naming.flow_asset_key(flow_name))
+        return len(instance.fetch_materializations(key, limit=10).records)
+
+
+@pytest.mark.parametrize("executor", ["metaflow", "multiprocess"])
+def test_a_run_that_skips_its_end_step_fails(tmp_path, dagster_home, executor):
+    compiled = compile_flow(tmp_path, "switch_meets_at_foreach_flow")
+    _as_written_before_the_fan_in_fix(compiled.defs_file)
+    result = execute(compiled, dagster_home, {"execution": {"config": {executor: {}}}})
+
+    # The executor fails the Dagster run itself, so the UI shows it failed too.
+    assert result.status == "FAILURE", result.output[-3000:]
+    statuses = step_statuses(result)
+    assert statuses["start"] == statuses["a"] == "SUCCESS"
+    assert statuses["fan"] == statuses["end"] == "SKIPPED"
+    assert "The end step *end* was skipped, so the Metaflow run SwitchMeetsAtForeachFlow/%s " \
+           "did not finish (skipped: b, fan, join, end)" % result.metaflow_run_id in (
+               _run_failure(dagster_home, result.dagster_run_id))
+    assert not metaflow_run(compiled, result).successful
+    assert _flow_materializations(dagster_home, compiled.flow_name) == 0
+    if executor != "metaflow":
+        return
+
+    # What our commands and the Deployer say of it.
+    def command(*args, rc):
+        proc = subprocess.run(
+            [PYTHON, "switch_meets_at_foreach_flow.py", "dagster", *args, "--definitions-file",
+             compiled.defs_file.name], cwd=compiled.flow_dir, capture_output=True, text=True,
+            env=env_for(dagster_home), timeout=300)
+        assert proc.returncode == rc, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    status = command("status", "--run-id", result.dagster_run_id, rc=0)
+    assert "(Metaflow run SwitchMeetsAtForeachFlow/%s): FAILED (Dagster FAILURE)" % (
+        result.metaflow_run_id) in status
+    assert "The end step end was skipped: the Metaflow run did not finish." in status
+    assert "ended FAILED (Dagster FAILURE)" in command("trigger", "--wait", rc=1)
+
+    from metaflow_dagster.deploy.deployed_flow import DagsterDeployedFlow
+    from metaflow_dagster.deploy.registry import DeploymentRecord
+
+    identifier = DeploymentRecord(
+        str(compiled.defs_file), compiled.flow_name, compiled.job_name,
+        str(compiled.flow_dir / "switch_meets_at_foreach_flow.py"), str(compiled.flow_dir),
+        dagster_home=str(dagster_home), end_step="end").identifier()
+    triggered = DagsterDeployedFlow.get_triggered_run(identifier, result.metaflow_run_id)
+    assert (triggered.status, triggered.dagster_status) == ("FAILED", "FAILURE")
