@@ -20,6 +20,7 @@ from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import watching_run
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
+from .transitions import check_transition
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
 EXIT_DISALLOW_RETRY = 202
@@ -149,6 +150,7 @@ class FlowRuntime:
                           "metaflow_attempt": attempt},
                 allow_retries=outcome.returncode != EXIT_DISALLOW_RETRY,
             )
+        check_transition(step, result, self._pathspec(pathspec))
         return result
 
     def _task_done(self, context, launcher, done: Optional[dict] = None):

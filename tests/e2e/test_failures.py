@@ -233,3 +233,38 @@ def test_a_run_that_skips_its_end_step_fails(tmp_path, dagster_home, executor):
         dagster_home=str(dagster_home), end_step="end").identifier()
     triggered = DagsterDeployedFlow.get_triggered_run(identifier, result.metaflow_run_id)
     assert (triggered.status, triggered.dagster_status) == ("FAILED", "FAILURE")
+
+
+def test_a_step_that_never_calls_next_fails_the_run_as_metaflows_runtime_does(
+        tmp_path, dagster_home):
+    compiled = compile_flow(tmp_path, "no_next_flow")
+    result = execute(compiled, dagster_home)
+    assert result.status == "FAILURE", result.output[-3000:]
+    statuses = step_statuses(result)
+    assert (statuses["start"], statuses["work"], statuses.get("end")) == (
+        "SUCCESS", "FAILURE", None)
+    expected = ("Based on static analysis of the code, step *work* was expected to "
+                "transition to step(s) *end*. However, when the code was executed, "
+                "self.next() was called with **. Make sure there is only one unconditional "
+                "self.next() call in the end of your step.")
+    assert [m.rstrip() for m in failure_messages(dagster_home, result.dagster_run_id)] == [
+        "dagster._core.definitions.events.Failure: Internal error:\n" + expected]
+    # As under Metaflow's runtime: the task itself succeeded, once (no retry), and the
+    # run never reached its end.
+    run = metaflow_run(compiled, result)
+    assert not run.successful and "end" not in [s.id for s in run]
+    work = run["work"].task
+    assert work.successful and work.current_attempt == 0
+    assert work.data.value == "from the fallback"
+
+    status = subprocess.run(
+        [PYTHON, "no_next_flow.py", "dagster", "status", "--definitions-file",
+         compiled.defs_file.name], cwd=compiled.flow_dir, capture_output=True, text=True,
+        env=env_for(dagster_home), timeout=120)
+    assert "work: NoNextFlow/%s/work/t, 1 attempt" % result.metaflow_run_id in status.stdout
+    assert "      Internal error:\n      " + expected in status.stdout
+    # Metaflow's own runtime says the same (its echo shows *x* as a bold x).
+    local = subprocess.run([PYTHON, "no_next_flow.py", "run"], cwd=compiled.flow_dir,
+                           capture_output=True, text=True, env=env_for(), timeout=120)
+    assert local.returncode == 1
+    assert expected.replace("*", "") in local.stdout + local.stderr
