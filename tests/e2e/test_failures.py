@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from harness import (
     PYTHON,
+    REPO,
     built_job,
     compile_flow,
     env_for,
@@ -206,23 +207,56 @@ def test_a_run_that_skips_its_end_step_fails(tmp_path, dagster_home, executor):
                _run_failure(dagster_home, result.dagster_run_id))
     assert not metaflow_run(compiled, result).successful
     assert _flow_materializations(dagster_home, compiled.flow_name) == 0
-    if executor != "metaflow":
-        return
+    if executor == "metaflow":
+        status = _command(compiled, dagster_home, "status", "--run-id", result.dagster_run_id)
+        assert "(Metaflow run SwitchMeetsAtForeachFlow/%s): FAILED (Dagster FAILURE)" % (
+            result.metaflow_run_id) in status
+        assert "The end step end was skipped: the Metaflow run did not finish." in status
+        assert "ended FAILED (Dagster FAILURE)" in _command(compiled, dagster_home, "trigger",
+                                                            "--wait", rc=1)
 
-    # What our commands and the Deployer say of it.
-    def command(*args, rc):
-        proc = subprocess.run(
-            [PYTHON, "switch_meets_at_foreach_flow.py", "dagster", *args, "--definitions-file",
-             compiled.defs_file.name], cwd=compiled.flow_dir, capture_output=True, text=True,
-            env=env_for(dagster_home), timeout=300)
-        assert proc.returncode == rc, proc.stdout + proc.stderr
-        return proc.stdout + proc.stderr
 
-    status = command("status", "--run-id", result.dagster_run_id, rc=0)
-    assert "(Metaflow run SwitchMeetsAtForeachFlow/%s): FAILED (Dagster FAILURE)" % (
+def _command(compiled, dagster_home, *args, rc=0) -> str:
+    """`python switch_meets_at_foreach_flow.py dagster <args> --definitions-file <file>`."""
+    proc = subprocess.run(
+        [PYTHON, "switch_meets_at_foreach_flow.py", "dagster", *args, "--definitions-file",
+         compiled.defs_file.name], cwd=compiled.flow_dir, capture_output=True, text=True,
+        env=env_for(dagster_home), timeout=300)
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+IN_PROCESS = """
+import sys
+
+from dagster import DagsterInstance
+from harness import load_definitions
+
+job = load_definitions(sys.argv[1]).defs.get_job_def(sys.argv[2])
+with DagsterInstance.get() as instance:
+    print(job.execute_in_process(instance=instance, raise_on_error=False).run_id)
+"""
+
+
+def test_a_run_dagster_calls_successful_without_its_end_step_is_failed(tmp_path,
+                                                                       dagster_home):
+    # Dagster's in-process execution (`execute_in_process`) leaves out the job's executor,
+    # and Dagster counts a skipped step as no failure: the run ends SUCCESS. Our commands
+    # and the Deployer still say FAILED.
+    compiled = compile_flow(tmp_path, "switch_meets_at_foreach_flow")
+    _as_written_before_the_fan_in_fix(compiled.defs_file)
+    proc = subprocess.run([PYTHON, "-c", IN_PROCESS, compiled.defs_file.name, compiled.job_name],
+                          cwd=compiled.flow_dir, capture_output=True, text=True, timeout=300,
+                          env=env_for(dagster_home, PYTHONPATH=REPO / "tests"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = latest_run(dagster_home, compiled.job_name)
+    assert result.dagster_run_id == proc.stdout.split()[-1]
+    assert result.status == "SUCCESS" and step_statuses(result)["end"] == "SKIPPED"
+
+    status = _command(compiled, dagster_home, "status", "--run-id", result.dagster_run_id)
+    assert "(Metaflow run SwitchMeetsAtForeachFlow/%s): FAILED (Dagster SUCCESS)" % (
         result.metaflow_run_id) in status
     assert "The end step end was skipped: the Metaflow run did not finish." in status
-    assert "ended FAILED (Dagster FAILURE)" in command("trigger", "--wait", rc=1)
 
     from metaflow_dagster.deploy.deployed_flow import DagsterDeployedFlow
     from metaflow_dagster.deploy.registry import DeploymentRecord
@@ -232,7 +266,8 @@ def test_a_run_that_skips_its_end_step_fails(tmp_path, dagster_home, executor):
         str(compiled.flow_dir / "switch_meets_at_foreach_flow.py"), str(compiled.flow_dir),
         dagster_home=str(dagster_home), end_step="end").identifier()
     triggered = DagsterDeployedFlow.get_triggered_run(identifier, result.metaflow_run_id)
-    assert (triggered.status, triggered.dagster_status) == ("FAILED", "FAILURE")
+    assert (triggered.status, triggered.dagster_status) == ("FAILED", "SUCCESS")
+    assert _flow_materializations(dagster_home, compiled.flow_name) == 0
 
 
 def test_a_step_that_never_calls_next_fails_the_run_as_metaflows_runtime_does(
