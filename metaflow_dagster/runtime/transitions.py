@@ -48,7 +48,7 @@ def transition_error(step: StepPlan, next_steps: List[str]) -> Optional[str]:
 def check_transition(step: StepPlan, result: dict, pathspec: str) -> None:
     """Raise Failure (no retries) if the task of `pathspec` (flow/run/step/task), which
     succeeded and reported `result`, named other steps than the graph's. A result
-    without the steps (a task run before they were reported) is not checked."""
+    without the steps (a task that reported nothing) is not checked."""
     if naming.RESULT_NEXT_STEPS not in result:
         return
     error = transition_error(step, result[naming.RESULT_NEXT_STEPS])

@@ -303,3 +303,17 @@ def test_a_step_that_never_calls_next_fails_the_run_as_metaflows_runtime_does(
                            capture_output=True, text=True, env=env_for(), timeout=120)
     assert local.returncode == 1
     assert expected.replace("*", "") in local.stdout + local.stderr
+
+
+def test_a_step_that_never_calls_next_fails_its_region_op(tmp_path, dagster_home):
+    compiled = compile_flow(tmp_path, "no_next_in_region_flow")
+    result = execute(compiled, dagster_home)
+    assert result.status == "FAILURE", result.output[-3000:]
+    assert step_statuses(result)["outer[0_x]"] == "FAILURE"
+    [message] = failure_messages(dagster_home, result.dagster_run_id)
+    assert message.startswith(
+        "dagster._core.definitions.events.Failure: Internal error:\nBased on static analysis "
+        "of the code, step *inner* was expected to transition to step(s) *inner_join*."), message
+    run = metaflow_run(compiled, result)
+    assert [s.id for s in run if s.id in ("inner", "inner_join")] == ["inner"]
+    assert run["inner"].task.successful and run["inner"].task.data.label == "from the fallback"
