@@ -11,7 +11,7 @@ command of ours see a failed run.
 
 from typing import Optional
 
-from dagster._core.execution.stats import StepEventStatus
+from dagster import DagsterEventType
 from dagster._core.executor.base import Executor
 
 from .. import naming
@@ -49,10 +49,9 @@ class EndMustRun(Executor):
 def skipped_end(instance, dagster_run, plan) -> Optional[str]:
     """Why the run failed if Dagster skipped its end op (the end is an op of its own,
     named after its step); None if it did not."""
-    stats = instance.get_run_step_stats(dagster_run.run_id)
-    order = {op.name: index for index, op in enumerate(plan.ops)}
-    skipped = sorted((s.step_key for s in stats if s.status == StepEventStatus.SKIPPED),
-                     key=lambda key: (order.get(key.split("[")[0], len(order)), key))
+    records = instance.get_records_for_run(
+        dagster_run.run_id, of_type=DagsterEventType.STEP_SKIPPED).records
+    skipped = [record.event_log_entry.step_key for record in records]  # in the order skipped
     if plan.end_step not in skipped:
         return None
     return (
