@@ -41,19 +41,24 @@ class EmbeddedTarget:
     def queue_warning(self) -> Optional[str]:
         return None  # runs start right away, past any run queue
 
-    @contextmanager
-    def _instance(self):
+    def _open(self):
         """The home's instance, opened at the first call and kept: opening one costs
         a few tenths of a second of CPU (its storage, the migration check), which
         `trigger --wait` would otherwise pay at every look at its run."""
-        from ..runtime import workers  # imports dagster: only once a command runs
-
         if self._opened is None:
             stack = ExitStack()
             self._opened = stack.enter_context(open_instance(self.home))
             weakref.finalize(self, stack.close)
-        workers.fail_runs_whose_worker_died(self._opened)
-        yield self._opened
+        return self._opened
+
+    @contextmanager
+    def _instance(self):
+        """The instance, once the runs whose worker died are failed."""
+        from ..runtime import workers  # imports dagster: only once a command runs
+
+        instance = self._open()
+        workers.fail_runs_whose_worker_died(instance)
+        yield instance
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster import DagsterRunStatus
@@ -208,9 +213,8 @@ class EmbeddedTarget:
     def captured_logs(self, reads: List[Tuple[List[str], Optional[str]]]
                       ) -> List[Tuple[str, str, Optional[str]]]:
         """For each (log key, cursor): (stdout, stderr, next cursor) written since."""
-        with open_instance(self.home) as instance:
-            manager = instance.compute_log_manager
-            chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
+        manager = self._open().compute_log_manager
+        chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
         return [(_text(c.stdout), _text(c.stderr), c.cursor) for c in chunks]
 
 
