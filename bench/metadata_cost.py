@@ -36,7 +36,7 @@ TIMER = r'''
 import json, statistics, sys, time
 from metaflow_dagster.deploy.definitions import DefinitionsFile
 from metaflow_dagster.runtime.datastore import plan_datastore
-from metaflow_dagster.runtime.metadata import flow_materialization, task_metadata
+from metaflow_dagster.runtime.report.metadata import flow_materialization, task_metadata
 
 plan = DefinitionsFile(sys.argv[1]).plan
 run_id, rounds = sys.argv[2], int(sys.argv[3])

@@ -42,7 +42,7 @@ PROFILE_PATCH = '''
 def _mfd_profile():
     import functools, json, os, sys, threading, time
     import metaflow_dagster.runtime.ops as ops_mod
-    import metaflow_dagster.runtime.tasks as tasks_mod
+    import metaflow_dagster.runtime.launch.launcher as tasks_mod
     path = os.environ["MFD_PROFILE_FILE"]
     lock = threading.Lock()
 

@@ -215,7 +215,7 @@ def forked_from_template(pid: int) -> bool:
     with open("/proc/%d/stat" % pid) as f:
         ppid = int(f.read().rsplit(")", 1)[1].split()[1])
     with open("/proc/%d/cmdline" % ppid, "rb") as f:
-        return b"metaflow_dagster.task.forkserver" in f.read()
+        return b"metaflow_dagster.task.template" in f.read()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:

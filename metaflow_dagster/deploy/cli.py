@@ -18,13 +18,13 @@ from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
-from .code_package import package_flow
 from .command import DagsterCommand, DagsterGroup, plain_text
 from .job_name import definitions_file, project_info
-from .production_token import resolve_token, token_prefix
+from .packaging.code_package import package_flow
+from .packaging.production_token import resolve_token, token_prefix
+from .packaging.task_settings import task_settings
 from .registry import record_deployment
 from .run_commands import COMMANDS
-from .task_settings import task_settings
 
 
 @click.group()

@@ -189,7 +189,7 @@ class DagsterDeployedFlow(DeployedFlow):
         """The deployment's production token (its runs are in the Metaflow namespace
         `production:<token>`), as its ops read it from the flow's datastore; None once
         the definitions file or the deployment's record is gone."""
-        from ..runtime.production import TokenMissing, production_token
+        from ..runtime.launch.production_token import TokenMissing, production_token
         from .definitions import DefinitionsFile
         from .errors import CommandError
 

@@ -9,8 +9,8 @@ import uuid
 from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 
 from ..naming import EVENT_NAME_RE
-from ..runtime.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
-from .home import dagster_home
+from ..runtime.triggers.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
+from .targets.home import dagster_home
 
 
 def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = None) -> str:

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from ..files import write_atomically
 from ..naming import DAGSTER_URL_ENV
-from .home import dagster_home as resolve_home
+from .targets.home import dagster_home as resolve_home
 
 REGISTRY_DIR = os.path.join("metaflow_dagster", "deployments")
 

@@ -22,11 +22,11 @@ from .. import naming
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
-from .graphql import GraphQLTarget
 from .job_name import definitions_file as default_file
 from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+from .targets.graphql import GraphQLTarget
 
 # Seconds between two looks at a run `trigger --wait` follows.
 FOLLOW_INTERVAL_SECONDS = 1

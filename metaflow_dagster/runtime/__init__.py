@@ -4,11 +4,11 @@ their ops, executor, hooks and sensors call. Never imports the CLI or the compil
 This package's names are the one import surface of generated files.
 """
 
-from .executor import metaflow_task_executor
-from .flow_executor import flow_executor
-from .multiprocess import metaflow_multiprocess_executor
+from .executors.multiprocess import metaflow_multiprocess_executor
+from .executors.selector import flow_executor
+from .executors.threads import metaflow_task_executor
 from .ops import FlowRuntime
-from .sensors import event_sensor, finish_sensor
+from .triggers.sensors import event_sensor, finish_sensor
 
 __all__ = [
     "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor",

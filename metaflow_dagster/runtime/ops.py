@@ -9,17 +9,17 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import naming
 from ..plan import FlowPlan, OpPlan
-from .code_package import PackageUnavailable
 from .hooks import run_exit_hooks
-from .logs import save_task_logs
-from .metadata import flow_materialization, task_metadata
-from .processes import TaskCancelled, TaskTimeout
-from .production import TokenMissing
+from .launch.code_package import PackageUnavailable
+from .launch.launcher import ParametersFailed, Task, TaskLauncher, next_task
+from .launch.processes import TaskCancelled, TaskTimeout
+from .launch.production_token import TokenMissing
 from .region import RegionRunner
+from .report.metadata import flow_materialization, task_metadata
+from .report.metaflow_logs import save_task_logs
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import watching_run
-from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
 EXIT_DISALLOW_RETRY = 202

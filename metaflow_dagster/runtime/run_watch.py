@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Iterator, Optional
 
-from . import processes
-from .step_logs import step_streams
-from .task_forkserver import retire_run_templates
+from .launch import processes
+from .launch.step_logs import step_streams
+from .launch.task_template import retire_run_templates
 
 POLL_SECONDS = 1.0
 # A run in any of these states has no use for the op's tasks any more.

@@ -15,7 +15,7 @@ import time
 from typing import Dict, Optional, Tuple
 
 from .. import naming
-from .processes import TaskCancelled
+from .launch.processes import TaskCancelled
 
 POLL_SECONDS = 1.0
 READ_ATTEMPTS = 5

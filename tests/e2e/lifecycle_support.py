@@ -16,9 +16,9 @@ from typing import List, Optional
 from harness import DAGSTER, FLOWS, PYTHON, env_for
 from services import free_port
 
-from metaflow_dagster.deploy.embedded import EmbeddedTarget
-from metaflow_dagster.deploy.graphql import GraphQLTarget
 from metaflow_dagster.deploy.runs import FINISHED
+from metaflow_dagster.deploy.targets.embedded import EmbeddedTarget
+from metaflow_dagster.deploy.targets.graphql import GraphQLTarget
 
 
 def flow_dir(tmp_path: Path, *names: str) -> Path:

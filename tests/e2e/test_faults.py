@@ -28,7 +28,7 @@ from harness import (
 from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
-from metaflow_dagster.runtime.workers import parse_worker_tag
+from metaflow_dagster.runtime.executors.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from lifecycle_support import (
 
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.runs import metaflow_status
-from metaflow_dagster.runtime.workers import parse_worker_tag
+from metaflow_dagster.runtime.executors.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 

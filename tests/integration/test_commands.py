@@ -8,7 +8,7 @@ import pytest
 from harness import FLOWS, PYTHON, copy_flow, create, env_for
 
 from metaflow_dagster.deploy.errors import CommandError
-from metaflow_dagster.deploy.graphql import GraphQLTarget
+from metaflow_dagster.deploy.targets.graphql import GraphQLTarget
 
 PROJECT = "prod_project_flow"
 

@@ -12,7 +12,7 @@ from dagster import AssetMaterialization
 
 from metaflow_dagster.__main__ import cli
 from metaflow_dagster.deploy.events import send_event
-from metaflow_dagster.runtime.events import event_asset_key, read_event
+from metaflow_dagster.runtime.triggers.events import event_asset_key, read_event
 
 
 @pytest.fixture(scope="module")

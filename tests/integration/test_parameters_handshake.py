@@ -12,7 +12,7 @@ from metaflow.exception import MetaflowException
 from metaflow_dagster import naming
 from metaflow_dagster.files import write_atomically
 from metaflow_dagster.runtime.datastore import plan_datastore
-from metaflow_dagster.runtime.tasks import ParametersFailed, ParametersInit, TaskLauncher
+from metaflow_dagster.runtime.launch.launcher import ParametersFailed, ParametersInit, TaskLauncher
 from metaflow_dagster.task.decorator import _wait_for_parameters
 
 

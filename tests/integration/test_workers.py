@@ -11,7 +11,7 @@ from _dagster_home import temp_instance
 from dagster import DagsterEventType, DagsterRunStatus, job, op
 
 from metaflow_dagster import naming
-from metaflow_dagster.runtime.workers import fail_runs_whose_worker_died, worker_tag
+from metaflow_dagster.runtime.executors.workers import fail_runs_whose_worker_died, worker_tag
 
 
 @op

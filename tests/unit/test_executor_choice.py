@@ -64,8 +64,8 @@ def test_run_config_chooses_any_executor_with_the_create_time_one_as_default(for
     from dagster._core.executor.multiprocess import MultiprocessExecutor
     from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
-    from metaflow_dagster.runtime.celery_steps import CeleryStepHandler
-    from metaflow_dagster.runtime.executor import MetaflowTaskExecutor
+    from metaflow_dagster.runtime.executors.celery import CeleryStepHandler
+    from metaflow_dagster.runtime.executors.threads import MetaflowTaskExecutor
 
     with DagsterInstance.ephemeral() as instance:
         assert isinstance(executor_for(foreach_job, {}, instance), MetaflowTaskExecutor)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from metaflow_dagster.plan import FlowPlan
-from metaflow_dagster.runtime import settings
+from metaflow_dagster.runtime.launch import settings
 
 
 def _plan(**plan_settings) -> FlowPlan:

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .. import reaper
-from ..naming import LAUNCHER_PID_ENV
+from ... import reaper
+from ...naming import LAUNCHER_PID_ENV
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40

@@ -95,7 +95,7 @@ finally:
         os.write(1, _output[0])
         os.write(2, _output[1])
 _after = (set(sys.modules), dict(globals()))
-from metaflow_dagster.task.forkserver import serve
+from metaflow_dagster.task.template import serve
 serve(int(sys.argv[2]), _before, _after, _output)()
 """
 # The template's own command line is padded so that a child can write its
@@ -253,7 +253,7 @@ class _Template:
         """In a child: save a finished task's logs, whose bytes the op sent as two
         memfds. Never returns."""
         def save():
-            from .logs import open_flow_datastore, save_logs
+            from .metaflow_logs import open_flow_datastore, save_logs
 
             with open(out_fd, "rb") as out, open(err_fd, "rb") as err:
                 stdout, stderr = out.read(), err.read()

@@ -14,7 +14,7 @@ from typing import Dict
 
 from metaflow._vendor.click import ClickException
 
-from ..naming import (
+from ...naming import (
     DATASTORE_ENV,
     ENVIRONMENT_ENV,
     LOCAL_DATASTORE_DIR,

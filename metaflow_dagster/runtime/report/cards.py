@@ -22,10 +22,10 @@ from typing import List, Optional
 
 from dagster import MetadataValue
 
-from .. import naming
-from ..plan import FlowPlan
-from .datastore import flow_datastore, plan_datastore
-from .settings import datastore_location
+from ... import naming
+from ...plan import FlowPlan
+from ..datastore import flow_datastore, plan_datastore
+from ..launch.settings import datastore_location
 
 # metaflow_config.CARD_SUFFIX.
 CARD_SUFFIX = "mf.cards"

@@ -34,9 +34,9 @@ import sys
 import threading
 from typing import Dict, List, Optional
 
-from .. import naming, reaper
-from ..plan import FlowPlan
-from ..task.forkserver import BOOTSTRAP, COMMAND_LINE_BYTES
+from ... import naming, reaper
+from ...plan import FlowPlan
+from ...task.template import BOOTSTRAP, COMMAND_LINE_BYTES
 from .settings import datastore_location
 
 # Decorators that act only inside the task, the same in a forked task as in a

@@ -32,8 +32,8 @@ from dagster import (
 )
 from dagster._config.config_type import ConfigScalarKind, ConfigTypeKind
 
-from .. import naming
-from ..plan import start_op_run_config
+from ... import naming
+from ...plan import start_op_run_config
 from .events import event_asset_key, read_event
 
 MIN_INTERVAL_SECONDS = 5

@@ -37,9 +37,9 @@ from dagster import (
 from dagster._config import process_config
 from dagster._core.errors import DagsterInvalidConfigError
 
-from .. import naming
-from .executor import metaflow_task_executor
+from ... import naming
 from .multiprocess import metaflow_multiprocess_executor
+from .threads import metaflow_task_executor
 
 PRELOADED = ["dagster", "metaflow_dagster.runtime"]
 
@@ -51,7 +51,7 @@ def _installed(module: str) -> bool:
 def _optional_schema(choice: str):
     """The config schema of an optional executor, importing its package."""
     if choice == "celery":
-        from .celery_steps import celery_config_schema
+        from .celery import celery_config_schema
 
         return celery_config_schema()
     from dagster_k8s import k8s_job_executor
@@ -134,7 +134,7 @@ def _ensure_pool_limit(instance, pool: Optional[str], limit: Optional[int]) -> N
 
 def _create(choice: str, config: dict, init_context):
     if choice == "celery":
-        from .celery_steps import celery_step_executor
+        from .celery import celery_step_executor
 
         return celery_step_executor(config)
     if choice == "metaflow":

@@ -10,7 +10,7 @@ steps, what its failed steps said, its event log, the runs of a flow.
 import os
 from typing import Optional
 
-from .. import naming
+from ... import naming
 from .embedded import EmbeddedTarget
 from .graphql import GraphQLTarget
 

@@ -5,10 +5,10 @@ launches it."""
 from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
-from .. import naming
-from .definitions import DefinitionsFile
-from .errors import CommandError
-from .runs import RunState, StepState, failure_details
+from ... import naming
+from ..definitions import DefinitionsFile
+from ..errors import CommandError
+from ..runs import RunState, StepState, failure_details
 
 RUN_FIELDS = "runId status jobName rootRunId parentRunId tags { key value }"
 RUN_STATE_QUERY = """

@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..plan import FlowPlan
-from ..task.artifacts import stored_artifact_rows
-from .datastore import plan_datastore
-from .settings import datastore_location
-from .task_forkserver import read_in_template
+from ...plan import FlowPlan
+from ...task.artifacts import stored_artifact_rows
+from ..datastore import plan_datastore
+from ..launch.settings import datastore_location
+from ..launch.task_template import read_in_template
 
 MAX_ROWS = 50
 

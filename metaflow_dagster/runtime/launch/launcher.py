@@ -17,9 +17,9 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .. import naming
-from ..files import write_atomically
-from ..naming import (
+from ... import naming
+from ...files import write_atomically
+from ...naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
@@ -27,16 +27,16 @@ from ..naming import (
     RESULT_FILE_ENV,
     TRIGGERS_ENV,
 )
-from ..plan import FlowPlan, StepPlan
-from .attempts import AttemptCounter
+from ...plan import FlowPlan, StepPlan
+from ..attempts import AttemptCounter
+from ..datastore import plan_datastore
+from ..resume import task_result
+from ..suspension import SuspendGate
 from .code_package import code_package
-from .datastore import plan_datastore
 from .processes import TaskOutcome, TaskTimeout, current_io, run_process
-from .production import production_token
-from .resume import task_result
+from .production_token import production_token
 from .settings import task_settings, worker_environment, working_directory
-from .suspension import SuspendGate
-from .task_forkserver import starter
+from .task_template import starter
 
 # Longer input-path lists go through a file (a 1,000-way join would not fit a
 # command line comfortably).

@@ -18,12 +18,12 @@ import sys
 from contextlib import contextmanager
 from typing import Dict, List, Optional
 
-from .. import naming
-from .definitions import DefinitionsFile
-from .errors import CommandError
+from ... import naming
+from ..definitions import DefinitionsFile
+from ..errors import CommandError
+from ..report import DEFAULT_UI_URL
+from ..runs import RunState, StepState, failure_details
 from .home import dagster_home, open_instance
-from .report import DEFAULT_UI_URL
-from .runs import RunState, StepState, failure_details
 
 
 class EmbeddedTarget:
@@ -41,7 +41,7 @@ class EmbeddedTarget:
 
     @contextmanager
     def _instance(self):
-        from ..runtime import workers  # imports dagster: only once a command runs
+        from ...runtime.executors import workers  # imports dagster: only once a command runs
 
         with open_instance(self.home) as instance:
             workers.fail_runs_whose_worker_died(instance)
@@ -52,7 +52,7 @@ class EmbeddedTarget:
         from dagster._core.errors import DagsterInvalidConfigError
         from dagster._core.utils import make_new_run_id
 
-        from ..runtime.workers import worker_tag
+        from ...runtime.executors.workers import worker_tag
 
         job_def = job.job_def()
         run_id = make_new_run_id()
@@ -120,7 +120,7 @@ class EmbeddedTarget:
         worker. Dagster's run worker takes SIGINT as a request to stop (SIGTERM would
         kill it on the spot); the executor then terminates the running tasks' process
         groups and the run ends CANCELED."""
-        from ..runtime.workers import worker_of
+        from ...runtime.executors.workers import worker_of
 
         with self._instance() as instance:
             run = instance.get_run_by_id(run_id)

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Dict, Optional
 
-from .. import naming
-from ..naming import sysroot_env
-from ..plan import FlowPlan
-from .datastore import plan_datastore
+from ... import naming
+from ...naming import sysroot_env
+from ...plan import FlowPlan
+from ..datastore import plan_datastore
 from .preflight import Unreachable, check_local, check_reachable, metadata_service
 from .settings import datastore_location, setting_source
 

@@ -20,8 +20,8 @@ import sys
 from functools import lru_cache
 from typing import Dict, Optional
 
-from ..naming import DATASTORE_ENV, LOCAL_DATASTORE_DIR, METADATA_ENV, sysroot_env
-from ..plan import FlowPlan
+from ...naming import DATASTORE_ENV, LOCAL_DATASTORE_DIR, METADATA_ENV, sysroot_env
+from ...plan import FlowPlan
 
 LOCAL_SYSROOT = sysroot_env("local")
 

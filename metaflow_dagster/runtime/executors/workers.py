@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .. import naming
-from ..reaper import Reaper, kill_marked
+from ... import naming
+from ...reaper import Reaper, kill_marked
 
 _TAG_RE = re.compile(r"^(?P<run_id>[^@]+)@(?P<host>[^:]+):(?P<pid>\d+)(?::(?P<start>\d+))?$")
 

@@ -62,8 +62,8 @@ from dagster._core.executor.base import Executor
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from . import processes
-from .ops import FlowRuntime
+from ..launch import processes
+from ..ops import FlowRuntime
 from .workers import supervised_run
 
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).

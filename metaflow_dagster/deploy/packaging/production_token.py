@@ -15,7 +15,7 @@ from metaflow.exception import MetaflowException
 from metaflow.plugins.aws.step_functions.production_token import load_token, new_token, store_token
 from metaflow.util import get_username, to_bytes, to_unicode
 
-from ..deployment_record import read_record, write_record
+from ...deployment_record import read_record, write_record
 
 
 class IncorrectProductionToken(MetaflowException):

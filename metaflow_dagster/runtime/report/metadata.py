@@ -10,8 +10,8 @@ from typing import Iterable, List, Optional
 
 from dagster import AssetKey, AssetMaterialization, MetadataValue
 
-from .. import naming
-from ..plan import FlowPlan
+from ... import naming
+from ...plan import FlowPlan
 from .artifacts import artifacts_markdown, task_artifacts
 from .cards import card_metadata, run_cards, task_cards
 

@@ -12,8 +12,8 @@ import os
 import threading
 from typing import Optional
 
-from ..naming import METADATA_ENV, S3_ENDPOINT_ENV, SERVICE_URL_ENV, sysroot_env
-from ..plan import FlowPlan
+from ...naming import METADATA_ENV, S3_ENDPOINT_ENV, SERVICE_URL_ENV, sysroot_env
+from ...plan import FlowPlan
 from .settings import WORKER_ENV, effective_settings, setting_source
 
 CONNECT_TIMEOUT_SECONDS = 3

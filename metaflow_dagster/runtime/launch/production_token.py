@@ -6,10 +6,10 @@ Metaflow turns into the run's `production:<token>` namespace."""
 import threading
 from typing import Dict, Tuple
 
-from ..deployment_record import read_local_record, read_record, record_path
-from ..naming import sysroot_env
-from ..plan import FlowPlan
-from .datastore import plan_datastore
+from ...deployment_record import read_local_record, read_record, record_path
+from ...naming import sysroot_env
+from ...plan import FlowPlan
+from ..datastore import plan_datastore
 from .settings import datastore_location, setting_source
 
 

@@ -6,9 +6,9 @@ A task that Metaflow's compute layer ran saves its own logs from its container;
 what the op saw there is the launcher's (`kubernetes step`) output, saved as the
 runtime's log source, as Metaflow's runtime saves its workers' output."""
 
-from ..plan import FlowPlan
-from .datastore import plan_datastore
-from .task_forkserver import save_logs_in_template
+from ...plan import FlowPlan
+from ..datastore import plan_datastore
+from ..launch.task_template import save_logs_in_template
 
 
 def save_task_logs(plan: FlowPlan, pathspec, attempt, stdout, stderr, launcher_only=False):
@@ -17,6 +17,6 @@ def save_task_logs(plan: FlowPlan, pathspec, attempt, stdout, stderr, launcher_o
         return
     flow_datastore = plan_datastore(plan)
     # After plan_datastore, which imports metaflow (see datastore.py).
-    from ..task.logs import save_logs
+    from ...task.metaflow_logs import save_logs
 
     save_logs(flow_datastore, pathspec, attempt, stdout, stderr, source)

@@ -20,9 +20,9 @@ import tempfile
 from contextlib import contextmanager
 from typing import Optional
 
-from ..files import write_atomically
-from ..naming import DEFAULT_DAGSTER_HOME
-from .errors import CommandError
+from ...files import write_atomically
+from ...naming import DEFAULT_DAGSTER_HOME
+from ..errors import CommandError
 
 # What a dagster.yaml we write holds: no telemetry (no banner in our commands'
 # output), and run monitoring, so that a daemon (`dagster dev`) fails runs stuck
