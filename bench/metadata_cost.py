@@ -1,6 +1,6 @@
 """What Dagster's view of a task costs: the seconds the op spends, after its task has
 succeeded, reading the task's artifacts and cards for its output metadata
-(runtime/metadata.py), and the end op's flow-asset materialization.
+(runtime/report/metadata.py), and the end op's flow-asset materialization.
 
     python bench/metadata_cost.py                    # foreach.py at width 20, 3 rounds
     python bench/metadata_cost.py --width 100 --card

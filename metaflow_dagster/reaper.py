@@ -1,7 +1,7 @@
 """Tasks never outlive the process that launched them.
 
 Each Metaflow task runs in its own process group, so that a timeout or a
-cancellation kills the task and its children at once (runtime/processes.py). But
+cancellation kills the task and its children at once (runtime/launch/processes.py). But
 if the process that launched it dies by a signal it cannot catch (SIGKILL, the
 OOM killer), nobody is left to do that, and the tasks would run on as orphans.
 Two guards (Linux: /proc and prctl):
@@ -13,13 +13,13 @@ Two guards (Linux: /proc and prctl):
   pipe; the reaper kills every process whose environment carries the launcher's
   mark (`TASK_OWNER_ENV`, inherited by the task's whole tree whatever group or
   session it moved to) and exits. Each task's mark also names the task, so a task
-  that fails or is stopped has its whole tree killed at once (runtime/processes.py).
+  that fails or is stopped has its whole tree killed at once (runtime/launch/processes.py).
 - The task process itself also arms a parent-death signal, SIGKILL, before any
   user code runs (task/parent_death.py), for the case the reaper is killed too.
   (Armed in the child between fork and exec it would cost the launcher a full
   fork instead of a vfork: 30 ms per task in a 200 MB run worker, with the GIL held.)
 
-The executors start one more reaper per run in the run worker (runtime/workers.py):
+The executors start one more reaper per run in the run worker (runtime/executors/workers.py):
 it marks by the Dagster run id, and when the worker dies before it has released
 the reaper (the end of the run), it also reports the run as failed.
 

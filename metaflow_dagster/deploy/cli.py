@@ -22,7 +22,7 @@ from .command import DagsterCommand, DagsterGroup, plain_text
 from .job_name import definitions_file, project_info
 from .packaging.code_package import package_flow
 from .packaging.production_token import resolve_token, token_prefix
-from .packaging.task_settings import task_settings
+from .packaging.task_settings import read_task_settings
 from .registry import record_deployment
 from .run_commands import COMMANDS
 
@@ -98,7 +98,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=project_info(obj),
-        settings=task_settings(obj),
+        settings=read_task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
     )
     try:
@@ -142,8 +142,8 @@ def _module_found(module):
 
 def top_level_args(obj):
     """Metaflow options given before `dagster`, to repeat before every `step`. The
-    datastore, metadata and environment reach the tasks as settings (task_settings.py),
-    which the worker's environment may override."""
+    datastore, metadata and environment reach the tasks as settings
+    (packaging/task_settings.py), which the worker's environment may override."""
     root = click.get_current_context().find_root().params
     args = ["--quiet", "--no-pylint"]
     for deco in obj.flow._flow_decorators.values():

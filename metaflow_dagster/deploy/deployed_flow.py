@@ -24,7 +24,7 @@ from metaflow.runner.utils import get_lower_level_group, handle_timeout, tempora
 
 from ..naming import DAGSTER_URL_ENV
 from . import runs
-from .registry import DeploymentRecord, registered_deployments
+from .registry import RegisteredDeployment, registered_deployments
 
 
 def _target(deployer):
@@ -173,8 +173,8 @@ class DagsterDeployedFlow(DeployedFlow):
     TYPE: ClassVar[Optional[str]] = "dagster"
 
     @property
-    def record(self) -> DeploymentRecord:
-        return DeploymentRecord.from_identifier(self.deployer.name)
+    def record(self) -> RegisteredDeployment:
+        return RegisteredDeployment.from_identifier(self.deployer.name)
 
     @property
     def definitions_file(self) -> str:
@@ -317,14 +317,14 @@ def _project_kwargs(branch_name: Optional[str]) -> dict:
     return {}
 
 
-def _record(identifier: str) -> DeploymentRecord:
+def _record(identifier: str) -> RegisteredDeployment:
     """An identifier, or the path of a definitions file."""
     if identifier.lstrip().startswith("{"):
-        return DeploymentRecord.from_identifier(identifier)
+        return RegisteredDeployment.from_identifier(identifier)
     from .definitions import DefinitionsFile
 
     job = DefinitionsFile(identifier)
-    record = DeploymentRecord.for_plan(job.plan, job.path)
+    record = RegisteredDeployment.for_plan(job.plan, job.path)
     if not os.path.isabs(record.flow_file):
         raise ValueError("Cannot find the flow file of %s" % identifier)
     return record

@@ -1,6 +1,6 @@
 """Sending a Metaflow event to the Dagster instance, where the event sensors of
 compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
-The event's layout is runtime/events.py's."""
+The event's layout is runtime/triggers/events.py's."""
 
 import json
 import time
@@ -17,8 +17,8 @@ def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = No
     """Record event `name` with `payload`; return its id.
 
     `instance` defaults to the one of the Dagster home (DAGSTER_HOME, or the default one,
-    see home.py). The timestamp is whole epoch seconds because metaflow.events.Trigger
-    converts only int timestamps to datetimes.
+    see targets/home.py). The timestamp is whole epoch seconds because
+    metaflow.events.Trigger converts only int timestamps to datetimes.
     """
     if not EVENT_NAME_RE.match(name):
         raise ValueError(

@@ -1,10 +1,10 @@
 """`python flow.py dagster trigger | status | terminate | suspend | unsuspend |
-resume | delete`: the run lifecycle.
+resume | delete`: what becomes of runs.
 
 The commands work on the definitions file `dagster create` wrote (by default the
 one named after the job the same options give, job_name.py) and send runs to the
-Dagster instance of the Dagster home (home.py), or with --dagster-url (or
-METAFLOW_DAGSTER_URL) to a running Dagster webserver (see targets.py).
+Dagster instance of the Dagster home (deploy/targets/home.py), or with --dagster-url (or
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see deploy/targets/__init__.py).
 
 This module is imported with every Metaflow command: Dagster is imported inside
 the commands only (none of the modules imported here imports it at the top).
@@ -257,7 +257,7 @@ def terminate(obj, run_id, wait=False, dagster_url=None):
         state = runs.find_run(target, obj.flow.name, run_id)
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
-            # Nothing of it is left running (see runtime/workers.py): done.
+            # Nothing of it is left running (see runtime/executors/workers.py): done.
             obj.echo("Run %s/%s has already ended (%s): %s" % (
                 obj.flow.name, state.metaflow_run_id, state.status, lost), bold=True)
             return

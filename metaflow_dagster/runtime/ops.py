@@ -50,7 +50,7 @@ class FlowRuntime:
             launcher = TaskLauncher(runtime.plan, "", dagster_run_id, "")
         except (PackageUnavailable, TokenMissing):
             return  # the op reports it
-        launcher.prepare_forkserver()
+        launcher.prepare_task_template()
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         # The run's termination stops the op's tasks on every executor (run_watch.py).
@@ -164,7 +164,7 @@ class FlowRuntime:
 
     def _task_metadata(self, context, launcher: TaskLauncher, pathspec: str, attempt: int,
                        card_tasks=None) -> Optional[dict]:
-        """The task's metadata (runtime/metadata.py); None, with a warning in the op's
+        """The task's metadata (runtime/report/metadata.py); None, with a warning in the op's
         log, if it cannot be read: the task has succeeded, its op must not fail."""
         try:
             return task_metadata(self.plan, pathspec, attempt, card_tasks,
@@ -175,7 +175,7 @@ class FlowRuntime:
             return None
 
     def _flow_materialization(self, context, launcher: TaskLauncher, end_pathspec: str):
-        """The flow asset's materialization (runtime/metadata.py), after the end task."""
+        """The flow asset's materialization (runtime/report/metadata.py), after the end task."""
         try:
             materialization = flow_materialization(
                 self.plan, launcher.run_id, end_pathspec,

@@ -1,7 +1,7 @@
 """Suspended runs (`dagster suspend`, `TriggeredRun.suspend()`): while a run
 carries the tag naming.TAG_SUSPENDED = "true", no new task of it starts; the
 tasks that run finish. The task launcher asks before starting each task, clones
-included (tasks.py); a task held back waits, looking again every second, until
+included (runtime/launch/launcher.py); a task held back waits, looking again every second, until
 the run is unsuspended or terminated.
 
 Reading the run record costs ~10-30 ms (a connection to the run storage each

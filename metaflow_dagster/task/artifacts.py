@@ -1,5 +1,5 @@
 """A finished task's artifacts, read from Metaflow's datastore for the op's metadata
-(runtime/artifacts.py renders them): names, types and sizes, with small values shown.
+(runtime/report/artifacts.py renders them): names, types and sizes, with small values shown.
 
 The index of the task's latest attempt (one small file) gives names, types and sizes;
 only the values shown are loaded, in one batch. A value is shown only when all of these

@@ -2,8 +2,8 @@
 (`Task(...).stdout`) and `python flow.py logs` find them, as after `python flow.py
 run` (Metaflow's own runtime saves its workers' output the same way).
 
-Called with the output the op captured, in the op's process (runtime/logs.py) or
-in a process forked from the task template (task/forkserver.py), which has
+Called with the output the op captured, in the op's process (runtime/report/metaflow_logs.py) or
+in a process forked from the task template (task/template.py), which has
 imported Metaflow already. Importing this module imports Metaflow.
 """
 

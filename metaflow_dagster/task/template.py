@@ -6,7 +6,7 @@ Why: a task spends most of its CPU starting Python and importing Metaflow
 (~0.25 s of the ~0.3 s a trivial step costs on this project's machine). The
 template pays that once per run; a forked task costs ~0.03 s.
 
-The runtime starts it (runtime/task_forkserver.py) as
+The runtime starts it (runtime/launch/task_template.py) as
 
     python -c BOOTSTRAP <the flow's directory> <control fd> <padding>
 
@@ -46,7 +46,7 @@ returns, as JSON, into the first memfd and exits, having sent {"error": tracebac
 if it could not.
 A request {"save_logs": {flow, ds_type, ds_root, pathspec, attempt, source}} with the
 connection and two memfds holding a finished task's stdout and stderr forks a
-child that saves them as the task's Metaflow logs (task/logs.py) and exits, having
+child that saves them as the task's Metaflow logs (task/metaflow_logs.py) and exits, having
 sent {"error": traceback} if it could not.
 The template exits when the control socket closes (its owner has exited), killing
 the tasks still running, or after IDLE_EXIT_SECONDS without tasks; it kills a task

@@ -10,14 +10,14 @@ import subprocess
 import time
 
 import pytest
+from commands import client, embedded, flow_dir
 from harness import PYTHON, env_for, wait_until
-from lifecycle_support import client, embedded, flow_dir
 
 from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
-FLOW = "lifecycle_deployer_flow"
+FLOW = "deployer_flow"
 
 
 def fresh_python(script: str, *args, cwd, dagster_home=None, timeout=400, **env) -> dict:
@@ -79,17 +79,17 @@ def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
         str(directory / ("%s.py" % FLOW)),
         show_output=False,
         cwd=str(directory),
-        env={"LIFECYCLE_DEPLOYER_VAR": "from-deployer-env"},
-        decospecs=['environment:vars={"LIFECYCLE_WITH_VAR": "from-with"}'],
+        env={"DEPLOYER_ENV_VAR": "from-deployer-env"},
+        decospecs=['environment:vars={"DEPLOYER_WITH_VAR": "from-with"}'],
         branch="feature",
         config_value=[("cfg", {"greeting": "hi"})],
     )
     deployed = deployer.dagster(dagster_home=str(dagster_home)).create()
     assert isinstance(deployed, DagsterDeployedFlow)
-    assert deployed.flow_name == "LifecycleDeployerFlow"
-    assert deployed.job_name == "lifecycle_test_feature_LifecycleDeployerFlow"
+    assert deployed.flow_name == "DeployerFlow"
+    assert deployed.job_name == "deployer_test_feature_DeployerFlow"
     assert deployed.definitions_file == str(
-        directory / "lifecycle_test_feature_lifecycledeployerflow_dagster.py")
+        directory / "deployer_test_feature_deployerflow_dagster.py")
 
     # Several Parameters at once, a structured one included.
     triggered = deployed.trigger(count=7, weights={"k": [1, 2]}, label="two words")
@@ -186,7 +186,7 @@ def test_a_run_past_its_workflow_timeout_reads_timed_out(tmp_path, dagster_home)
 
 
 def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
-    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
+    directory, deployed = _deploy(tmp_path, dagster_home, "gate_flow")
     triggered = deployed.trigger(gate="never-opened")
     assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
     assert triggered.terminate() is True
@@ -198,7 +198,7 @@ def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
 
 # --- suspend / unsuspend ------------------------------------------------------------------
 
-SUSPEND = "lifecycle_suspend_flow"
+SUSPEND = "suspend_flow"
 
 
 def _steps_log(directory):

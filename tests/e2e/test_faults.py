@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import services
+from commands import client, embedded, executions, field, flow_dir, mf, wait_for
 from harness import (
     PYTHON,
     compile_flow,
@@ -25,7 +26,6 @@ from harness import (
     process_alive,
     wait_until,
 )
-from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
 from metaflow_dagster.runtime.executors.workers import parse_worker_tag

@@ -1,4 +1,4 @@
-"""The lifecycle commands before any run starts: which definitions file each finds
+"""The run commands before any run starts: which definitions file each finds
 (named after the job, so @project branches never share one), and how they say
 what is wrong (plain text, a suggestion for a typo)."""
 

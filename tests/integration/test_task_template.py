@@ -1,4 +1,4 @@
-"""The task template's own contract (runtime/task_template.py, task/forkserver.py),
+"""The task template's own contract (runtime/launch/task_template.py, task/template.py),
 with real processes and no Dagster run: a forked task's output, exit status and
 process group reach the caller as a subprocess's would, and a task does not
 outlive its template."""
@@ -43,7 +43,7 @@ def starter_for(script):
 
 
 def test_output_and_exit_status_come_back_as_from_a_subprocess(script, monkeypatch):
-    monkeypatch.delenv("METAFLOW_DAGSTER_FORKSERVER", raising=False)
+    monkeypatch.delenv("METAFLOW_DAGSTER_TASK_TEMPLATE", raising=False)
     start = starter_for(script)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     outcome = processes.run_process([sys.executable, str(script), "3"], env, str(script.parent),

@@ -1,4 +1,4 @@
-"""Runs whose worker is gone (runtime/workers.py), as every command of ours and the
+"""Runs whose worker is gone (runtime/executors/workers.py), as every command of ours and the
 start of every run check them: on a real SQLite instance, with run records made by
 hand and workers that are real processes, dead or alive."""
 

@@ -1,4 +1,4 @@
-"""The executor of a compiled job (runtime/flow_executor.py), built from hand-made plans: run
+"""The executor of a compiled job (runtime/executors/selector.py), built from hand-made plans: run
 config chooses among metaflow, multiprocess, celery and k8s; unknown keys are rejected; every
 choice gets the per-foreach cap; a k8s step's pod gets the step's resources and deadline.
 
@@ -32,7 +32,7 @@ users:
 
 def executor_for(job, run_config, instance):
     """The executor a run would get; Dagster's multiprocess executor comes wrapped in
-    the run supervision of runtime/multiprocess.py, which is looked through here."""
+    the run supervision of runtime/executors/multiprocess.py, which is looked through here."""
     executor = executor_of(job, run_config, instance)
     return getattr(executor, "_inner", executor)
 

@@ -1,5 +1,5 @@
 """The plan's Metaflow settings as they take effect on a worker: the worker's own
-environment wins, setting by setting (runtime/settings.py)."""
+environment wins, setting by setting (runtime/launch/settings.py)."""
 
 import os
 import sys

@@ -35,7 +35,7 @@ def forkable(command, env=None) -> bool:
     [], ["retry", "catch", "timeout"], ["environment", "card", "resources", "secrets"],
 ])
 def test_steps_whose_decorators_act_only_inside_the_task_may_fork(decorators, monkeypatch):
-    monkeypatch.delenv(naming.FORKSERVER_ENV, raising=False)
+    monkeypatch.delenv(naming.TASK_TEMPLATE_ENV, raising=False)
     assert task_template.starter(plan_with(decorators), "start") is not None
 
 
@@ -46,12 +46,12 @@ def test_steps_whose_decorators_act_only_inside_the_task_may_fork(decorators, mo
 ])
 def test_compute_layers_other_interpreters_and_unknown_decorators_take_the_ordinary_path(
         decorators, monkeypatch):
-    monkeypatch.delenv(naming.FORKSERVER_ENV, raising=False)
+    monkeypatch.delenv(naming.TASK_TEMPLATE_ENV, raising=False)
     assert task_template.starter(plan_with(decorators), "start") is None
 
 
-def test_the_forkserver_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv(naming.FORKSERVER_ENV, "0")
+def test_the_task_template_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(naming.TASK_TEMPLATE_ENV, "0")
     assert task_template.starter(plan_with([]), "start") is None
     assert task_template.starter(plan_with([]), None) is None
 

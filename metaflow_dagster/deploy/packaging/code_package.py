@@ -2,7 +2,7 @@
 it: Metaflow's own MetaflowPackage (the flow's directory, filtered by Metaflow's
 `--package-suffixes`, plus Metaflow, its extensions and metaflow-dagster itself),
 saved in the flow's datastore with `save_data`. The plan records where it is; each
-op fetches it by sha and runs the flow's steps from it (runtime/code_package.py).
+op fetches it by sha and runs the flow's steps from it (runtime/launch/code_package.py).
 """
 
 import os

@@ -4,7 +4,7 @@ A deployed job runs in its own production namespace, `production:<token>`. The
 token of each deployment is kept in the flow's datastore (as Metaflow's Airflow
 integration does), so a second deployer needs it (`--authorize`) to replace a
 deployment someone else made. The ops read it from there at run time
-(runtime/production.py) and give it to the tasks as METAFLOW_PRODUCTION_TOKEN,
+(runtime/launch/production_token.py) and give it to the tasks as METAFLOW_PRODUCTION_TOKEN,
 which Metaflow turns into the run's `production:<token>` system tag.
 """
 

@@ -25,7 +25,8 @@ from ...naming import (
 )
 
 
-def task_settings(obj) -> Dict[str, str]:
+def read_task_settings(obj) -> Dict[str, str]:
+    """The settings, from Metaflow's objects of this `create` (see the module's doc)."""
     from metaflow import metaflow_config as config
 
     datastore = obj.flow_datastore

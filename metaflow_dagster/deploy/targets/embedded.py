@@ -7,7 +7,7 @@ run then executes in a detached `dagster api execute_run` process (what Dagster'
 own run launcher starts), so the command returns at once.
 
 Every command opens the instance under a lock in DAGSTER_HOME (home.open_instance)
-and first fails the runs whose worker process died (runtime/workers.py).
+and first fails the runs whose worker process died (runtime/executors/workers.py).
 """
 
 import logging

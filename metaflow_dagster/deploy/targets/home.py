@@ -27,7 +27,7 @@ from ..errors import CommandError
 # What a dagster.yaml we write holds: no telemetry (no banner in our commands'
 # output), and run monitoring, so that a daemon (`dagster dev`) fails runs stuck
 # starting or cancelling and enforces dagster/max_runtime. (Runs whose worker dies
-# are failed by the runs' own reaper, runtime/workers.py.)
+# are failed by the runs' own reaper, runtime/executors/workers.py.)
 DAGSTER_YAML = """\
 # Written by metaflow-dagster when it created this Dagster home.
 telemetry:

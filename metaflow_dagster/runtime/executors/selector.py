@@ -8,9 +8,9 @@ the one `dagster create --executor` chose as the default:
       config:
         celery: {broker: "redis://...", backend: "redis://..."}
 
-- metaflow: ops as threads of the run process (executor.py);
+- metaflow: ops as threads of the run process (threads.py);
 - multiprocess: Dagster's multiprocess executor (forkserver by default);
-- celery: dagster-celery's workers (celery_steps.py);
+- celery: dagster-celery's workers (celery.py);
 - k8s: dagster-k8s's k8s_job_executor (the instance must use K8sRunLauncher).
 
 Whatever the choice, the executor gets the per-foreach cap (--max-workers) as a

@@ -97,7 +97,8 @@ class MetaflowTaskExecutor(Executor):
         # them to the collector's permanent generation spares every full collection
         # during the run from walking them again, and the interpreter's teardown when
         # the run process exits (measured: 0.75 s -> 0.1 s per run on 2 cores).
-        # First, start the template the run's first task forks from (task_forkserver.py).
+        # First, start the template the run's first task forks from
+        # (runtime/launch/task_template.py).
         FlowRuntime.prepare_run(plan_context.job.get_definition().name, plan_context.run_id)
         gc.freeze()
         # The run worker is recorded; if it dies, the run is failed (workers.py).

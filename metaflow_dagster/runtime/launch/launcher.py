@@ -98,7 +98,8 @@ class TaskLauncher:
         self._pending_init: Optional[ParametersInit] = None
         # `dagster suspend` holds back new tasks (runtime/suspension.py).
         self.suspension = SuspendGate.of_current_op(dagster_run_id, self.io and self.io.stderr)
-        # (pathspec, attempt) of the attempts the compute layer ran (see logs.py).
+        # (pathspec, attempt) of the attempts the compute layer ran
+        # (see runtime/report/metaflow_logs.py).
         self._remote_attempts = set()
         # Artifacts the tasks reported as they ended (naming.RESULT_ARTIFACTS), by pathspec.
         self.reported_artifacts: Dict[str, List[dict]] = {}
@@ -127,7 +128,7 @@ class TaskLauncher:
             argv += ["--with", spec]
         return argv + subcommand
 
-    def prepare_forkserver(self) -> None:
+    def prepare_task_template(self) -> None:
         """Start the task template the start task will fork from, ahead of it."""
         start = starter(self.plan, self.plan.start_step)
         if start is not None:

@@ -8,7 +8,7 @@
   metaflow_dagster/reaper.py).
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
   captured logs) and kept, to be saved as the task's Metaflow logs.
-- An executor that runs ops as threads (runtime/executor.py) binds each
+- An executor that runs ops as threads (runtime/executors/threads.py) binds each
   op's own log streams, the run's cancel event and the run-wide task slots with
   `bind_io`; other executors bind nothing and the process's stdout/stderr are used.
 """
@@ -95,7 +95,7 @@ def run_process(
     is bound to this thread. interrupt_first: stop the task with SIGINT before
     SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT).
     `start(argv, env, cwd)`, if given, starts the process instead of
-    subprocess.Popen (task_forkserver.py) or returns None to let it."""
+    subprocess.Popen (task_template.py) or returns None to let it."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
     if io.slots is None:

@@ -1,4 +1,4 @@
-"""Starts Metaflow tasks as children of a task template (task/forkserver.py), a
+"""Starts Metaflow tasks as children of a task template (task/template.py), a
 process that has imported Metaflow once, instead of as fresh interpreters.
 
 A task started this way is still its own process, in its own session, with its
@@ -14,7 +14,7 @@ environment differs in anything but the per-task variables below (@environment,
 say) gets its own template, so what Metaflow read at import is what it would
 read in a fresh process. The ordinary path (`subprocess.Popen`, `start` returns
 None) is taken when:
-- METAFLOW_DAGSTER_FORKSERVER=0 in the op's environment, or the OS lacks pidfds;
+- METAFLOW_DAGSTER_TASK_TEMPLATE=0 in the op's environment, or the OS lacks pidfds;
 - the command is not `<this interpreter> <flow file>.py ...`, or asks for an
   environment other than `local` (@conda/@pypi: --environment, or
   METAFLOW_DEFAULT_ENVIRONMENT), or METAFLOW_DEFAULT_DECOSPECS adds decorators;
@@ -45,11 +45,11 @@ FORKABLE_DECORATORS = frozenset({
     "card", "catch", "dagster_internal", "environment", "resources", "retry", "secrets",
     "timeout",
 })
-# Set per task (or per op) by tasks.py and processes.py and read by the task only
+# Set per task (or per op) by launcher.py and processes.py and read by the task only
 # while it runs (task/decorator.py), never while Metaflow is imported: not part of
 # the key. The Dagster run id is: a process's initial environment
 # (/proc/<pid>/environ), which a forked task shares with its template, marks the
-# run's tasks for the reaper (runtime/workers.py) and for whoever looks for them.
+# run's tasks for the reaper (runtime/executors/workers.py) and for whoever looks for them.
 PER_TASK_ENV = frozenset({
     naming.RESULT_FILE_ENV, naming.PARAMETERS_READY_ENV, naming.DAGSTER_OP_ENV,
     naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV,
@@ -61,7 +61,7 @@ MAX_TEMPLATES = 8  # per process; more distinct environments take the ordinary p
 def starter(plan: FlowPlan, step: Optional[str]) -> Optional["TaskStarter"]:
     """How processes.run_process should start a task of `step` (None: `init`):
     a TaskStarter, or None for subprocess.Popen."""
-    if os.environ.get(naming.FORKSERVER_ENV, "1") == "0" or not hasattr(os, "pidfd_open"):
+    if os.environ.get(naming.TASK_TEMPLATE_ENV, "1") == "0" or not hasattr(os, "pidfd_open"):
         return None
     if step is not None:
         decorators = plan.step(step).decorators
@@ -119,7 +119,7 @@ _flow_templates: Dict[str, "Template"] = {}
 
 def save_logs_in_template(plan: FlowPlan, pathspec: str, attempt: int, stdout: bytes,
                           stderr: bytes, source: str = "task") -> bool:
-    """Save a finished task's logs (task/logs.py) in a child of the template that
+    """Save a finished task's logs (task/metaflow_logs.py) in a child of the template that
     forks the flow's tasks; False if there is none (the caller saves them)."""
     template = _flow_templates.get(plan.flow_file)
     if template is None:

@@ -1,4 +1,4 @@
-"""Saves a task's stdout and stderr into its Metaflow datastore (task/logs.py):
+"""Saves a task's stdout and stderr into its Metaflow datastore (task/metaflow_logs.py):
 through the task template when the run's tasks are forked from one, where Metaflow
 is imported already; here otherwise.
 

@@ -24,7 +24,7 @@ def record():
         f.write("%s %s %d\n" % (current.step_name, current.task_id, current.retry_count))
 
 
-class LifecycleResumeFlow(FlowSpec):
+class ResumeFlow(FlowSpec):
     n = Parameter("n", type=int, default=2)
 
     @step
@@ -54,4 +54,4 @@ class LifecycleResumeFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    LifecycleResumeFlow()
+    ResumeFlow()

@@ -9,8 +9,7 @@ import signal
 import time
 
 import pytest
-from harness import wait_until
-from lifecycle_support import (
+from commands import (
     client,
     dagster_dev,
     embedded,
@@ -21,6 +20,7 @@ from lifecycle_support import (
     mf,
     wait_for,
 )
+from harness import wait_until
 
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.runs import metaflow_status
@@ -28,8 +28,8 @@ from metaflow_dagster.runtime.executors.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 
-GATE = "lifecycle_gate_flow"
-RESUME = "lifecycle_resume_flow"
+GATE = "gate_flow"
+RESUME = "resume_flow"
 
 
 def _wait_step(target, run_id, step, status, timeout=120):
@@ -57,7 +57,7 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
                 dagster_home=dagster_home)
     run1, run2 = field(first, "Dagster run id"), field(second, "Dagster run id")
     pathspec1 = field(first, "Metaflow run")
-    assert pathspec1 == "LifecycleGateFlow/%s" % naming.metaflow_run_id(run1)
+    assert pathspec1 == "GateFlow/%s" % naming.metaflow_run_id(run1)
     assert field(first, "Dagster UI").endswith("/runs/%s" % run1)
     assert trigger_seconds < 30
 
@@ -94,9 +94,9 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     # The run records carry what `dagster dev` needs to show and re-execute them.
     with target._instance() as instance:
         record = instance.get_run_by_id(run1)
-    assert record.tags[naming.TAG_FLOW_NAME] == "LifecycleGateFlow"
+    assert record.tags[naming.TAG_FLOW_NAME] == "GateFlow"
     assert record.tags[naming.TAG_RUN_ID] == naming.metaflow_run_id(run1)
-    assert record.remote_job_origin.location_name == "lifecyclegateflow_dagster.py"
+    assert record.remote_job_origin.location_name == "gateflow_dagster.py"
 
 
 def _task_processes(run_id) -> list:
@@ -133,13 +133,13 @@ def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_h
     # By Metaflow run id, as `argo-workflows terminate` takes it.
     said = mf(directory, GATE, "dagster", "terminate", "--run-id",
               naming.metaflow_run_id(run_id), dagster_home=dagster_home)
-    assert "Terminating LifecycleGateFlow/%s" % naming.metaflow_run_id(run_id) in said.stderr
+    assert "Terminating GateFlow/%s" % naming.metaflow_run_id(run_id) in said.stderr
     state = wait_for(target, run_id, timeout=30)
     assert state.status == "CANCELED"
     assert {s.key: s.status for s in state.steps}["start"] == "FAILURE"
     assert "end" not in {s.key for s in state.steps}
     assert wait_until(lambda: not _task_processes(run_id), 15), _task_processes(run_id)
-    assert not client(directory).Run("LifecycleGateFlow/%s" % state.metaflow_run_id).successful
+    assert not client(directory).Run("GateFlow/%s" % state.metaflow_run_id).successful
 
     again = mf(directory, GATE, "dagster", "terminate", "--run-id", run_id,
                dagster_home=dagster_home, expect_rc=1)
@@ -155,14 +155,14 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
     bad_json = mf(directory, GATE, "dagster", "trigger", "--weights", "{not json",
                   dagster_home=dagster_home, expect_rc=2)
     assert "is not a valid JSON object" in bad_json.stderr
-    assert embedded(dagster_home).flow_runs("LifecycleGateFlow", 10) == []
+    assert embedded(dagster_home).flow_runs("GateFlow", 10) == []
     relative_home = mf(directory, GATE, "dagster", "trigger", expect_rc=1,
                        DAGSTER_HOME="relative/home")
     assert "DAGSTER_HOME=relative/home must be an absolute path" in relative_home.stderr
     no_step = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
                  "dagster-0123456789abcdef", "--step-to-rerun", "nosuch",
                  dagster_home=dagster_home, expect_rc=1)
-    assert "Error: Step nosuch is not a step of LifecycleGateFlow" in no_step.stderr
+    assert "Error: Step nosuch is not a step of GateFlow" in no_step.stderr
     no_origin = mf(directory, GATE, "dagster", "resume", "--origin-run-id",
                    "dagster-0123456789abcdef", dagster_home=dagster_home, expect_rc=1)
     assert "has no parameters in the datastore" in no_origin.stderr
@@ -170,7 +170,7 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
                   expect_rc=1)
     assert "not a definitions file of metaflow-dagster" in not_ours.stderr
     assert (directory / (GATE + ".py")).exists()
-    assert embedded(dagster_home).flow_runs("LifecycleGateFlow", 10) == []
+    assert embedded(dagster_home).flow_runs("GateFlow", 10) == []
 
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
@@ -194,7 +194,7 @@ def dev_server(tmp_path_factory):
     mf(directory, RESUME, "dagster", "create")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    definitions = ["lifecyclegateflow_dagster.py", "lifecycleresumeflow_dagster.py"]
+    definitions = ["gateflow_dagster.py", "resumeflow_dagster.py"]
     with dagster_dev(directory, home, definitions) as url:
         yield directory, home, url
 
@@ -277,9 +277,9 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     shown = mf(directory, RESUME, "dagster", "status", "--run-id", failed,
                "--dagster-url", url).stdout
     task = "%s/body/t-1" % naming.metaflow_run_id(failed)
-    assert "  body[1]: LifecycleResumeFlow/%s, 1 attempt" % task in shown, shown
+    assert "  body[1]: ResumeFlow/%s, 1 attempt" % task in shown, shown
     assert "RuntimeError: split 1 fails while fail_split exists" in shown, shown
-    assert "logs: python lifecycle_resume_flow.py logs %s --attempt 0" % task in shown, shown
+    assert "logs: python resume_flow.py logs %s --attempt 0" % task in shown, shown
     (directory / "fail_split").unlink()
     before = executions(directory)
 

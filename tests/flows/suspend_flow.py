@@ -13,7 +13,7 @@ def note(step_name, what):
         f.write("%s %s %f\n" % (step_name, what, time.time()))
 
 
-class LifecycleSuspendFlow(FlowSpec):
+class SuspendFlow(FlowSpec):
     @step
     def start(self):
         note("start", "start")
@@ -43,4 +43,4 @@ class LifecycleSuspendFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    LifecycleSuspendFlow()
+    SuspendFlow()

@@ -7,8 +7,8 @@ import os
 from metaflow import Config, FlowSpec, JSONType, Parameter, current, project, step
 
 
-@project(name="lifecycle")
-class LifecycleDeployerFlow(FlowSpec):
+@project(name="deployer")
+class DeployerFlow(FlowSpec):
     cfg = Config("cfg", default_value={"greeting": "default"})
     count = Parameter("count", type=int, default=1)
     weights = Parameter("weights", type=JSONType, default='{"a": 1}')
@@ -22,15 +22,15 @@ class LifecycleDeployerFlow(FlowSpec):
             "label": self.label,
             "greeting": self.cfg.greeting,
             "branch": current.branch_name,
-            "with_env": os.environ.get("LIFECYCLE_WITH_VAR"),
-            "deployer_env": os.environ.get("LIFECYCLE_DEPLOYER_VAR"),
+            "with_env": os.environ.get("DEPLOYER_WITH_VAR"),
+            "deployer_env": os.environ.get("DEPLOYER_ENV_VAR"),
         }
         self.next(self.end)
 
     @step
     def end(self):
-        self.end_with_env = os.environ.get("LIFECYCLE_WITH_VAR")
+        self.end_with_env = os.environ.get("DEPLOYER_WITH_VAR")
 
 
 if __name__ == "__main__":
-    LifecycleDeployerFlow()
+    DeployerFlow()

@@ -21,7 +21,7 @@ def record():
         f.write("%s %s %d\n" % (current.step_name, current.task_id, current.retry_count))
 
 
-class LifecycleRegionFlow(FlowSpec):
+class RegionFlow(FlowSpec):
     @step
     def start(self):
         record()
@@ -62,4 +62,4 @@ class LifecycleRegionFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    LifecycleRegionFlow()
+    RegionFlow()

@@ -1,4 +1,4 @@
-"""Helpers for the run-lifecycle tests (trigger, status, resume, Deployer): run the
+"""Helpers for the tests of our commands (trigger, status, resume, Deployer): run the
 real `python flow.py dagster ...` commands in a flow directory of its own, wait on
 Dagster run states, start a real `dagster dev`, count task executions."""
 

@@ -17,7 +17,7 @@ def state_dir():
     return os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL", ".")
 
 
-class LifecycleGateFlow(FlowSpec):
+class GateFlow(FlowSpec):
     gate = Parameter("gate", default="gate")
     count = Parameter("count", type=int, default=1)
     weights = Parameter("weights", type=JSONType, default='{"a": 1}')
@@ -38,4 +38,4 @@ class LifecycleGateFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    LifecycleGateFlow()
+    GateFlow()

@@ -1,4 +1,4 @@
-"""Tasks forked from a task template (runtime/task_forkserver.py) are the
+"""Tasks forked from a task template (runtime/launch/task_template.py) are the
 processes `python flow.py step ...` would be: the same command line, argv,
 environment, working directory, `__main__`, open files, `current` values, logs
 and exit status, module-level code run once per task; timeouts and the death of
@@ -59,7 +59,7 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
         # PYTHONWARNINGS=always: importing Metaflow writes a DeprecationWarning to
         # stderr, which a forked task must write too.
         result = execute(compiled, dagster_home, env_extra={
-            naming.FORKSERVER_ENV: fork, "PROCESS_FACTS_FILE": module_runs,
+            naming.TASK_TEMPLATE_ENV: fork, "PROCESS_FACTS_FILE": module_runs,
             "PROCESS_EXITS_FILE": exits_file,
             "SHARED_VAR": "shared", "PYTHONWARNINGS": "always"})
         assert result.success, result.output[-3000:]
@@ -84,7 +84,7 @@ def test_forked_tasks_are_the_processes_a_fresh_interpreter_would_be(tmp_path, d
         assert f["pathspec"] == "ProcessFactsFlow/%s/%s" % (runs["1"][0].metaflow_run_id, key)
     # What the facts hold, beyond "the same as a fresh interpreter".
     start = forked["start/t"]
-    # The flow file of the job's code package (runtime/code_package.py), unpacked elsewhere.
+    # The flow file of the job's code package (runtime/launch/code_package.py), unpacked elsewhere.
     packaged = Path(start["argv"][0])
     assert packaged.name == "process_facts_flow.py" and packaged.parent != compiled.flow_dir
     assert packaged.read_text() == (compiled.flow_dir / "process_facts_flow.py").read_text()
