@@ -12,13 +12,13 @@ from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
 from ..compiler.compile import CompileOptions, compile_flow
+from ..compiler.errors import CreateError
 from ..compiler.render import render
-from ..compiler.schedules import ScheduleNotSupported, schedule_spec
-from ..compiler.triggers import TriggerNotSupported, trigger_specs
-from ..compiler.validate import NotSupported
+from ..compiler.schedules import schedule_spec
+from ..compiler.triggers import trigger_specs
 from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
-from .command import DagsterCommand, DagsterGroup, plain_text
+from .command import DagsterCommand, DagsterGroup
 from .job_name import definitions_file, project_info
 from .packaging.code_package import package_flow
 from .packaging.production_token import resolve_token, token_prefix
@@ -76,12 +76,12 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
     if name and "project" in obj.flow._flow_decorators:
-        raise click.ClickException(
+        raise CreateError(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
     missing = executor_package_missing(executor, _module_found)
     if missing:
-        raise click.ClickException(missing)
+        raise CreateError(missing)
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = definitions_file(obj, file, name)
@@ -101,12 +101,9 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         settings=read_task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
     )
-    try:
-        options = replace(options, schedule=_schedule(obj.flow, schedule_status),
-                          triggers=_triggers(obj.flow, options.project))
-        plan = compile_flow(obj.flow, obj.graph, options)
-    except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
-        raise click.ClickException(plain_text(str(error))) from None
+    options = replace(options, schedule=_schedule(obj.flow, schedule_status),
+                      triggers=_triggers(obj.flow, options.project))
+    plan = compile_flow(obj.flow, obj.graph, options)
     # The token stays in the flow's datastore; the ops read it at run time.
     resolve_token(
         obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
@@ -127,11 +124,11 @@ def _check_output_path(file):
     directory must not create a tree elsewhere, nor fail half-way."""
     directory = os.path.dirname(os.path.abspath(file))
     if not os.path.isdir(directory):
-        raise click.ClickException(
+        raise CreateError(
             "Cannot write the definitions file %s: the directory %s does not exist. Create "
             "it first, or give another path." % (file, directory))
     if os.path.isdir(file):
-        raise click.ClickException(
+        raise CreateError(
             "Cannot write the definitions file %s: it is a directory. Give a file name, "
             "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
 

@@ -96,13 +96,13 @@ class ServerJob:
 
     def __init__(self, obj):
         from ..compiler.compile import CompileOptions, compile_flow
-        from ..compiler.validate import NotSupported
+        from ..compiler.errors import CreateError
 
         options = CompileOptions(flow_file=os.path.basename(sys.argv[0]),
                                  project=project_info(obj))
         try:
             self.plan = compile_flow(obj.flow, obj.graph, options)
-        except NotSupported as error:
+        except CreateError as error:
             raise CommandError(str(error)) from None
         self.job_name = self.plan.job_name
 

@@ -10,10 +10,9 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 from .. import naming
 from ..plan import FlowPlan, OpPlan
 from .hooks import run_exit_hooks
-from .launch.code_package import PackageUnavailable
+from .launch import DeploymentUnavailable
 from .launch.launcher import ParametersFailed, Task, TaskLauncher, next_task
 from .launch.processes import TaskCancelled, TaskTimeout
-from .launch.production_token import TokenMissing
 from .region import RegionRunner
 from .report.metadata import flow_materialization, task_metadata
 from .report.metaflow_logs import save_task_logs
@@ -47,8 +46,9 @@ class FlowRuntime:
         if runtime is None:
             return
         try:
-            launcher = TaskLauncher(runtime.plan, "", dagster_run_id, "")
-        except (PackageUnavailable, TokenMissing):
+            launcher = TaskLauncher.outside_the_run(runtime.plan, dagster_run_id,
+                                                    "task_template")
+        except DeploymentUnavailable:
             return  # the op reports it
         launcher.prepare_task_template()
 
@@ -116,7 +116,7 @@ class FlowRuntime:
     def run_exit_hooks(self, context, kind: str) -> None:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
         with _deployment_errors():
-            launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
+            launcher = TaskLauncher.outside_the_run(self.plan, context.run_id, "exit_hook")
         run_exit_hooks(self.plan, context, kind, launcher.base_env, launcher.code.flow_file,
                        launcher.cwd)
 
@@ -241,7 +241,7 @@ def _deployment_errors():
     the op at once, saying why and which setting to fix (retrying would not help)."""
     try:
         yield
-    except (PackageUnavailable, TokenMissing) as error:
+    except DeploymentUnavailable as error:
         raise Failure(description=str(error), allow_retries=False) from None
 
 

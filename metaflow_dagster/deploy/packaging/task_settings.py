@@ -12,8 +12,7 @@ datastore, which is where the runs must land for the user's Client to find them
 import os
 from typing import Dict
 
-from metaflow._vendor.click import ClickException
-
+from ...compiler.errors import CreateError
 from ...naming import (
     DATASTORE_ENV,
     ENVIRONMENT_ENV,
@@ -38,7 +37,7 @@ def read_task_settings(obj) -> Dict[str, str]:
     root = datastore.datastore_root
     if datastore.TYPE == "local":
         if os.path.basename(root.rstrip("/")) != LOCAL_DATASTORE_DIR:
-            raise ClickException(
+            raise CreateError(
                 "A local datastore root that is not a `%s` folder (%s) is not supported: "
                 "tasks find a local datastore through METAFLOW_DATASTORE_SYSROOT_LOCAL, the "
                 "folder holding `%s`. Use that instead of --datastore-root."

@@ -28,11 +28,12 @@ from ... import naming
 from ...naming import sysroot_env
 from ...plan import FlowPlan
 from ..datastore import plan_datastore
+from . import DeploymentUnavailable
 from .preflight import Unreachable, check_local, check_reachable, metadata_service
 from .settings import datastore_location, setting_source
 
 
-class PackageUnavailable(Exception):
+class PackageUnavailable(DeploymentUnavailable):
     """The code package could not be fetched or unpacked; the message says why."""
 
 

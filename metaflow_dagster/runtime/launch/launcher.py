@@ -79,8 +79,7 @@ def next_task(plan: FlowPlan, step_name: str, upstream: List[str], split_index=N
 class TaskLauncher:
     """Launches the tasks of one Metaflow run on behalf of one Dagster op.
 
-    Raises code_package.PackageUnavailable or production.TokenMissing when the
-    deployment cannot be found from this host."""
+    Raises DeploymentUnavailable when the deployment cannot be found from this host."""
 
     def __init__(self, plan: FlowPlan, run_id: str, dagster_run_id: str, op_name: str,
                  triggers: Optional[str] = None, reuse=None, continues_run: bool = False):
@@ -103,6 +102,15 @@ class TaskLauncher:
         self._remote_attempts = set()
         # Artifacts the tasks reported as they ended (naming.RESULT_ARTIFACTS), by pathspec.
         self.reported_artifacts: Dict[str, List[dict]] = {}
+
+    @classmethod
+    def outside_the_run(cls, plan: FlowPlan, dagster_run_id: str,
+                        purpose: str) -> "TaskLauncher":
+        """A launcher for a Dagster run's work that is no task of its Metaflow run
+        (the task template started ahead of the first task, the exit hooks): the
+        run's environment and code package, no Metaflow run id. `purpose` stands
+        where an op's name would (DAGSTER_OP_ENV)."""
+        return cls(plan, run_id="", dagster_run_id=dagster_run_id, op_name=purpose)
 
     def _base_env(self, dagster_run_id, op_name, triggers) -> dict:
         env = worker_environment()

@@ -10,10 +10,11 @@ from ...deployment_record import read_local_record, read_record, record_path
 from ...naming import sysroot_env
 from ...plan import FlowPlan
 from ..datastore import plan_datastore
+from . import DeploymentUnavailable
 from .settings import datastore_location, setting_source
 
 
-class TokenMissing(Exception):
+class TokenMissing(DeploymentUnavailable):
     """The deployment's record is not in the datastore the tasks use."""
 
 
