@@ -39,6 +39,7 @@ import uuid
 from typing import Iterable, List, Optional
 
 from .naming import TASK_OWNER_ENV
+from .process_groups import signal_process
 
 # Scans of /proc until no marked process is left (each kill makes a zombie, which
 # the scan skips, so a round only finds processes that were forked meanwhile).
@@ -125,11 +126,8 @@ def kill_marked(marks: Iterable[str]) -> int:
         if not found:
             break
         for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
+            if signal_process(pid, signal.SIGKILL):
                 killed.add(pid)
-            except ProcessLookupError:
-                pass
         time.sleep(0.05)
     return len(killed)
 

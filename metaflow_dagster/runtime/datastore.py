@@ -9,7 +9,7 @@ from .launch.settings import apply_to_process, datastore_location
 
 @lru_cache(maxsize=None)
 def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
-    from ..task.metaflow_logs import open_flow_datastore  # imports metaflow
+    from ..task.datastore import open_flow_datastore  # imports metaflow
 
     return open_flow_datastore(flow_name, ds_type, ds_root)
 

@@ -10,13 +10,6 @@ imported Metaflow already. Importing this module imports Metaflow.
 from metaflow.datastore import FlowDataStore
 from metaflow.mflog import RUNTIME_LOG_SOURCE, TASK_LOG_SOURCE
 from metaflow.mflog.mflog import decorate
-from metaflow.plugins import DATASTORES
-
-
-def open_flow_datastore(flow_name: str, ds_type: str, ds_root: str) -> FlowDataStore:
-    storage = next(d for d in DATASTORES if d.TYPE == ds_type)
-    return FlowDataStore(flow_name, None, storage_impl=storage, ds_root=ds_root or None)
-
 
 # Metaflow's log sources: what the task printed, or what its launcher printed (a
 # compute layer's `kubernetes step`, whose task saves its own logs remotely).

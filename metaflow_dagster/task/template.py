@@ -71,6 +71,8 @@ import traceback
 import types
 from importlib.machinery import SourceFileLoader
 
+from ..process_groups import signal_group
+
 # What `python -c` runs: import Metaflow as the flow file's first import would
 # (binding no name in __main__), noting what the import changed and what it
 # wrote to stdout and stderr (a fresh task writes that too: each child repeats
@@ -228,11 +230,11 @@ class _Template:
             data = b""
         if not data:  # the op that launched the task has gone away
             self.selector.unregister(conn)
-            _kill_group(pid)
+            signal_group(pid, signal.SIGKILL)
 
     def _kill_all(self) -> None:
         for pid in list(self.tasks):
-            _kill_group(pid)
+            signal_group(pid, signal.SIGKILL)
         for pid in list(self.tasks):
             os.waitpid(pid, 0)
 
@@ -253,7 +255,8 @@ class _Template:
         """In a child: save a finished task's logs, whose bytes the op sent as two
         memfds. Never returns."""
         def save():
-            from .metaflow_logs import open_flow_datastore, save_logs
+            from .datastore import open_flow_datastore
+            from .metaflow_logs import save_logs
 
             with open(out_fd, "rb") as out, open(err_fd, "rb") as err:
                 stdout, stderr = out.read(), err.read()
@@ -348,13 +351,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _set_command_line(argv) -> None:

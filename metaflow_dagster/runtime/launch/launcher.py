@@ -286,15 +286,8 @@ class TaskLauncher:
         args = list(step.compute["command"]) + [
             task.step, package["metadata"], package["sha"], self.code.url,
         ] + list(step.compute["options"])
-        args += self.step_args(task, retry_count)[2:] + [
-            "--max-user-code-retries", str(user_code_retries),
-            "--input-paths", ",".join(task.input_paths),
-        ]
-        if task.split_index is not None:
-            args += ["--split-index", str(task.split_index)]
-        if self.reuse is not None and self.reuse.origin_run_id:
-            args += ["--clone-run-id", self.reuse.origin_run_id]
-        return args
+        return args + self.step_args(task, retry_count)[2:] + self._task_options(
+            task, user_code_retries, ["--input-paths", ",".join(task.input_paths)])
 
     def step_args(self, task: Task, retry_count: int) -> List[str]:
         """`step` with the options every task of the run gets, clones included."""
@@ -312,18 +305,22 @@ class TaskLauncher:
 
     def _task_args(self, task: Task, retry_count: int, user_code_retries: int,
                    scratch: str) -> List[str]:
-        args = self.step_args(task, retry_count) + [
-            "--max-user-code-retries", str(user_code_retries),
-            "--ubf-context", "none",
-        ]
         paths = ",".join(task.input_paths)
         if len(paths) > MAX_INLINE_INPUT_PATHS:
             paths_file = os.path.join(scratch, "input-paths")
             with open(paths_file, "w") as f:
                 f.write(paths)
-            args += ["--input-paths-filename", paths_file]
+            input_paths = ["--input-paths-filename", paths_file]
         else:
-            args += ["--input-paths", paths]
+            input_paths = ["--input-paths", paths]
+        return self.step_args(task, retry_count) + ["--ubf-context", "none"] + \
+            self._task_options(task, user_code_retries, input_paths)
+
+    def _task_options(self, task: Task, user_code_retries: int,
+                      input_paths: List[str]) -> List[str]:
+        """The options after `step_args` that a task gets on either path (here, or
+        on the compute layer): its retries, its inputs, its split, its origin run."""
+        args = ["--max-user-code-retries", str(user_code_retries)] + input_paths
         if task.split_index is not None:
             args += ["--split-index", str(task.split_index)]
         if self.reuse is not None and self.reuse.origin_run_id:

@@ -25,6 +25,7 @@ from typing import List, Optional
 
 from ... import reaper
 from ...naming import LAUNCHER_PID_ENV
+from ...process_groups import signal_group
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40
@@ -143,7 +144,7 @@ def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO,
         # A task's own children must not outlive it (e.g. after Metaflow's @timeout):
         # its process group; and unless it succeeded, whatever of its tree left the
         # group (a scan of /proc, a few ms), which may hold its output pipes open.
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         if proc.returncode != 0:
             reaper.kill_marked([mark])
         for reader in readers:
@@ -193,22 +194,15 @@ def terminate_group(proc: subprocess.Popen, interrupt_first: bool = False) -> No
     """SIGTERM the task's process group (SIGINT first if asked), SIGKILL what is
     left after the grace."""
     for sig in (signal.SIGINT, signal.SIGTERM) if interrupt_first else (signal.SIGTERM,):
-        _signal_group(proc.pid, sig)
+        signal_group(proc.pid, sig)
         try:
             proc.wait(timeout=KILL_GRACE_SECONDS)
             break
         except subprocess.TimeoutExpired:
             pass
     # Children of the task may outlive it; the group id is still theirs.
-    _signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _start_tee(pipe, sink, buffer: list, prefix: str) -> threading.Thread:

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional
 
 from ... import naming, reaper
 from ...plan import FlowPlan
+from ...process_groups import signal_group
 from ...task.template import BOOTSTRAP, COMMAND_LINE_BYTES
 from .settings import datastore_location
 
@@ -401,7 +402,7 @@ class ForkedProcess:
         if not data:  # the template died: so did the task (its parent-death signal)
             self._conn.close()
             if self.pid is not None:
-                _kill_group(self.pid)
+                signal_group(self.pid, signal.SIGKILL)
                 self._ended(-signal.SIGKILL)
             return
         message = json.loads(data)
@@ -414,13 +415,6 @@ class ForkedProcess:
         self.returncode = returncode
         if self._on_exit is not None:
             self._on_exit()
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _fd_array(fds):
