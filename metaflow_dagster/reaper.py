@@ -8,7 +8,7 @@ Two guards (Linux: /proc and prctl):
 
 - The first time a process launches a task, it starts a *reaper*: this module
   run as a program (`python -m metaflow_dagster.reaper`: standard library only,
-  ~15 MB, 50 ms of CPU to start), holding the read end of a pipe whose write end
+  small and quick to start), holding the read end of a pipe whose write end
   only the launching process holds. When that process ends, the kernel closes the
   pipe; the reaper kills every process whose environment carries the launcher's
   mark (`TASK_OWNER_ENV`, inherited by the task's whole tree whatever group or
@@ -17,7 +17,7 @@ Two guards (Linux: /proc and prctl):
 - The task process itself also arms a parent-death signal, SIGKILL, before any
   user code runs (task/parent_death.py), for the case the reaper is killed too.
   (Armed in the child between fork and exec it would cost the launcher a full
-  fork instead of a vfork: 30 ms per task in a 200 MB run worker, with the GIL held.)
+  fork instead of a vfork, for every task, with the GIL held.)
 
 The executors start one more reaper per run in the run worker (runtime/executors/workers.py):
 it marks by the Dagster run id, and when the worker dies before it has released

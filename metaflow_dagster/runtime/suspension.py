@@ -4,8 +4,8 @@ tasks that run finish. The task launcher asks before starting each task, clones
 included (runtime/launch/launcher.py); a task held back waits, looking again every second, until
 the run is unsuspended or terminated.
 
-Reading the run record costs ~10-30 ms (a connection to the run storage each
-time), so the answer is shared by the op threads of a run process and read at
+Reading the run record opens a connection to the run storage each time, so the
+answer is shared by the op threads of a run process and read at
 most once a second: a suspension takes effect within a second.
 """
 

@@ -2,9 +2,9 @@
 child per Metaflow task; each child then becomes what `python flow.py step ...`
 would be, and runs the flow file as `__main__`, its module-level code included.
 
-Why: a task spends most of its CPU starting Python and importing Metaflow
-(~0.25 s of the ~0.3 s a trivial step costs on this project's machine). The
-template pays that once per run; a forked task costs ~0.03 s.
+Why: a task spends most of its CPU starting Python and importing Metaflow. The
+template pays that once per run; a forked task costs a small fraction of it
+(bench/README.md has the figures).
 
 The runtime starts it (runtime/launch/task_template.py) as
 
@@ -28,8 +28,8 @@ Each child, before any user code runs:
   garbage collected, then the exit status `sys.exit` gave (an uncaught
   KeyboardInterrupt takes the interpreter's own exit, which reports SIGINT).
   Left out: tearing down the modules inherited from the template (Metaflow's),
-  which would write to, and so copy, most of the template's memory (~0.02 s of
-  CPU a task), and whose objects are the template's, not the task's.
+  which would write to, and so copy, most of the template's memory (CPU every
+  task would pay), and whose objects are the template's, not the task's.
 A flow file that runs anything but imports of the standard library before it
 first imports metaflow (for example, sets METAFLOW_* variables) would see
 Metaflow imported too early: that child execs `python flow.py ...` instead.
@@ -143,7 +143,7 @@ class _Template:
         _warm_caches(self.ours)
         # Objects that live as long as the template: no collection in a child
         # walks (and so copies) them again. (Importing Metaflow leaves no garbage
-        # to collect first: a collection here found none, in 10 ms.)
+        # to collect first.)
         gc.freeze()
         self._send(self.control, ready=os.getpid(), threads=threading.active_count())
         self.selector.register(self.control, selectors.EVENT_READ, "control")
@@ -339,8 +339,8 @@ class _OwnerGone(Exception):
 
 def _warm_caches(ours: set) -> None:
     """Fill, once, a cache every task fills the same way: the tokenizer's compiled
-    patterns (Metaflow reads each step's source to build the flow's graph; compiling
-    them took ~2 ms of a task's ~30). Only a cache: a task sees no difference. Only
+    patterns (Metaflow reads each step's source to build the flow's graph, and
+    compiling them is a part of every task's CPU). Only a cache: a task sees no difference. Only
     if importing Metaflow imported the tokenizer; a child drops what it did not."""
     tokenize = sys.modules.get("tokenize")
     if tokenize is not None and "tokenize" not in ours:

@@ -33,7 +33,7 @@ from metaflow_dagster.runtime.executors.workers import parse_worker_tag
 pytestmark = pytest.mark.e2e
 
 ORPHAN = "orphan_flow"
-# The goals of issue 14.
+# How soon a dead worker's tasks are gone and its run is failed, at the most.
 TASKS_GONE_SECONDS = 15
 FAILURE_SECONDS = 60
 

@@ -17,7 +17,7 @@ from metaflow_dagster.runtime.triggers.events import event_asset_key, read_event
 
 @pytest.fixture(scope="module")
 def home_and_instance():
-    """One instance for the module (creating one costs ~0.6 s); tests use distinct names."""
+    """One instance for the module (creating one is slow); tests use distinct names."""
     with temp_instance() as pair:
         yield pair
 

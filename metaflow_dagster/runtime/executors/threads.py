@@ -3,8 +3,8 @@ the run process instead of a fresh worker process.
 
 Why: a Metaflow step's real work already happens in its own process (`python
 flow.py step`, as Metaflow isolates tasks). The op around it only launches that
-process and waits, so paying 2.5-6 s of Dagster worker start per op (forkserver /
-spawn on a 2-core box) buys no isolation, only overhead.
+process and waits, so starting a Dagster worker process per op (forkserver or
+spawn, seconds each; bench/README.md) buys no isolation, only overhead.
 
 What stays as under Dagster's stock executors:
 - every step is its own Dagster step: own STEP_START / STEP_SUCCESS / failure
@@ -96,7 +96,7 @@ class MetaflowTaskExecutor(Executor):
         # the definitions (~200k objects that live as long as the process). Moving
         # them to the collector's permanent generation spares every full collection
         # during the run from walking them again, and the interpreter's teardown when
-        # the run process exits (measured: 0.75 s -> 0.1 s per run on 2 cores).
+        # the run process exits (bench/README.md has the figures).
         # First, start the template the run's first task forks from
         # (runtime/launch/task_template.py).
         FlowRuntime.prepare_run(plan_context.job.get_definition().name, plan_context.run_id)

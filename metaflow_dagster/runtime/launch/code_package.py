@@ -143,7 +143,7 @@ def _unpack(plan: FlowPlan, blob: bytes, root: str) -> None:
             json.dump(MetaflowPackage.get_post_extract_env_vars(
                 plan.package["metadata"], dest_dir=root), f)
         # Every task and task template imports Metaflow from the package: compiled
-        # once here (~0.6 s), each import takes half the CPU it takes from source, and
+        # once here, each import takes about half the CPU it takes from source, and
         # Python would not cache the bytecode itself where PYTHONDONTWRITEBYTECODE is set.
         compileall.compile_dir(scratch, quiet=2, workers=1)
         try:

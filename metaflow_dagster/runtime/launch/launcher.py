@@ -340,12 +340,11 @@ class ParametersFailed(Exception):
 class ParametersInit:
     """`flow.py init` of a new run, launched alongside the start task.
 
-    Both processes spend their first ~0.3 s starting Python and loading the flow;
+    Both processes spend most of their time starting Python and loading the flow;
     only then does the start task read the _parameters task init persists. So the
     two start together and the start task waits (dagster_internal's step_init) for
-    `ready_file`, which says "ok" or "failed" once init has exited. Measured on 2
-    cores, where the two compete for CPU: the start op takes ~0.17 s less (of the
-    ~0.45 s init takes); with more cores, up to init's whole start-up.
+    `ready_file`, which says "ok" or "failed" once init has exited: the start op
+    saves part of init's start-up on few cores, up to all of it on more.
     """
 
     def __init__(self, launcher: TaskLauncher, values: dict):
