@@ -349,6 +349,22 @@ def job_runs(dagster_home: Path, job_name: str) -> list:
         return list(reversed(instance.get_runs(filters=RunsFilter(job_name=job_name))))
 
 
+def sensor_ticked_after(dagster_home: Path, sensor_name: str, timestamp: float) -> bool:
+    """True once the daemon has finished a tick of the sensor that began after
+    `timestamp`: whatever the sensor had to start by then, it has asked for."""
+    from dagster import DagsterInstance
+    from dagster._core.definitions.run_request import InstigatorType
+    from dagster._core.scheduler.instigation import TickStatus
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.name == sensor_name:
+                ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id,
+                                           after=timestamp)
+                return any(tick.status != TickStatus.STARTED for tick in ticks)
+    return False
+
+
 def wait_for_runs(dagster_home: Path, job_name: str, count: int, timeout: float,
                   finished: bool = True) -> list:
     """Poll until the job has at least `count` runs (all finished if `finished`);

@@ -8,6 +8,7 @@ fresh Python process, `production_token`, `delete`, `terminate`, `suspend` and
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from commands import client, embedded, flow_dir
@@ -201,6 +202,14 @@ def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
 SUSPEND = "suspend_flow"
 
 
+def _held_back(dagster_home, step) -> bool:
+    """Has an op said, in the step logs Dagster captured, that the task of `step`
+    waits until the run is unsuspended (runtime/suspension.py)?"""
+    phrase = "/%s/t starts once it is unsuspended." % step
+    return any(phrase in path.read_text(errors="replace")
+               for path in Path(dagster_home).rglob("*.err"))
+
+
 def _steps_log(directory):
     """{(step, "start" | "end"): time} from the flow's steps.log."""
     path = directory / "steps.log"
@@ -227,7 +236,8 @@ def test_a_suspended_run_starts_no_new_task_until_unsuspended(tmp_path, dagster_
     (directory / "a_gate").touch()
     assert wait_until(lambda: ("a", "end") in _steps_log(directory), 60)
     held_from = time.time()
-    time.sleep(8)
+    # b's op says, in its captured logs, that its task waits for the run to be unsuspended.
+    assert wait_until(lambda: _held_back(dagster_home, "b"), 60)
     assert ("b", "start") not in _steps_log(directory), _steps_log(directory)
     assert (triggered.status, triggered.is_running) == ("RUNNING", True)
     state = embedded(dagster_home).run_state(triggered.dagster_run_id)
