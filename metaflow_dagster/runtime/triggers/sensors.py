@@ -47,6 +47,14 @@ _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
 
+def _trigger_sensor(job, name: str, description: str):
+    """The @sensor of every trigger of a compiled job: it starts `job`, is running as
+    soon as the definitions load (as Argo's sensors are), and ticks every
+    MIN_INTERVAL_SECONDS."""
+    return sensor(name=name, job=job, minimum_interval_seconds=MIN_INTERVAL_SECONDS,
+                  default_status=DefaultSensorStatus.RUNNING, description=description)
+
+
 def event_sensor(
     job,
     start_op: str,
@@ -65,14 +73,9 @@ def event_sensor(
     _check_param_fields(event_specs, param_fields)
     fields = _config_fields(job, start_op)
 
-    @sensor(
-        name=name or "%s_event_sensor" % job.name,
-        job=job,
-        minimum_interval_seconds=MIN_INTERVAL_SECONDS,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Starts %s once each of these Metaflow events has arrived: %s."
-        % (job.name, ", ".join(names)),
-    )
+    @_trigger_sensor(job, name or "%s_event_sensor" % job.name,
+                     "Starts %s once each of these Metaflow events has arrived: %s."
+                     % (job.name, ", ".join(names)))
     def _event_sensor(context):
         instance = context.instance
         state = _load_state(context.cursor, after={})
@@ -112,14 +115,9 @@ def finish_sensor(
     job.graph.node_named(start_op)
     keys = [_namespaced_flow(spec) for spec in upstream_flows]
 
-    @sensor(
-        name=name or "%s_finish_sensor" % job.name,
-        job=job,
-        minimum_interval_seconds=MIN_INTERVAL_SECONDS,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Starts %s once each of these flows has finished successfully: %s."
-        % (job.name, ", ".join(keys)),
-    )
+    @_trigger_sensor(job, name or "%s_finish_sensor" % job.name,
+                     "Starts %s once each of these flows has finished successfully: %s."
+                     % (job.name, ", ".join(keys)))
     def _finish_sensor(context):
         instance = context.instance
         state = _load_state(context.cursor, after=None)
