@@ -5,8 +5,8 @@ them on `flow.py init`'s command line."""
 import json
 
 import pytest
-from _flow_init import init_flow
-from metaflow import Config, FlowSpec, JSONType, Parameter, step
+from _flow_init import TwoStepFlow, init_flow
+from metaflow import Config, JSONType, Parameter
 
 from metaflow_dagster.deploy.errors import CommandError
 from metaflow_dagster.deploy.parameters import command_line_values, run_config
@@ -14,19 +14,11 @@ from metaflow_dagster.plan import FlowPlan, ParameterPlan, StepPlan
 from metaflow_dagster.runtime.launch.launcher import _cli_value
 
 
-class ValuesFlow(FlowSpec):
+class ValuesFlow(TwoStepFlow):
     alpha = Parameter("alpha", default=0.5, type=float)
     learning_rate = Parameter("learning-rate", default="0.1")
     grid = Parameter("grid", default={"depth": [2, 4]}, type=JSONType)
     settings = Config("settings", default_value={"fixed": True})
-
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
 
 
 FLOW = init_flow(ValuesFlow)

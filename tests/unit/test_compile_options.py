@@ -3,21 +3,14 @@ and compiling puts every one of them into the plan as given."""
 
 from dataclasses import MISSING, fields
 
-from _flow_init import init_flow
-from metaflow import FlowSpec, step
+from _flow_init import TwoStepFlow, init_flow
 
 from metaflow_dagster.compiler.compile import CompileOptions, compile_flow
 from metaflow_dagster.plan import FlowPlan
 
 
-class OptionsFlow(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
+class OptionsFlow(TwoStepFlow):
+    pass
 
 
 GIVEN = dict(
