@@ -16,7 +16,7 @@ Phases per Dagster step (all from event-log timestamps, except those marked *):
               the first time in a process)
   post        end of save-logs* -> STEP_SUCCESS (outputs, IO manager, events)
 The starred timestamps come from a small wrapper the profiler appends to the
-generated definitions file around runtime.tasks.run_process and
+generated definitions file around runtime.launch.launcher.run_process and
 runtime.job.save_task_logs; it writes JSON lines to $MFD_PROFILE_FILE.
 """
 

@@ -21,6 +21,7 @@ from ..naming import EXECUTORS, executor_package_missing
 from .command import DagsterCommand, DagsterGroup
 from .job_name import definitions_file, project_info
 from .packaging.code_package import package_flow
+from .packaging.datastore_access import datastore_writes
 from .packaging.production_token import resolve_token, token_prefix
 from .packaging.task_settings import read_task_settings
 from .registry import record_deployment
@@ -104,12 +105,14 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
     options = replace(options, schedule=_schedule(obj.flow, schedule_status),
                       triggers=_triggers(obj.flow, options.project))
     plan = compile_flow(obj.flow, obj.graph, options)
-    # The token stays in the flow's datastore; the ops read it at run time.
-    resolve_token(
-        obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
-        bool(plan.project), authorize, given_token, generate_new_token,
-    )
-    plan = replace(plan, package=package_flow(obj, file))
+    with datastore_writes(obj.flow_datastore):
+        # The token stays in the flow's datastore; the ops read it at run time.
+        resolve_token(
+            obj.echo, obj.flow_datastore, plan.job_name,
+            token_prefix(plan.job_name, plan.project), bool(plan.project), authorize,
+            given_token, generate_new_token,
+        )
+        plan = replace(plan, package=package_flow(obj, file))
     text = render(plan, _regenerate_command(file))
     write_atomically(file, text)
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),

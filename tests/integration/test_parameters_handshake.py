@@ -1,4 +1,4 @@
-"""`flow.py init` runs alongside the start task (runtime.tasks.ParametersInit);
+"""`flow.py init` runs alongside the start task (runtime.launch.launcher.ParametersInit);
 the start task waits for it in dagster_internal's step_init. Both sides here are
 real: a compiled flow's real `init` subprocess, and a real file handshake."""
 
