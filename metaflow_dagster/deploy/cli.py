@@ -11,6 +11,7 @@ from metaflow import decorators
 from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
+from ..compiler import notifications
 from ..compiler.compile import CompileOptions, compile_flow
 from ..compiler.render import render
 from ..compiler.schedules import ScheduleNotSupported, schedule_spec
@@ -61,6 +62,33 @@ def dagster(obj):
               "limit already (`dagster instance concurrency set` changes it later).")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
+@click.option("--workflow-priority", default=None, type=int, help="Priority of every run of "
+              "the job (Dagster's dagster/priority tag): the instance's run queue starts "
+              "queued runs of a higher priority first. `trigger --workflow-priority` sets a "
+              "run's own.")
+@click.option("--workflow-title", default=None, help="Title of every run of the job (the "
+              "metaflow/title tag the Runs list shows; `trigger --run-title` sets a run's own).")
+@click.option("--workflow-description", default=None, help="The job's description in the "
+              "Dagster UI, before the flow's docstring.")
+@click.option("--run-retries", default=0, show_default=True, type=int, help="Re-execute a "
+              "failed run from its failure up to this many times (Dagster's run retries: "
+              "needs the daemon and `run_retries: {enabled: true}` in dagster.yaml). The "
+              "retry continues the same Metaflow run with new attempts of the failed tasks.")
+@click.option("--notify-on-error/--no-notify-on-error", default=False, show_default=True,
+              help="Notify the channels below when a run fails (for good: not while Dagster "
+              "will retry it).")
+@click.option("--notify-on-success/--no-notify-on-success", default=False, show_default=True,
+              help="Notify the channels below when a run succeeds.")
+@click.option("--notify-slack-webhook-url", default=None, metavar="env:NAME",
+              help="Slack incoming webhook: the environment variable of the Dagster daemon "
+              "holding its URL.")
+@click.option("--notify-pager-duty-integration-key", "--notify-pagerduty-integration-key",
+              "notify_pager_duty_integration_key", default=None, metavar="env:NAME",
+              help="PagerDuty Events API v2: the environment variable of the Dagster daemon "
+              "holding the integration (routing) key.")
+@click.option("--notify-msteams-webhook-url", default=None, metavar="env:NAME",
+              help="Microsoft Teams incoming webhook (Workflows or legacy connector): the "
+              "environment variable of the Dagster daemon holding its URL.")
 @click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
               show_default=True, help="Whether the @schedule starts running or stopped.")
 @click.option("--authorize", default=None, help="Production token of the current deployment, "
@@ -72,14 +100,21 @@ def dagster(obj):
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj
 def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, pool,
-           pool_limit, workflow_timeout,
+           pool_limit, workflow_timeout, workflow_priority, workflow_title,
+           workflow_description, run_retries, notify_on_error, notify_on_success,
+           notify_slack_webhook_url, notify_pager_duty_integration_key,
+           notify_msteams_webhook_url,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
-    missing = executor_package_missing(executor, _module_found)
+    notify_channels = {"slack": notify_slack_webhook_url,
+                       "pagerduty": notify_pager_duty_integration_key,
+                       "msteams": notify_msteams_webhook_url}
+    missing = executor_package_missing(executor, _module_found) or \
+        notifications.package_missing(notify_channels, _module_found)
     if missing:
         raise click.ClickException(missing)
     if decospecs:
@@ -100,6 +135,13 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         project=project_info(obj),
         settings=task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
+        workflow_title=workflow_title,
+        workflow_description=workflow_description,
+        workflow_priority=workflow_priority,
+        run_retries=run_retries,
+        notify_on_error=notify_on_error,
+        notify_on_success=notify_on_success,
+        notify_channels=notify_channels,
     )
     try:
         options = replace(options, schedule=_schedule(obj.flow, schedule_status),

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from .. import naming
 from .runs import STEP_FINISHED, RunState, StepState
 
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_UI_URL = naming.DEFAULT_UI_URL
 # Lines of a failed step's error shown by `dagster status` (its first line, which names
 # the task and attempt, then the end of the task's stderr).
 ERROR_TAIL_LINES = 8
