@@ -39,6 +39,8 @@ class CompileOptions:
     notify_on_success: bool = False
     # Channel name (notifications.CHANNEL_OPTIONS) -> the option's value, `env:NAME`.
     notify_channels: Dict[str, Optional[str]] = field(default_factory=dict)
+    # A literal secret is kept in `.env` (the CLI writes it), the plan names its variable.
+    notify_secrets_to_env_file: bool = False
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
@@ -72,8 +74,8 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         title=(options.workflow_title or "").strip() or None,
         priority=options.workflow_priority,
         run_retries=options.run_retries,
-        notifications=notification_plan(options.notify_on_error, options.notify_on_success,
-                                        options.notify_channels),
+        notifications=notification_plan(job_name, options.notify_on_error,
+                                        options.notify_on_success, options.notify_channels),
     )
 
 

@@ -4,7 +4,10 @@ A channel's secret (a webhook URL holds its token, a PagerDuty integration key i
 goes into the definitions file: the option names the environment variable that holds it,
 `env:NAME`, which the Dagster processes evaluating the job's sensors (the daemon's code
 server) read when a run ends. Argo's integration writes the literal value into the
-WorkflowTemplate; here a literal value is refused.
+WorkflowTemplate, without a word; here a literal value is refused, unless
+--notify-secrets-to-env-file says to keep it in the `.env` file beside the definitions file
+(Dagster's CLI loads `.env` from the directory it starts in), under the name
+secret_env_name() gives it.
 """
 
 import re
@@ -31,8 +34,13 @@ def env_name(value: str) -> Optional[str]:
     return name if _ENV_NAME.match(name) else None
 
 
-def problems(on_error: bool, on_success: bool,
-             channels: Dict[str, Optional[str]]) -> Iterator[str]:
+def secret_env_name(job_name: str, channel: str) -> str:
+    """The variable a literal secret is kept under in `.env`."""
+    return re.sub(r"[^A-Z0-9_]", "_", ("METAFLOW_DAGSTER_%s_%s" % (job_name, channel)).upper())
+
+
+def problems(on_error: bool, on_success: bool, channels: Dict[str, Optional[str]],
+             literal_ok: bool = False) -> Iterator[str]:
     """What is wrong with the --notify-* options (nothing if none is given)."""
     given = {name: value for name, value in channels.items() if value}
     if (on_error or on_success) and not given:
@@ -47,12 +55,16 @@ def problems(on_error: bool, on_success: bool,
         if value.startswith(ENV_PREFIX) and env_name(value) is None:
             yield "%s %s: %r is not an environment variable name." % (
                 option, value, value[len(ENV_PREFIX):])
-        elif env_name(value) is None:
+        elif env_name(value) is None and not literal_ok:
             yield ("%s takes env:NAME, the environment variable of the Dagster daemon that "
                    "holds the secret; a literal value is not supported, since it would be "
                    "written into the definitions file (and its header). Set it in the "
                    "daemon's environment, e.g. `export SLACK_WEBHOOK_URL=...`, and pass "
-                   "%s env:SLACK_WEBHOOK_URL." % (option, option))
+                   "%s env:SLACK_WEBHOOK_URL; or add --notify-secrets-to-env-file to keep "
+                   "it in the .env file beside the definitions file." % (option, option))
+        elif env_name(value) is None and any(c in value for c in "'\"\n\\"):
+            yield "%s: a secret with quotes, backslashes or line ends is not supported." % (
+                option)
 
 
 def package_missing(channels: Dict[str, Optional[str]], module_found) -> Optional[str]:
@@ -68,11 +80,18 @@ def package_missing(channels: Dict[str, Optional[str]], module_found) -> Optiona
                                           " ".join(missing)))
 
 
-def notification_plan(on_error: bool, on_success: bool,
+def literal_secrets(job_name: str, channels: Dict[str, Optional[str]]) -> Dict[str, str]:
+    """The literal values given (not env:NAME), by the variable they are kept under."""
+    return {secret_env_name(job_name, name): value for name, value in channels.items()
+            if value and env_name(value) is None}
+
+
+def notification_plan(job_name: str, on_error: bool, on_success: bool,
                       channels: Dict[str, Optional[str]]) -> Dict[str, object]:
     """plan.FlowPlan.notifications for valid options ({} without notifications)."""
     events = [event for event, on in (("error", on_error), ("success", on_success)) if on]
-    given = {name: env_name(value) for name, value in channels.items() if value}
+    given = {name: env_name(value) or secret_env_name(job_name, name)
+             for name, value in channels.items() if value}
     if not events or not given:
         return {}
     return {"events": events, "channels": dict(sorted(given.items()))}

@@ -462,5 +462,11 @@ def _notification_resources(plan: FlowPlan) -> str:
     lines = []
     for channel, env in sorted(plan.notifications["channels"].items()):
         _, cls, secret = CHANNEL_RESOURCES[channel]
-        lines.append("        %r: %s(%s=EnvVar(%r))," % (CHANNEL_KEYS[channel], cls, secret, env))
+        line = "        %r: %s(%s=EnvVar(%r))," % (CHANNEL_KEYS[channel], cls, secret, env)
+        if len(line) > MAX_COLUMNS:
+            argument = "            %s=EnvVar(%r)," % (secret, env)
+            if len(argument) > MAX_COLUMNS:  # a long job name makes a long variable name
+                argument += "  # noqa: E501"
+            line = "        %r: %s(\n%s\n        )," % (CHANNEL_KEYS[channel], cls, argument)
+        lines.append(line)
     return "{\n%s\n    }" % "\n".join(lines)

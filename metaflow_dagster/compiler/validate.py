@@ -74,7 +74,8 @@ def _options(flow, graph, options):
     if options.run_retries < 0:
         yield "--run-retries must be at least 0 (got %d)." % options.run_retries
     yield from notifications.problems(options.notify_on_error, options.notify_on_success,
-                                      options.notify_channels)
+                                      options.notify_channels,
+                                      options.notify_secrets_to_env_file)
 
 
 CHECKS = [_parallel_steps, _recursive_switches, _reserved_names, _options]

@@ -21,6 +21,7 @@ from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
 from .code_package import package_flow
 from .command import DagsterCommand, DagsterGroup, plain_text
+from .env_file import save_secrets
 from .job_name import definitions_file, project_info
 from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
@@ -89,6 +90,10 @@ def dagster(obj):
 @click.option("--notify-msteams-webhook-url", default=None, metavar="env:NAME",
               help="Microsoft Teams incoming webhook (Workflows or legacy connector): the "
               "environment variable of the Dagster daemon holding its URL.")
+@click.option("--notify-secrets-to-env-file", is_flag=True, default=False,
+              help="Accept a literal secret in the --notify-* options: keep it in the .env "
+              "file beside the definitions file (which Dagster's CLI loads from the directory "
+              "it starts in), never in the definitions file.")
 @click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
               show_default=True, help="Whether the @schedule starts running or stopped.")
 @click.option("--authorize", default=None, help="Production token of the current deployment, "
@@ -103,7 +108,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
            pool_limit, workflow_timeout, workflow_priority, workflow_title,
            workflow_description, run_retries, notify_on_error, notify_on_success,
            notify_slack_webhook_url, notify_pager_duty_integration_key,
-           notify_msteams_webhook_url,
+           notify_msteams_webhook_url, notify_secrets_to_env_file,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
     if name and "project" in obj.flow._flow_decorators:
@@ -142,6 +147,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         notify_on_error=notify_on_error,
         notify_on_success=notify_on_success,
         notify_channels=notify_channels,
+        notify_secrets_to_env_file=notify_secrets_to_env_file,
     )
     try:
         options = replace(options, schedule=_schedule(obj.flow, schedule_status),
@@ -155,7 +161,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         bool(plan.project), authorize, given_token, generate_new_token,
     )
     plan = replace(plan, package=package_flow(obj, file))
-    text = render(plan, _regenerate_command(file))
+    secrets = notifications.literal_secrets(plan.job_name, notify_channels)
+    text = render(plan, _regenerate_command(file, secrets))
+    if secrets:
+        _save_secrets(obj, file, secrets)
     write_atomically(file, text)
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
                                obj.metadata.metadata_str(), deployer_attribute_file)
@@ -240,10 +249,27 @@ def _attach_decorators(obj, decospecs):
     )
 
 
-def _regenerate_command(file):
+def _save_secrets(obj, file, secrets):
+    path = save_secrets(os.path.dirname(os.path.abspath(file)), secrets)
+    obj.echo("Warning: kept the secrets given on the command line in %s (%s), readable by "
+             "you only: keep it out of version control, and start `dagster dev` or the "
+             "daemon in that directory so that Dagster loads it (or set the variables in "
+             "their environment). Your shell's history holds them too."
+             % (path, ", ".join(sorted(secrets))), fg="yellow")
+
+
+def _hide(arg, hidden):
+    """`arg` (a value, or `--option=value`) with a secret value replaced."""
+    option, equals, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+    return option + equals + hidden.get(value, value)
+
+
+def _regenerate_command(file, secrets=None):
     """The command that made this file, as typed (minus the directories of the flow
-    and of the file, and the Deployer API's one-off attribute file)."""
-    args = [os.path.basename(a) if a == file else a for a in sys.argv[1:]]
+    and of the file, and the Deployer API's one-off attribute file); a secret given
+    on the command line reads as the variable that keeps it (`env:NAME`)."""
+    hidden = {value: "env:%s" % name for name, value in (secrets or {}).items()}
+    args = [os.path.basename(a) if a == file else _hide(a, hidden) for a in sys.argv[1:]]
     if "--deployer-attribute-file" in args:
         at = args.index("--deployer-attribute-file")
         del args[at:at + 2]

@@ -6,7 +6,9 @@ METAFLOW_DAGSTER_PAGERDUTY_EVENTS_URL).
 
 The instance runs one run at a time (`run_queue: max_concurrent_runs: 1`) and retries runs
 (`run_retries: enabled: true`); the notification sensors look every second
-(METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS=1 in the daemon's environment). The three tests
+(METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS=1 in the daemon's environment). The Slack and Teams
+URLs are in the daemon's environment (env:NAME); the PagerDuty key is given literally and
+kept in the `.env` file that `dagster dev` loads. The three tests
 share one `dagster dev` (starting it is the slow part) and run in this order.
 """
 
@@ -105,13 +107,16 @@ def ops(tmp_path_factory):
         "--run-retries", "1", "--notify-on-error", "--notify-on-success",
         "--notify-slack-webhook-url", "env:OPS_SLACK_URL",
         "--notify-msteams-webhook-url", "env:OPS_TEAMS_URL",
-        "--notify-pager-duty-integration-key", "env:OPS_PD_KEY", env=env)
+        # Given literally: kept in .env beside the definitions file, which `dagster dev`
+        # (started in that directory) loads.
+        "--notify-pager-duty-integration-key", PD_KEY, "--notify-secrets-to-env-file",
+        env=env)
+    assert PD_KEY not in compiled.defs_file.read_text()
     recorder = Recorder()
     server = DagsterDev(home, [compiled.defs_file], compiled.flow_dir, env=dict(env))
     server.env.update({
         "OPS_SLACK_URL": recorder.url + "/slack/T000/B000/secret",
         "OPS_TEAMS_URL": recorder.url + "/teams/workflow",
-        "OPS_PD_KEY": PD_KEY,
         naming.PAGERDUTY_EVENTS_URL_ENV: recorder.url + "/pagerduty/v2/enqueue",
         naming.NOTIFY_INTERVAL_ENV: "1",
         naming.UI_URL_ENV: server.url,

@@ -92,3 +92,26 @@ def test_a_literal_secret_is_not_supported(tmp_path):
                   "0123456789abcdef", expect_ok=False)
     assert "not supported" in proc.stderr
     assert "written into the definitions file" in proc.stderr
+    assert "--notify-secrets-to-env-file" in proc.stderr
+
+
+def test_a_literal_secret_told_so_is_kept_in_the_env_file_only(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "ops_flow.py")
+    (flow_file.parent / ".env").write_text("OTHER=kept\nMETAFLOW_DAGSTER_OPSFLOW_SLACK=old\n")
+    url = "https://hooks.slack.com/services/T1/B2/sekrit"
+    proc = create(flow_file, "--notify-on-error", "--notify-secrets-to-env-file",
+                  "--notify-slack-webhook-url=%s" % url,
+                  "--notify-pager-duty-integration-key", "0123456789abcdef")
+    assert "Warning: kept the secrets given on the command line" in proc.stdout + proc.stderr
+    env_file = flow_file.parent / ".env"
+    assert env_file.read_text() == (
+        "OTHER=kept\nMETAFLOW_DAGSTER_OPSFLOW_PAGERDUTY='0123456789abcdef'\n"
+        "METAFLOW_DAGSTER_OPSFLOW_SLACK='%s'\n" % url)
+    assert env_file.stat().st_mode & 0o077 == 0
+    text = (flow_file.parent / "ops_flow_dagster.py").read_text()
+    assert url not in text and "0123456789abcdef" not in text
+    assert "--notify-slack-webhook-url=env:METAFLOW_DAGSTER_OPSFLOW_SLACK" in text
+    assert "EnvVar('METAFLOW_DAGSTER_OPSFLOW_PAGERDUTY')" in text
+    from dotenv import dotenv_values  # what Dagster's CLI reads
+
+    assert dotenv_values(env_file)["METAFLOW_DAGSTER_OPSFLOW_SLACK"] == url
