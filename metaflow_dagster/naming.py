@@ -223,6 +223,9 @@ DEFAULT_CARD_SERVER_URL = "http://localhost:8324"
 # look for finished runs (seconds; Dagster's run-status sensors default to 30).
 PAGERDUTY_EVENTS_URL_ENV = "METAFLOW_DAGSTER_PAGERDUTY_EVENTS_URL"
 NOTIFY_INTERVAL_ENV = "METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS"
+# The definitions file's resource key of each notification channel.
+NOTIFY_RESOURCE_KEYS = {"msteams": "notify_msteams", "pagerduty": "notify_pagerduty",
+                        "slack": "notify_slack"}
 
 # --- Assets ------------------------------------------------------------------------
 

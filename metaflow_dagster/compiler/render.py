@@ -11,6 +11,7 @@ from typing import Dict, List
 
 from .. import __version__
 from ..naming import (
+    NOTIFY_RESOURCE_KEYS,
     TAG_FOREACH,
     TAG_MAX_RETRIES,
     TAG_OP_TIMEOUT,
@@ -32,9 +33,6 @@ CHANNEL_RESOURCES = {
     "pagerduty": ("dagster_pagerduty", "PagerDutyService", "routing_key"),
     "slack": ("metaflow_dagster.runtime", "SlackWebhook", "url"),
 }
-# Resource keys of the channels (runtime/notifications.py RESOURCE_KEYS).
-CHANNEL_KEYS = {"msteams": "notify_msteams", "pagerduty": "notify_pagerduty",
-                "slack": "notify_slack"}
 
 
 def render(plan: FlowPlan, regenerate_command: str) -> str:
@@ -462,11 +460,12 @@ def _notification_resources(plan: FlowPlan) -> str:
     lines = []
     for channel, env in sorted(plan.notifications["channels"].items()):
         _, cls, secret = CHANNEL_RESOURCES[channel]
-        line = "        %r: %s(%s=EnvVar(%r))," % (CHANNEL_KEYS[channel], cls, secret, env)
+        key = NOTIFY_RESOURCE_KEYS[channel]
+        line = "        %r: %s(%s=EnvVar(%r))," % (key, cls, secret, env)
         if len(line) > MAX_COLUMNS:
             argument = "            %s=EnvVar(%r)," % (secret, env)
             if len(argument) > MAX_COLUMNS:  # a long job name makes a long variable name
                 argument += "  # noqa: E501"
-            line = "        %r: %s(\n%s\n        )," % (CHANNEL_KEYS[channel], cls, argument)
+            line = "        %r: %s(\n%s\n        )," % (key, cls, argument)
         lines.append(line)
     return "{\n%s\n    }" % "\n".join(lines)

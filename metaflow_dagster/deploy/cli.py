@@ -100,7 +100,8 @@ def dagster(obj):
               "to replace a deployment someone else made.")
 @click.option("--generate-new-token", is_flag=True, default=False,
               help="Start a new production namespace for this deployment.")
-@click.option("--given-token", default=None, help="Use this production token.")
+@click.option("--given-token", "--new-token", "given_token", default=None,
+              help="Use this production token (--new-token is Argo's name).")
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj

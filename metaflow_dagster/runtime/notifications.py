@@ -34,9 +34,6 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from .. import naming
 
-# Resource keys of the channels in the definitions file.
-RESOURCE_KEYS = {"slack": "notify_slack", "msteams": "notify_msteams",
-                 "pagerduty": "notify_pagerduty"}
 DEFAULT_INTERVAL_SECONDS = 30
 # Seconds a channel gets to take a message (pypd, under PagerDutyService, sets no timeout).
 SEND_TIMEOUT_SECONDS = 15
@@ -63,28 +60,34 @@ class SlackWebhook(ConfigurableResource):
 
 def notification_sensors(job, events: List[str], channels: List[str]) -> list:
     """A run-status sensor for each event ("error", "success") of the job's runs, sending
-    to the channels (keys of RESOURCE_KEYS) through the definitions' resources."""
+    to the channels (keys of naming.NOTIFY_RESOURCE_KEYS) through the definitions'
+    resources."""
     sensors = []
     for event in events:
         failed = event == "error"
-
-        def notify(context, failed=failed):
-            if failed and context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
-                return  # the retry notifies when it ends
-            _send(context.for_run_failure() if failed else context, channels, failed)
-
         sensors.append(RunStatusSensorDefinition(
             name="%s_notify_on_%s" % (job.name, event),
             run_status=DagsterRunStatus.FAILURE if failed else DagsterRunStatus.SUCCESS,
-            run_status_sensor_fn=notify,
+            run_status_sensor_fn=_notify(channels, failed),
             description="Tells %s when a run of %s %s." % (
                 ", ".join(channels), job.name, "fails" if failed else "succeeds"),
             monitored_jobs=[job],
             minimum_interval_seconds=_interval(),
             default_status=DefaultSensorStatus.RUNNING,
-            required_resource_keys={RESOURCE_KEYS[c] for c in channels},
+            required_resource_keys={naming.NOTIFY_RESOURCE_KEYS[c] for c in channels},
         ))
     return sensors
+
+
+def _notify(channels: List[str], failed: bool):
+    """The sensor's function (Dagster passes it the run's context; it needs no other
+    parameter: the channels' resources come with the context)."""
+    def notify(context):
+        if failed and context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
+            return  # its retry notifies when it ends
+        _send(context.for_run_failure() if failed else context, channels, failed)
+
+    return notify
 
 
 def _interval() -> int:
@@ -176,7 +179,8 @@ def _send(context, channels: List[str], failed: bool) -> None:
     naming each channel that failed (the tick fails; the other channels were told)."""
     message = Message(context, failed)
     # Built here (EnvVar resolved, so an unset variable fails with its name), used below.
-    resources = {name: getattr(context.resources, RESOURCE_KEYS[name]) for name in channels}
+    resources = {name: getattr(context.resources, naming.NOTIFY_RESOURCE_KEYS[name])
+                 for name in channels}
     pool = ThreadPoolExecutor(max_workers=len(channels))
     futures = {name: pool.submit(SENDERS[name], resources[name], message) for name in channels}
     wait(futures.values(), timeout=SEND_TIMEOUT_SECONDS)

@@ -201,7 +201,8 @@ def test_priority_orders_the_run_queue(ops):
 def test_a_failed_run_is_retried_in_the_same_metaflow_run(ops):
     """`work` fails at its first attempt: Dagster retries the run from the failure, which
     continues the same Metaflow run (start is not run again, work runs as attempt 1), and
-    only the retry, which succeeds, notifies."""
+    only the retry, which succeeds, notifies. Metaflow's resume of it clones the attempt
+    that succeeded."""
     before = len(_executions(ops))
     first = _trigger(ops, "--fail", "first_attempt")
     failed = _finished(ops, first).dagster_run
@@ -216,6 +217,16 @@ def test_a_failed_run_is_retried_in_the_same_metaflow_run(ops):
     run = metaflow_run(ops.compiled, result_of(ops.dagster_home, retry))
     assert run.successful and run["work"].task.current_attempt == 1
     assert run["work"].task.data.done and run["start"].task.current_attempt == 0
+
+    # Metaflow's own resume of the retried run takes the attempt that succeeded.
+    proc = subprocess.run([PYTHON, "ops_flow.py", "resume", "--origin-run-id", metaflow_run_id],
+                          cwd=ops.compiled.flow_dir, capture_output=True, text=True,
+                          env=ops.cli_env, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resumed = metaflow_run(ops.compiled, result_of(ops.dagster_home, retry)).parent.latest_run
+    assert resumed.id != metaflow_run_id and resumed.successful
+    assert resumed["work"].task.metadata_dict["origin-run-id"] == metaflow_run_id
+    assert resumed["work"].task.data.done
 
     time.sleep(5)  # several sensor intervals after the retry ended
     assert ops.recorder.messages(first) == {}
