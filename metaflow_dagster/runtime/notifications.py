@@ -21,6 +21,7 @@ run either way, so no run notifies twice.
 """
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import List, Optional
 
@@ -37,6 +38,8 @@ from .. import naming
 DEFAULT_INTERVAL_SECONDS = 30
 # Seconds a channel gets to take a message (pypd, under PagerDutyService, sets no timeout).
 SEND_TIMEOUT_SECONDS = 15
+# How long to wait for the tag saying whether a failed run will be retried.
+WILL_RETRY_WAIT_SECONDS = 1
 # Lines of a failed step's error in a message: the first (it names the task and attempt),
 # then the end of the task's stderr.
 ERROR_TAIL_LINES = 8
@@ -80,14 +83,25 @@ def notification_sensors(job, events: List[str], channels: List[str]) -> list:
 
 
 def _notify(channels: List[str], failed: bool):
-    """The sensor's function (Dagster passes it the run's context; it needs no other
-    parameter: the channels' resources come with the context)."""
-    def notify(context):
-        if failed and context.dagster_run.tags.get(WILL_RETRY_TAG) == "true":
+    """The sensor's function: it reads the channels' resources from the context (the
+    daemon passes only the context; a direct call, as in tests, passes the required
+    resources as keyword arguments too)."""
+    def notify(context, **_resources):
+        if failed and _will_retry(context):
             return  # its retry notifies when it ends
         _send(context.for_run_failure() if failed else context, channels, failed)
 
     return notify
+
+
+def _will_retry(context) -> bool:
+    """Whether Dagster will retry the failed run. The run's worker tags it just after it
+    records the failure: a run of a job with retries that has no tag yet is read again."""
+    run = context.dagster_run
+    if WILL_RETRY_TAG not in run.tags and run.tags.get(naming.TAG_MAX_RETRIES, "0") != "0":
+        time.sleep(WILL_RETRY_WAIT_SECONDS)
+        run = context.instance.get_run_by_id(run.run_id) or run
+    return run.tags.get(WILL_RETRY_TAG) == "true"
 
 
 def _interval() -> int:
