@@ -102,6 +102,9 @@ def ops(tmp_path_factory):
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     env = env_for(home, HOME=tmp, METAFLOW_TOKEN_HOME=tmp / "tokens", NO_PROXY="127.0.0.1")
     flow_file = copy_flow(tmp, FLOWS / "ops_flow.py")
+    # Metaflow's local datastore is the first `.metaflow` up from the flow's directory: one
+    # of its own, whatever a `.metaflow` in /tmp left by other tests says.
+    (flow_file.parent / ".metaflow").mkdir()
     compiled = compile_file(
         flow_file, "--workflow-priority", "5", "--workflow-title", TITLE,
         "--run-retries", "1", "--notify-on-error", "--notify-on-success",
@@ -129,11 +132,13 @@ def ops(tmp_path_factory):
         recorder.close()
 
 
-def _trigger(ops, *args) -> str:
-    """`python ops_flow.py dagster trigger --dagster-url ...`: the Dagster run id."""
+def _trigger(ops, *args, to_webserver=True) -> str:
+    """`python ops_flow.py dagster trigger [--dagster-url ...]`: the Dagster run id.
+    Without the webserver, the run starts in the Dagster home at once (no queue)."""
+    url = ["--dagster-url", ops.url] if to_webserver else []
     proc = subprocess.run(
-        [PYTHON, ops.compiled.flow_dir / "ops_flow.py", "dagster", "trigger",
-         "--dagster-url", ops.url, "--definitions-file", ops.compiled.defs_file, *args],
+        [PYTHON, ops.compiled.flow_dir / "ops_flow.py", "dagster", "trigger", *url,
+         "--definitions-file", ops.compiled.defs_file, *args],
         cwd=ops.compiled.flow_dir, capture_output=True, text=True, env=ops.cli_env,
         timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -240,8 +245,10 @@ def test_a_failed_run_is_retried_in_the_same_metaflow_run(ops):
 def test_notifications_of_a_failing_and_a_succeeding_run(ops):
     """Each channel gets exactly one message per run: for the succeeding run, and for the
     failing run's retry (its first failure will be retried, so it says nothing), with the
-    failed step, its Metaflow task and attempt, the end of its error and the links."""
-    succeeding = _trigger(ops)
+    failed step, its Metaflow task and attempt, the end of its error and the links. The
+    succeeding run is started in the Dagster home, not through the webserver: the sensors
+    see runs of both kinds."""
+    succeeding = _trigger(ops, to_webserver=False)
     failing = _trigger(ops, "--fail", "always")
     assert _finished(ops, succeeding).dagster_run.status.value == "SUCCESS"
     assert _finished(ops, failing).dagster_run.status.value == "FAILURE"
