@@ -40,8 +40,8 @@ DEFAULT_INTERVAL_SECONDS = 30
 SEND_TIMEOUT_SECONDS = 15
 # How long to wait for the tag saying whether a failed run will be retried.
 WILL_RETRY_WAIT_SECONDS = 1
-# Lines of a failed step's error in a message: the first (it names the task and attempt),
-# then the end of the task's stderr.
+# Lines of the end of a failed step's error in a message (after its first line, which names
+# the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8
 
 
@@ -160,10 +160,10 @@ class Message:
 
 
 def _tail(error: Optional[str]) -> List[str]:
+    """What `dagster status` shows of it too: its first line, those saying why the task
+    failed, and its end."""
     lines = (error or "(no error recorded)").splitlines()
-    if len(lines) > ERROR_TAIL_LINES + 1:
-        lines = lines[:1] + ["..."] + lines[-ERROR_TAIL_LINES:]
-    return lines
+    return naming.failure_excerpt(lines, ERROR_TAIL_LINES, keep_first=True)
 
 
 def _step_failures(context) -> List[dict]:

@@ -27,6 +27,8 @@ from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
+    PARAMETERS_STEP,
+    PARAMETERS_TASK_ID,
     RESULT_ARTIFACTS,
     RESULT_FILE_ENV,
     RESULT_FOREACH_SPLITS,
@@ -67,6 +69,8 @@ class DagsterInternalDecorator(StepDecorator):
         inputs,
     ):
         self._task_datastore = task_datastore
+        if step_name != graph.start_step:
+            _read_parameters_of_resumed_run(task_datastore, inputs, run_id)
         triggers = json.loads(os.environ.get(TRIGGERS_ENV) or "[]")
         if triggers:
             from metaflow import current
@@ -111,6 +115,33 @@ class DagsterInternalDecorator(StepDecorator):
             pass  # a display matter only: the op then reads them from the datastore
         with open(result_file, "w") as f:
             json.dump(result, f)
+
+
+def _read_parameters_of_resumed_run(task_datastore, inputs, run_id) -> None:
+    """In a resumed run, a task reads the Parameters of its own run, not those its
+    inputs carry: an input may be a task cloned from the origin run, and a resume can
+    be given new values (`dagster resume --alpha 2`). Metaflow gives a task the
+    Parameters of its first input, lazily (Task._init_parameters), and a task's
+    artifacts inherit its input's: pointing the inputs and the task's own datastore
+    at this run's _parameters task does both. The start task reads that task already."""
+    from metaflow import current
+
+    if not current.get("origin_run_id"):
+        return
+    # Set by Metaflow when the task initialised its Parameters (the flow's class
+    # attributes are properties by then).
+    names = current.get("parameter_names") or []
+    if not names:
+        return
+    parameters_ds = task_datastore.parent_datastore.get_task_datastore(
+        run_id, PARAMETERS_STEP, PARAMETERS_TASK_ID)
+    for datastore in list(inputs) + [task_datastore]:
+        # TaskDataStore.passdown_partial, which refuses a datastore open for reading
+        # (as the inputs are): the same records of the same stored objects.
+        for name in names:
+            if name in parameters_ds._objects:
+                datastore._objects[name] = parameters_ds._objects[name]
+                datastore._info[name] = parameters_ds._info[name]
 
 
 def _once_per_process(flow, graph) -> None:
