@@ -180,14 +180,19 @@ def _executions(ops):
 def test_priority_orders_the_run_queue(ops):
     """One run at a time: while a long run holds the slot, a low-priority run, one of the
     job's priority and an urgent one are queued in that order; they start urgent first."""
-    holder = _trigger(ops, "--sleep", "20")
-    assert wait_until(lambda: _run(ops, holder).dagster_run.status.value == "STARTED",
-                      RUN_TIMEOUT, interval=0.5), ops.log_tail()
-    low = _trigger(ops, "--workflow-priority", "1")
-    default = _trigger(ops)
-    urgent = _trigger(ops, "--workflow-priority", "10", "--run-title", "urgent fix")
-    assert _run(ops, holder).dagster_run.status.value == "STARTED", \
-        "the holder ended before every run was queued: the test proves nothing"
+    hold = ops.compiled.flow_dir / "hold"
+    hold.touch()
+    try:
+        holder = _trigger(ops, "--hold", hold.name)
+        assert wait_until(lambda: _run(ops, holder).dagster_run.status.value == "STARTED",
+                          RUN_TIMEOUT, interval=0.5), ops.log_tail()
+        low = _trigger(ops, "--workflow-priority", "1")
+        default = _trigger(ops)
+        urgent = _trigger(ops, "--workflow-priority", "10", "--run-title", "urgent fix")
+        assert {_run(ops, r).dagster_run.status.value for r in (low, default, urgent)} == {
+            "QUEUED"}
+    finally:
+        hold.unlink()
 
     records = {name: _finished(ops, run_id) for name, run_id in
                (("low", low), ("default", default), ("urgent", urgent), ("holder", holder))}
