@@ -226,6 +226,8 @@ RESULT_FOREACH_SPLITS = "foreach_num_splits"
 # Metaflow's text of each foreach item (`_foreach_values`), for the splits' mapping keys.
 RESULT_FOREACH_VALUES = "foreach_values"
 RESULT_SWITCH_STEP = "switch_step"
+# The steps the task's self.next() named (Metaflow's `_transition`; [] if it named none).
+RESULT_NEXT_STEPS = "next_steps"
 # The task's artifacts as the op shows them (task/artifacts.py, artifact_rows).
 RESULT_ARTIFACTS = "artifacts"
 

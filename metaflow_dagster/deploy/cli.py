@@ -113,6 +113,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
            notify_msteams_webhook_url, notify_secrets_to_env_file,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
+    # Metaflow's own checks of the graph (and pylint, unless --no-pylint), as
+    # `python flow.py check` and `argo-workflows create` make them: a flow they refuse
+    # fails here, with their message, before anything is written.
+    obj.check(obj.graph, obj.flow, obj.environment, pylint=obj.pylint)
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "

@@ -35,6 +35,15 @@ def _target(deployer):
     return target_for(env.get(DAGSTER_URL_ENV) or None, env.get("DAGSTER_HOME") or None)
 
 
+def _end_step(deployer) -> Optional[str]:
+    """The flow's end step, as the deployment's identifier (the deployer's name) has
+    it; None if it does not say."""
+    try:
+        return DeploymentRecord.from_identifier(deployer.name).end_step
+    except ValueError:
+        return None
+
+
 def _run_command(deployer, command_name: str, with_attributes: bool, extra_args=(),
                  **kwargs):
     """Run `python flow.py [top-level options] dagster <command> ... [extra_args]` the
@@ -100,7 +109,8 @@ class DagsterTriggeredRun(TriggeredRun):
         target, state = self._state()
         if state is None:
             return None, None, False
-        return runs.metaflow_status(target, state), state.status, state.finished
+        return (runs.metaflow_status(target, state, _end_step(self.deployer)), state.status,
+                state.finished)
 
     @property
     def dagster_run_id(self) -> Optional[str]:

@@ -176,7 +176,7 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
         if state.finished:
             break
         time.sleep(FOLLOW_INTERVAL_SECONDS)
-    status = runs.metaflow_status(target, state)
+    status = runs.metaflow_status(target, state, obj.graph.end_step)
     line = "Run %s/%s ended %s (Dagster %s)." % (
         obj.flow.name, state.metaflow_run_id, status, state.status)
     if status != runs.SUCCEEDED:
@@ -242,9 +242,11 @@ def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False
                 raise CommandError("No run of job %s (flow %s) in %s." % (
                     job, obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
+        end_step = obj.graph.end_step
         for line in report.describe_state(state, obj.flow.name,
-                                          runs.metaflow_status(target, state),
-                                          os.path.basename(sys.argv[0]), target.ui_base):
+                                          runs.metaflow_status(target, state, end_step),
+                                          os.path.basename(sys.argv[0]), target.ui_base,
+                                          end_step):
             click.echo(line)
         if wait:
             _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,
@@ -309,8 +311,8 @@ def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
         if wait:
             state = _wait_for(target, state, lambda s: s.finished)
             obj.echo("Run %s/%s ended %s (Dagster %s)." % (
-                obj.flow.name, state.metaflow_run_id, runs.metaflow_status(target, state),
-                state.status))
+                obj.flow.name, state.metaflow_run_id,
+                runs.metaflow_status(target, state, obj.graph.end_step), state.status))
 
 
 def _check_authorized(obj, state, authorize, command):

@@ -4,7 +4,8 @@ orchestrator needs to know next, so the Dagster op need not read it back:
 
 - the number of foreach splits of a foreach step, and Metaflow's text of each item
   (the splits' labels in Dagster),
-- the branch a switch step took,
+- the branch a switch step took, and the steps any step's self.next() named (the
+  op checks them against the graph, as Metaflow's runtime does),
 - its artifacts as the op shows them (artifacts.py), read here, where the
   datastore is open already, rather than by another process after the task,
 
@@ -33,6 +34,7 @@ from ..naming import (
     RESULT_FILE_ENV,
     RESULT_FOREACH_SPLITS,
     RESULT_FOREACH_VALUES,
+    RESULT_NEXT_STEPS,
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
@@ -101,13 +103,14 @@ class DagsterInternalDecorator(StepDecorator):
         if not is_task_ok or not result_file:
             return
         node = graph[step_name]
-        result = {}
+        next_steps = list(flow._transition[0]) if flow._transition else []
+        result = {RESULT_NEXT_STEPS: next_steps}
         if node.type == "foreach":
             result[RESULT_FOREACH_SPLITS] = flow._foreach_num_splits
             # None unless METAFLOW_INCLUDE_FOREACH_STACK (on by default).
             result[RESULT_FOREACH_VALUES] = getattr(flow, "_foreach_values", None)
-        if node.type == "split-switch":
-            result[RESULT_SWITCH_STEP] = flow._transition[0][0]
+        if node.type == "split-switch" and next_steps:
+            result[RESULT_SWITCH_STEP] = next_steps[0]
         # Metaflow calls task_finished once the task's datastore is written whole.
         try:
             result[RESULT_ARTIFACTS] = artifact_rows(self._task_datastore)
