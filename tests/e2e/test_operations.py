@@ -102,9 +102,6 @@ def ops(tmp_path_factory):
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     env = env_for(home, HOME=tmp, METAFLOW_TOKEN_HOME=tmp / "tokens", NO_PROXY="127.0.0.1")
     flow_file = copy_flow(tmp, FLOWS / "ops_flow.py")
-    # Metaflow's local datastore is the first `.metaflow` up from the flow's directory: one
-    # of its own, whatever a `.metaflow` in /tmp left by other tests says.
-    (flow_file.parent / ".metaflow").mkdir()
     compiled = compile_file(
         flow_file, "--workflow-priority", "5", "--workflow-title", TITLE,
         "--run-retries", "1", "--notify-on-error", "--notify-on-success",
