@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 from ..plan import FlowPlan, StepPlan
 from .compute_layer import compute_layer
 from .layout import layout_ops
+from .notifications import notification_plan
 from .parameters import parameter_plans
 from .validate import validate
 
@@ -16,7 +17,7 @@ from .validate import validate
 FROM_OPTIONS = (
     "flow_file", "job_name", "tags", "namespace", "max_workers", "executor", "pool",
     "pool_limit", "workflow_timeout_seconds", "top_level_args", "project", "schedule",
-    "triggers", "settings", "exit_hooks",
+    "triggers", "settings", "exit_hooks", "run_retries",
 )
 # Left unset, these come from the flow: the job is named after the flow (and its
 # @project), and its pool after the job.
@@ -34,13 +35,28 @@ def _option_field(plan_field):
     return plan_field.name, plan_field.type
 
 
+# Options the compiler turns into plan fields of other names or shapes (title,
+# description, priority, notifications).
+OTHER_OPTIONS = [
+    ("workflow_title", Optional[str], field(default=None)),
+    ("workflow_description", Optional[str], field(default=None)),
+    ("workflow_priority", Optional[int], field(default=None)),
+    ("notify_on_error", bool, field(default=False)),
+    ("notify_on_success", bool, field(default=False)),
+    # Channel name (notifications.CHANNEL_OPTIONS) -> the option's value, `env:NAME`.
+    ("notify_channels", Dict[str, Optional[str]], field(default_factory=dict)),
+    # A literal secret is kept in `.env` (the CLI writes it), the plan names its variable.
+    ("notify_secrets_to_env_file", bool, field(default=False)),
+]
+
 CompileOptions = make_dataclass(
     "CompileOptions",
-    [_option_field(f) for f in fields(FlowPlan) if f.name in FROM_OPTIONS],
+    [_option_field(f) for f in fields(FlowPlan) if f.name in FROM_OPTIONS] + OTHER_OPTIONS,
     frozen=True)
 CompileOptions.__module__ = __name__
 CompileOptions.__doc__ = """The options of a compile: the plan's fields in FROM_OPTIONS
-(flow_file, relative to the root of the code package, is the one without a default)."""
+(flow_file, relative to the root of the code package, is the one without a default),
+then OTHER_OPTIONS."""
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
@@ -57,9 +73,20 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         steps=steps,
         ops=layout_ops(steps),
         parameters=parameter_plans(flow),
-        description=graph.doc or None,
+        description=_description(options.workflow_description, graph.doc),
+        title=(options.workflow_title or "").strip() or None,
+        priority=options.workflow_priority,
+        notifications=notification_plan(given["job_name"], options.notify_on_error,
+                                        options.notify_on_success, options.notify_channels),
         **given,
     )
+
+
+def _description(given: Optional[str], docstring: Optional[str]) -> Optional[str]:
+    """`--workflow-description`, then the flow's docstring (Argo shows the given one
+    instead of the docstring; a Dagster job has room for both)."""
+    parts = [text.strip() for text in (given, docstring) if text and text.strip()]
+    return "\n\n".join(parts) or None
 
 
 def job_name_for(flow_name: str, project: Dict[str, str]) -> str:

@@ -11,10 +11,11 @@ during a run.
 from .executors.multiprocess import metaflow_multiprocess_executor
 from .executors.selector import flow_executor
 from .executors.threads import metaflow_task_executor
+from .notifications import SlackWebhook, notification_sensors
 from .ops import FlowRuntime
 from .triggers.sensors import event_sensor, finish_sensor
 
 __all__ = [
-    "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor",
-    "metaflow_multiprocess_executor", "metaflow_task_executor",
+    "FlowRuntime", "SlackWebhook", "event_sensor", "finish_sensor", "flow_executor",
+    "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
 ]

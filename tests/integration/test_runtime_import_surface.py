@@ -14,8 +14,8 @@ from metaflow_dagster.deploy.definitions import DefinitionsFile
 PACKAGE = "metaflow_dagster"
 # Every name a released `dagster create` has written into a definitions file.
 NAMES_DEFINITIONS_FILES_IMPORT = [
-    "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor",
-    "metaflow_multiprocess_executor", "metaflow_task_executor",
+    "FlowRuntime", "SlackWebhook", "event_sensor", "finish_sensor", "flow_executor",
+    "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
 ]
 # A file `dagster create` wrote before runtime/ was split into sub-folders (the
 # machine's paths in its plan replaced; loading it reads none of them). A new plan
