@@ -1,6 +1,6 @@
 """The run process's own cost at width, without Metaflow: a plain Dagster job (a dynamic fan-out
-of N trivial ops and a join collecting them) run by our executor (runtime/executor.py) on an
-in-memory instance, so that what grows with N in the executor's bookkeeping and Dagster's step
+of N trivial ops and a join collecting them) run by our executor (runtime/executors/threads.py)
+on an in-memory instance, so that what grows with N in the executor's bookkeeping and Dagster's step
 machinery shows apart from the tasks. The instance keeps its event log in memory (`--storage
 memory`, the default: the bookkeeping alone) or in SQLite (`--storage sqlite`, as the embedded
 default). CPU seconds of this process (not wall time), so the figures hold under other people's
@@ -31,7 +31,9 @@ from dagster import (
     reconstructable,
 )
 
-EXECUTOR_MODULE = os.environ.get("EXECUTOR_SCALE_MODULE", "metaflow_dagster.runtime.executor")
+# Another module to compare with (a copy of an earlier version of the executor, say).
+EXECUTOR_MODULE = os.environ.get("EXECUTOR_SCALE_MODULE",
+                                 "metaflow_dagster.runtime.executors.threads")
 metaflow_task_executor = importlib.import_module(EXECUTOR_MODULE).metaflow_task_executor
 
 MEMORY_STORAGE = """\

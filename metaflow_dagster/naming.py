@@ -165,7 +165,7 @@ TAG_RESUME_ORIGIN = "metaflow/resume_origin_run_id"
 TAG_RESUME_RERUN_STEPS = "metaflow/resume_rerun_steps"
 # "<dagster run id>@<host>:<pid>:<start time>" of the process executing a run (the run
 # worker): set by `dagster trigger` when it starts one, and by the executors at the start
-# of every run (runtime/workers.py).
+# of every run (runtime/executors/workers.py).
 TAG_RUN_WORKER = "metaflow/dagster_run_worker"
 # Set on a run that was failed because its worker died before the run finished: why.
 TAG_RUN_WORKER_LOST = "metaflow/dagster_run_worker_lost"
@@ -177,6 +177,14 @@ SUSPENDED, NOT_SUSPENDED = "true", "false"
 # Op tags: the foreach an op is mapped over (the per-foreach cap), and @timeout.
 TAG_FOREACH = "metaflow/foreach"
 TAG_OP_TIMEOUT = "dagster/op_execution_timeout"
+# The run's title (`create --workflow-title` on every run, `trigger --run-title` on one):
+# the Runs list shows it.
+TAG_TITLE = "metaflow/title"
+# Dagster's own run tags: the run queue starts queued runs of a higher priority first;
+# the daemon re-executes a failed run from its failure up to max_retries times.
+TAG_PRIORITY = "dagster/priority"
+TAG_MAX_RETRIES = "dagster/max_retries"
+TAG_RETRY_STRATEGY = "dagster/retry_strategy"
 
 # --- Executors ---------------------------------------------------------------------
 
@@ -251,19 +259,20 @@ def sysroot_env(datastore: str) -> str:
 # --- Environment of the Dagster process running the ops -----------------------------
 
 # Where ops unpack code packages, one directory per package sha (default: a folder
-# under the system's temporary directory, see runtime/code_package.py).
+# under the system's temporary directory, see runtime/launch/code_package.py).
 PACKAGE_CACHE_ENV = "METAFLOW_DAGSTER_PACKAGE_CACHE"
 # "0": start every task as a fresh interpreter instead of forking it from a task
-# template that has imported Metaflow already (runtime/task_forkserver.py).
-FORKSERVER_ENV = "METAFLOW_DAGSTER_FORKSERVER"
+# template that has imported Metaflow already (runtime/launch/task_template.py).
+TASK_TEMPLATE_ENV = "METAFLOW_DAGSTER_TASK_TEMPLATE"
 
 # --- Environment of the user's commands --------------------------------------------
 
 DAGSTER_URL_ENV = "METAFLOW_DAGSTER_URL"
 UI_URL_ENV = "METAFLOW_DAGSTER_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
 # What the failure of a run that ran past --workflow-timeout says (runtime/ops.py,
-# runtime/tasks.py); the user's commands report such a run as TIMED_OUT.
+# runtime/launch/launcher.py); the user's commands report such a run as TIMED_OUT.
 WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
 # --- Environment of the Dagster processes -------------------------------------------
 
@@ -271,6 +280,15 @@ WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
 # server`), which serves a card at <base>/card/<Flow>/<run>/<step>/<task>/<hash>.
 CARD_SERVER_URL_ENV = "METAFLOW_DAGSTER_CARD_SERVER_URL"
 DEFAULT_CARD_SERVER_URL = "http://localhost:8324"
+# Where notifications link to the Dagster UI (UI_URL_ENV, the same as our commands use),
+# PagerDuty's Events API v2 endpoint (another region's, e.g.
+# https://events.eu.pagerduty.com/v2/enqueue), and how often the notification sensors
+# look for finished runs (seconds; Dagster's run-status sensors default to 30).
+PAGERDUTY_EVENTS_URL_ENV = "METAFLOW_DAGSTER_PAGERDUTY_EVENTS_URL"
+NOTIFY_INTERVAL_ENV = "METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS"
+# The definitions file's resource key of each notification channel.
+NOTIFY_RESOURCE_KEYS = {"msteams": "notify_msteams", "pagerduty": "notify_pagerduty",
+                        "slack": "notify_slack"}
 
 # --- Assets ------------------------------------------------------------------------
 
@@ -288,7 +306,7 @@ def flow_asset_key(flow_name: str, project=None, branch=None) -> list:
 
 EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
-# The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/home.py).
+# The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/targets/home.py).
 DEFAULT_DAGSTER_HOME = "~/.metaflow_dagster/dagster_home"
 # Where `dagster create` keeps each deployment's owner and production token, in the
 # flow's datastore (read back by the ops at run time).

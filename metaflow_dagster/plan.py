@@ -131,7 +131,7 @@ class FlowPlan:
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
     max_workers: int = 100
-    # The default executor, one of naming.EXECUTORS (runtime/flow_executor.py); run
+    # The default executor, one of naming.EXECUTORS (runtime/executors/selector.py); run
     # config can choose another.
     executor: str = "metaflow"
     # The Dagster pool every op of the job is in, and the limit the executor gives
@@ -144,8 +144,17 @@ class FlowPlan:
     triggers: Dict[str, list] = field(default_factory=dict)
     # @exit_hook function names: {"on_success": [...], "on_error": [...]}.
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
-    # The flow's docstring (the job's and the flow asset's description).
+    # The job's and the flow asset's description: `create --workflow-description`, then
+    # the flow's docstring.
     description: Optional[str] = None
+    # Job tags of every run: `--workflow-title` (naming.TAG_TITLE), `--workflow-priority`
+    # (Dagster's run queue order) and `--run-retries` (Dagster's whole-run retries).
+    title: Optional[str] = None
+    priority: Optional[int] = None
+    run_retries: int = 0
+    # `--notify-*`: "events" (a list of "error", "success") and "channels" (channel name
+    # -> the environment variable holding its webhook URL or key; never the secret).
+    notifications: Dict[str, object] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
     def step(self, name: str) -> StepPlan:

@@ -1,10 +1,10 @@
 """`python flow.py dagster trigger | status | terminate | suspend | unsuspend |
-resume | delete`: the run lifecycle.
+resume | delete`: what becomes of runs.
 
 The commands work on the definitions file `dagster create` wrote (by default the
 one named after the job the same options give, job_name.py) and send runs to the
-Dagster instance of the Dagster home (home.py), or with --dagster-url (or
-METAFLOW_DAGSTER_URL) to a running Dagster webserver (see targets.py).
+Dagster instance of the Dagster home (deploy/targets/home.py), or with --dagster-url (or
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see deploy/targets/__init__.py).
 
 This module is imported with every Metaflow command: Dagster is imported inside
 the commands only (none of the modules imported here imports it at the top).
@@ -23,11 +23,11 @@ from ..compiler.parameters import flow_parameters
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
-from .graphql import GraphQLTarget
 from .job_name import definitions_file as default_file
 from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+from .targets.graphql import GraphQLTarget
 from .task_output import TaskOutput
 
 # Seconds between two looks at a run `trigger --wait` follows; more often in its first
@@ -112,13 +112,13 @@ class ServerJob:
 
     def __init__(self, obj):
         from ..compiler.compile import CompileOptions, compile_flow
-        from ..compiler.validate import NotSupported
+        from ..compiler.errors import CreateError
 
         options = CompileOptions(flow_file=os.path.basename(sys.argv[0]),
                                  project=project_info(obj))
         try:
             self.plan = compile_flow(obj.flow, obj.graph, options)
-        except NotSupported as error:
+        except CreateError as error:
             raise CommandError(str(error)) from None
         self.job_name = self.plan.job_name
 
@@ -193,20 +193,36 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
 @parameters.add_custom_parameters(deploy_mode=False)
 @click.command(cls=DagsterCommand, help="Start a run of the compiled job on Dagster and return "
                "at once (or, with --wait, once it has finished).")
+@click.option("--workflow-priority", default=None, type=int,
+              help="This run's priority in the instance's run queue (dagster/priority), "
+              "instead of the job's (`create --workflow-priority`).")
+@click.option("--run-title", default=None,
+              help="This run's title (the metaflow/title tag the Runs list shows).")
 @_wait_options
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, wait=False, verbose=False, logs=True, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, logs=True,
+            workflow_priority=None, run_title=None, **kwargs):
 
     with Errors():
         target = target_for(dagster_url)
         job = _job_to_launch(obj, definitions_file, target)
         config = run_config(job.plan, command_line_values(obj.flow, kwargs))
-        run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
-                        "Triggered a run of")
+        run_id = _start(obj, job, target, config, _run_tags(workflow_priority, run_title),
+                        run_id_file, deployer_attribute_file, "Triggered a run of")
         if wait:
             _follow(obj, target, job.plan, run_id, verbose, logs)
+
+
+def _run_tags(priority, title) -> dict:
+    """A run's own tags, over the job's (create --workflow-priority, --workflow-title)."""
+    tags = {}
+    if priority is not None:
+        tags[naming.TAG_PRIORITY] = str(priority)
+    if title and title.strip():
+        tags[naming.TAG_TITLE] = title.strip()
+    return tags
 
 
 @click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
@@ -283,7 +299,7 @@ def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
         _check_authorized(obj, state, authorize, "terminate")
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
-            # Nothing of it is left running (see runtime/workers.py): done.
+            # Nothing of it is left running (see runtime/executors/workers.py): done.
             obj.echo("Run %s/%s has already ended (%s): %s" % (
                 obj.flow.name, state.metaflow_run_id, state.status, lost), bold=True)
             return
@@ -307,7 +323,7 @@ def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
 def _check_authorized(obj, state, authorize, command):
     """Only whoever deployed the run's job, or who has its production token, may act on
     its runs (as `argo-workflows terminate | suspend` check)."""
-    from .production_token import check_authorized, token_prefix
+    from .packaging.production_token import check_authorized, token_prefix
 
     check_authorized(obj.flow_datastore, state.job_name,
                      token_prefix(state.job_name, project_info(obj)), authorize,

@@ -1,6 +1,7 @@
-"""The metaflow executor (runtime/executor.py) with many steps ready at once: it shows Dagster's
-ActiveExecution the ready steps a window at a time. A window whose steps are all held by a tag
-concurrency limit must not hold back the ready steps behind it, and the limit must hold.
+"""The metaflow executor (runtime/executors/threads.py) with many steps ready at once: it shows
+Dagster's ActiveExecution the ready steps a window at a time. A window whose steps are all held
+by a tag concurrency limit must not hold back the ready steps behind it, and the limit must
+hold.
 
 A plain Dagster job on a SQLite instance: a fan-out of 80 whose steps are limited to one at a
 time (as a foreach under --max-workers 1), and one of 8 free steps that become ready after them,
@@ -22,7 +23,7 @@ from dagster import (
     reconstructable,
 )
 
-from metaflow_dagster.runtime.executor import metaflow_task_executor
+from metaflow_dagster.runtime.executors.threads import metaflow_task_executor
 
 LIMITED = 80
 FREE = 8
