@@ -69,7 +69,11 @@ def executor_scale():
 def run(width: int, storage: str):
     """CPU seconds of the process, and of its main thread (the executor's loop: which
     steps to start, the events it hands on), for a run of the job at `width`."""
-    home = tempfile.mkdtemp(prefix="mfd-executor-scale-")
+    with tempfile.TemporaryDirectory(prefix="mfd-executor-scale-") as home:
+        return _run_in(home, width, storage)
+
+
+def _run_in(home: str, width: int, storage: str):
     with open(home + "/dagster.yaml", "w") as f:
         f.write(MEMORY_STORAGE if storage == "memory" else "telemetry:\n  enabled: false\n")
     with DagsterInstance.from_config(home) as instance:
