@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 from ..plan import FlowPlan, StepPlan
 from .compute_layer import compute_layer
+from .job_options import JobOptions, apply_job_options
 from .layout import layout_ops
 from .parameters import parameter_plans
 from .validate import validate
@@ -25,11 +26,21 @@ class CompileOptions:
     workflow_timeout_seconds: Optional[int] = None
     top_level_args: List[str] = field(default_factory=list)
     project: Dict[str, str] = field(default_factory=dict)
+    # The @schedule's cron and timezone (schedules.schedule_spec), and its status.
     schedule: Optional[Dict[str, str]] = None
+    schedule_status: str = "running"
     triggers: Dict[str, list] = field(default_factory=dict)
     # Non-secret Metaflow settings of the tasks (see plan.FlowPlan.settings).
     settings: Dict[str, str] = field(default_factory=dict)
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
+
+    def job_options(self) -> JobOptions:
+        return JobOptions(
+            tags=list(self.tags), namespace=self.namespace, max_workers=self.max_workers,
+            executor=self.executor, pool=self.pool, pool_limit=self.pool_limit,
+            workflow_timeout_seconds=self.workflow_timeout_seconds,
+            schedule_status=self.schedule_status,
+        )
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
@@ -37,7 +48,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
     validate(flow, graph, options)
     steps = [step_plan(graph, graph[name]) for name in graph.sorted_nodes]
     job_name = options.job_name or job_name_for(graph.name, options.project)
-    return FlowPlan(
+    plan = FlowPlan(
         flow_name=graph.name,
         flow_file=options.flow_file,
         job_name=job_name,
@@ -47,20 +58,15 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         ops=layout_ops(steps),
         parameters=parameter_plans(flow),
         top_level_args=list(options.top_level_args),
-        tags=list(options.tags),
-        namespace=options.namespace,
-        max_workers=options.max_workers,
-        executor=options.executor,
-        pool=options.pool or job_name,
-        pool_limit=options.pool_limit,
-        workflow_timeout_seconds=options.workflow_timeout_seconds,
         project=dict(options.project),
-        schedule=options.schedule,
+        schedule=dict(options.schedule) if options.schedule else None,
         triggers=dict(options.triggers),
         settings=dict(options.settings),
         exit_hooks=dict(options.exit_hooks),
         description=graph.doc or None,
     )
+    # The same function applies them to a stored plan (the dg component).
+    return apply_job_options(plan, options.job_options())
 
 
 def job_name_for(flow_name: str, project: Dict[str, str]) -> str:

@@ -6,17 +6,28 @@ the way the flow's `self.next(...)` calls do, then the plan itself.
 """
 
 import textwrap
-from typing import Dict, List
+from typing import List
 
 from .. import __version__
-from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT, flow_asset_key
 from ..plan import FlowPlan, OpPlan
+from .dagster_args import (
+    CONFIG_TYPES,
+    config_parameters,
+    end_op_names,
+    event_sensor_args,
+    executor_args,
+    finish_sensor_args,
+    flow_asset,
+    job_tags,
+    op_description,
+    op_input_names,
+    op_retry,
+    op_switch_cases,
+    op_tags,
+    start_op_name,
+)
 
 MAX_COLUMNS = 88
-# A pod's deadline comes this long after the step's @timeout: the op's own kill comes
-# first (5 s after Metaflow's, then SIGKILL 10 s later); the rest lets the pod start.
-K8S_DEADLINE_MARGIN_SECONDS = 120
-CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "str"}
 
 
 def render(plan: FlowPlan, regenerate_command: str) -> str:
@@ -94,12 +105,11 @@ def _header(plan: FlowPlan, regenerate_command: str) -> str:
 def _imports(plan: FlowPlan) -> str:
     names = {"AssetSpec", "Definitions", "job", "op"}
     for op in plan.ops:
-        step = plan.step(op.step)
         if op.kind == "foreach":
             names.add("DynamicOut")
         if op.kind == "switch":
             names.add("Out")
-        if op.kind != "region" and step.total_retries:
+        if op_retry(plan, op):
             names.add("RetryPolicy")
     if plan.parameters:
         names.add("Field")
@@ -130,50 +140,35 @@ def _import_line(module: str, names) -> str:
 def _op(plan: FlowPlan, op: OpPlan) -> str:
     args = _op_args(plan, op)
     decorator = "@op" if not args else "@op(\n%s\n)" % ",\n".join("    " + a for a in args)
-    params = ["context"] + _input_names(op)
-    call = ", ".join(['context', repr(op.name)] + _input_names(op))
+    params = ["context"] + op_input_names(op)
+    call = ", ".join(['context', repr(op.name)] + op_input_names(op))
     return "%s\ndef %s(%s):\n    yield from FLOW.run_op(%s)" % (
         decorator, op.name, ", ".join(params), call)
 
 
-def _input_names(op: OpPlan) -> List[str]:
-    if op.fan_in:
-        return ["branches"]
-    if op.collects:
-        return ["splits"]
-    return list(op.inputs)
-
-
 def _op_args(plan: FlowPlan, op: OpPlan) -> List[str]:
-    step = plan.step(op.step)
     args = []
-    description = _op_description(plan, op)
+    description = op_description(plan, op)
     if description:
         args.append("description=%s" % _text(description, 4, len("description=") + 1))
     if op.kind == "foreach":
         args.append("out=DynamicOut(str)")
     elif op.kind == "switch":
-        cases = sorted(set(step.switch_cases.values()))
-        args.append("out={%s}" % ", ".join("%r: Out(str, is_required=False)" % c for c in cases))
-    if op.kind != "region" and step.total_retries:
-        delay = ", delay=%d" % step.retry_delay_seconds if step.retry_delay_seconds else ""
-        args.append("retry_policy=RetryPolicy(max_retries=%d%s)" % (step.total_retries, delay))
-    if op.step == plan.start_step and plan.parameters:
-        args.append("config_schema=%s" % _config_schema(plan))
+        args.append("out={%s}" % ", ".join(
+            "%r: Out(str, is_required=False)" % c for c in op_switch_cases(plan, op)))
+    retry = op_retry(plan, op)
+    if retry:
+        delay = ", delay=%d" % retry[1] if retry[1] else ""
+        args.append("retry_policy=RetryPolicy(max_retries=%d%s)" % (retry[0], delay))
+    parameters = config_parameters(plan, op)
+    if parameters:
+        args.append("config_schema=%s" % _config_schema(parameters))
     if plan.pool:
         args.append("pool=%r" % plan.pool)
-    tags = _op_tags(plan, op)
+    tags = op_tags(plan, op)
     if tags:
         args.append("tags=%s" % _py(tags, 4, len("tags=") + 1))
     return args
-
-
-def _op_description(plan: FlowPlan, op: OpPlan) -> str:
-    """The step's docstring; a region also says which steps it runs."""
-    parts = [plan.step(op.step).doc or ""]
-    if op.kind == "region":
-        parts.append("Runs the steps %s as one op." % ", ".join(op.steps))
-    return "\n\n".join(p for p in parts if p)
 
 
 def _description(plan: FlowPlan) -> List[str]:
@@ -183,60 +178,9 @@ def _description(plan: FlowPlan) -> List[str]:
     return ["DESCRIPTION = %s" % _text(plan.description, 0, len("DESCRIPTION = "))]
 
 
-def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
-    tags: Dict[str, object] = {}
-    timeouts = [plan.step(s).timeout_seconds for s in op.steps if plan.step(s).timeout_seconds]
-    if op.kind != "region" and timeouts:
-        tags[TAG_OP_TIMEOUT] = str(timeouts[0])
-    step = plan.step(op.step)
-    for key, value in step.resources.items():
-        tags["metaflow-resources/%s" % key] = value
-    # A step on Metaflow's compute layer gets its resources there; its op only waits.
-    k8s = {} if step.compute else _k8s_config(plan, op)
-    if k8s:
-        tags["dagster-k8s/config"] = k8s
-    if op.mapped_by:
-        tags[TAG_FOREACH] = op.mapped_by
-    return tags
-
-
-def _k8s_resources(resources: Dict[str, str]) -> dict:
-    """@resources as Kubernetes requests, for Dagster's k8s executor, in the units
-    Metaflow's @kubernetes uses: memory and disk (ephemeral storage) in MB, and
-    shared_memory (MiB) as a memory-backed /dev/shm volume."""
-    requests = {}
-    if "cpu" in resources:
-        requests["cpu"] = resources["cpu"]
-    if "memory" in resources:
-        requests["memory"] = "%sM" % resources["memory"]
-    if "disk" in resources:
-        requests["ephemeral-storage"] = "%sM" % resources["disk"]
-    limits = {"nvidia.com/gpu": resources["gpu"]} if "gpu" in resources else {}
-    spec = {"requests": requests}
-    if limits:
-        spec["limits"] = limits
-    config = {"container_config": {"resources": spec}}
-    if "shared_memory" in resources:
-        config["container_config"]["volume_mounts"] = [{"name": "dshm", "mount_path": "/dev/shm"}]
-        config["pod_spec_config"] = {"volumes": [{"name": "dshm", "empty_dir": {
-            "medium": "Memory", "size_limit": "%sMi" % resources["shared_memory"]}}]}
-    return config
-
-
-def _k8s_config(plan: FlowPlan, op: OpPlan) -> dict:
-    """The op's pod under Dagster's k8s executor: the step's @resources, its
-    @kubernetes image, and a deadline after its @timeout."""
-    step = plan.step(op.step)
-    config = _k8s_resources(step.resources) if step.resources else {}
-    if op.kind != "region" and step.timeout_seconds:
-        deadline = step.timeout_seconds + K8S_DEADLINE_MARGIN_SECONDS
-        config["job_spec_config"] = {"active_deadline_seconds": deadline}
-    return config
-
-
-def _config_schema(plan: FlowPlan) -> str:
+def _config_schema(parameters) -> str:
     fields = []
-    for param in plan.parameters:
+    for param in parameters:
         args = [CONFIG_TYPES[param.type]]
         if param.default is not None:
             args.append("default_value=%s" % _py(param.default, 12, len("default_value=") + 1))
@@ -254,7 +198,7 @@ def _config_schema(plan: FlowPlan) -> str:
 
 def _job(plan: FlowPlan) -> str:
     executor = _executor(plan)
-    tags = _py(_job_tags(plan), 4, len("tags=") + 1)
+    tags = _py(job_tags(plan), 4, len("tags=") + 1)
     body = _job_body(plan, [op for op in plan.ops if op.mapped_by is None], indent="    ")
     hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
     description = "    description=DESCRIPTION,\n" if plan.description else ""
@@ -269,24 +213,9 @@ def _job_function(plan: FlowPlan) -> str:
 
 
 def _executor(plan: FlowPlan) -> str:
-    """The executor --executor chose, switchable in run config (execution: config:
-    {celery: {...}}); whichever runs, --max-workers caps each foreach, and the job's
-    pool gets --pool-limit (runtime/flow_executor.py)."""
-    args = {"default": plan.executor, "foreach_limit": plan.max_workers}
-    if plan.pool_limit:
-        args.update(pool=plan.pool, pool_limit=plan.pool_limit)
+    args = executor_args(plan)
     lines = ["    %s=%s," % (k, _py(v, 4, len(k) + 2)) for k, v in args.items()]
     return "EXECUTOR = flow_executor(\n%s\n)" % "\n".join(lines)
-
-
-def _job_tags(plan: FlowPlan) -> Dict[str, str]:
-    tags = {"metaflow/flow_name": plan.flow_name}
-    for key in ("project_name", "branch_name"):
-        if plan.project.get(key):
-            tags["metaflow/%s" % key] = plan.project[key]
-    if plan.workflow_timeout_seconds:
-        tags["dagster/max_runtime"] = str(plan.workflow_timeout_seconds)
-    return tags
 
 
 def _job_body(plan: FlowPlan, ops: List[OpPlan], indent: str) -> List[str]:
@@ -305,7 +234,7 @@ def _job_body(plan: FlowPlan, ops: List[OpPlan], indent: str) -> List[str]:
         consumed = any(op.name in other.inputs for other in plan.ops)
         target = "%s_task = " % op.name if consumed else ""
         callee = op.name
-        if op.step == plan.end_step and plan.exit_hooks.get("on_success"):
+        if op.name in end_op_names(plan) and plan.exit_hooks.get("on_success"):
             callee = "%s.with_hooks({on_success})" % op.name
         lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(plan, op)))
     return lines
@@ -339,13 +268,14 @@ def _exit_hooks(plan: FlowPlan) -> List[str]:
 
 
 def _sensors(plan: FlowPlan, job: str) -> List[str]:
-    start = plan.op(plan.start_step).name
+    start = repr(start_op_name(plan))
     sensors = []
-    if plan.triggers.get("events"):
-        fields = {p.name: p.field for p in plan.parameters}
-        sensors.append(_call("event_sensor", [job, repr(start), plan.triggers["events"], fields]))
-    if plan.triggers.get("flows"):
-        sensors.append(_call("finish_sensor", [job, repr(start), plan.triggers["flows"]]))
+    events = event_sensor_args(plan)
+    if events:
+        sensors.append(_call("event_sensor", [job, start, *events]))
+    flows = finish_sensor_args(plan)
+    if flows:
+        sensors.append(_call("finish_sensor", [job, start, flows]))
     return sensors
 
 
@@ -357,12 +287,7 @@ def _call(function: str, args: list, indent: int = 8) -> str:
 
 
 def _flow_asset(plan: FlowPlan) -> str:
-    """The flow as an asset of the Catalog: the end op records a materialization of it
-    after each successful run; the upstream flows of @trigger_on_finish are its deps."""
-    key = flow_asset_key(plan.flow_name, plan.project.get("project_name"),
-                         plan.project.get("branch_name"))
-    deps = [flow_asset_key(f["flow"], f.get("project"), f.get("branch"))
-            for f in plan.triggers.get("flows", [])]
+    key, deps = flow_asset(plan)
     args = [_py(key, 12, 1)]
     if plan.description:
         args.append("description=DESCRIPTION")

@@ -1,6 +1,5 @@
 """`python flow.py dagster ...`: the commands users type."""
 
-import importlib.util
 import json
 import os
 import shlex
@@ -12,12 +11,13 @@ from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 
 from ..compiler.compile import CompileOptions, compile_flow
+from ..compiler.job_options import SCHEDULE_STATUSES, executor_problem
 from ..compiler.render import render
 from ..compiler.schedules import ScheduleNotSupported, schedule_spec
 from ..compiler.triggers import TriggerNotSupported, trigger_specs
 from ..compiler.validate import NotSupported
 from ..files import write_atomically
-from ..naming import EXECUTORS, executor_package_missing
+from ..naming import EXECUTORS
 from .code_package import package_flow
 from .command import DagsterCommand, DagsterGroup, plain_text
 from .job_name import definitions_file, project_info
@@ -61,7 +61,7 @@ def dagster(obj):
               "limit already (`dagster instance concurrency set` changes it later).")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
-@click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
+@click.option("--schedule-status", type=click.Choice(SCHEDULE_STATUSES), default="running",
               show_default=True, help="Whether the @schedule starts running or stopped.")
 @click.option("--authorize", default=None, help="Production token of the current deployment, "
               "to replace a deployment someone else made.")
@@ -79,7 +79,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
-    missing = executor_package_missing(executor, _module_found)
+    missing = executor_problem(executor)
     if missing:
         raise click.ClickException(missing)
     if decospecs:
@@ -102,7 +102,8 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         exit_hooks=_exit_hooks(obj.flow),
     )
     try:
-        options = replace(options, schedule=_schedule(obj.flow, schedule_status),
+        options = replace(options, schedule=schedule_spec(obj.flow),
+                          schedule_status=schedule_status,
                           triggers=_triggers(obj.flow, options.project))
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
@@ -136,10 +137,6 @@ def _check_output_path(file):
             "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
 
 
-def _module_found(module):
-    return importlib.util.find_spec(module) is not None
-
-
 def top_level_args(obj):
     """Metaflow options given before `dagster`, to repeat before every `step`. The
     datastore, metadata and environment reach the tasks as settings (task_settings.py),
@@ -169,11 +166,6 @@ def _cli_options(options):
         for item in value if isinstance(value, (list, tuple, set)) else [value]:
             args.append("--%s" % key if item is True else "--%s=%s" % (key, item))
     return args
-
-
-def _schedule(flow, status):
-    spec = schedule_spec(flow)
-    return dict(spec, status=status.upper()) if spec else None
 
 
 def _triggers(flow, project):
