@@ -6,6 +6,7 @@ same Dagster constructors, so both front doors build the same definitions. Pure:
 Metaflow, no Dagster.
 """
 
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT, flow_asset_key
@@ -124,9 +125,60 @@ def executor_args(plan: FlowPlan) -> Dict[str, object]:
     return args
 
 
-def end_op_names(plan: FlowPlan) -> List[str]:
-    """The ops that get the @exit_hook success hook: the end step's."""
-    return [op.name for op in plan.ops if op.step == plan.end_step]
+@dataclass(frozen=True)
+class Argument:
+    """What an op invocation passes for one input: the result of an op invoked before
+    ("op", a switch's case output when `output` is set), the split of the enclosing
+    foreach ("split"), or a foreach's splits, mapped and collected ("collect")."""
+
+    op: str
+    kind: str = "op"
+    output: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One op invoked in the job's body, in the order the flow's steps run."""
+
+    op: str
+    arguments: List[Argument]
+    # The arguments are passed as one list (a switch's branches meeting again).
+    fan_in: bool = False
+    # A later invocation uses its result.
+    kept: bool = False
+    # The @exit_hook success hook is attached to this invocation (the end op).
+    success_hook: bool = False
+    # For a foreach op: what runs for each of its splits; the last one's result is
+    # what the foreach's join collects.
+    each: List["Invocation"] = field(default_factory=list)
+
+
+def job_body(plan: FlowPlan, mapped_by: Optional[str] = None) -> List[Invocation]:
+    """How the job wires its ops, as the flow's `self.next(...)` calls do."""
+    invocations = []
+    for op in [o for o in plan.ops if o.mapped_by == mapped_by]:
+        foreach = op.kind == "foreach" and not op.mapped_by
+        invocations.append(Invocation(
+            op=op.name,
+            arguments=_arguments(plan, op),
+            fan_in=op.fan_in,
+            kept=foreach or any(op.name in other.inputs for other in plan.ops),
+            success_hook=op.step == plan.end_step and bool(plan.exit_hooks.get("on_success")),
+            each=job_body(plan, op.name) if foreach else [],
+        ))
+    return invocations
+
+
+def _arguments(plan: FlowPlan, op: OpPlan) -> List[Argument]:
+    if op.collects:
+        return [Argument(plan.step(op.step).joins, "collect")]
+    arguments = []
+    for parent, output in zip(op.inputs, op.input_outputs):
+        if plan.op(parent).kind == "foreach" and op.mapped_by == parent:
+            arguments.append(Argument(parent, "split"))
+        else:
+            arguments.append(Argument(parent, "op", output))
+    return arguments
 
 
 def flow_asset(plan: FlowPlan) -> Tuple[List[str], List[List[str]]]:

@@ -12,12 +12,14 @@ from .. import __version__
 from ..plan import FlowPlan, OpPlan
 from .dagster_args import (
     CONFIG_TYPES,
+    Argument,
+    Invocation,
     config_parameters,
-    end_op_names,
     event_sensor_args,
     executor_args,
     finish_sensor_args,
     flow_asset,
+    job_body,
     job_tags,
     op_description,
     op_input_names,
@@ -199,7 +201,7 @@ def _config_schema(parameters) -> str:
 def _job(plan: FlowPlan) -> str:
     executor = _executor(plan)
     tags = _py(job_tags(plan), 4, len("tags=") + 1)
-    body = _job_body(plan, [op for op in plan.ops if op.mapped_by is None], indent="    ")
+    body = _job_body(job_body(plan), indent="    ")
     hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
     description = "    description=DESCRIPTION,\n" if plan.description else ""
     return "%s\n\n\n@job(\n    name=%r,\n%s    tags=%s,\n    executor_def=EXECUTOR,\n%s)\n" \
@@ -218,43 +220,39 @@ def _executor(plan: FlowPlan) -> str:
     return "EXECUTOR = flow_executor(\n%s\n)" % "\n".join(lines)
 
 
-def _job_body(plan: FlowPlan, ops: List[OpPlan], indent: str) -> List[str]:
+def _job_body(invocations: List[Invocation], indent: str) -> List[str]:
     lines = []
-    for op in ops:
-        if op.kind == "foreach" and not op.mapped_by:
-            lines.append("%s%s_task = %s(%s)" % (indent, op.name, op.name, _invoke_args(plan, op)))
-            body_ops = [o for o in plan.ops if o.mapped_by == op.name]
+    for invocation in invocations:
+        callee = invocation.op
+        if invocation.success_hook:
+            callee = "%s.with_hooks({on_success})" % callee
+        target = "%s_task = " % invocation.op if invocation.kept else ""
+        lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(invocation)))
+        if invocation.each:
             lines.append("")
-            lines.append("%sdef each_%s(%s_split):" % (indent, op.name, op.name))
-            inner = _job_body(plan, body_ops, indent + "    ")
-            inner[-1] = inner[-1].replace("%s_task = " % body_ops[-1].name, "return ", 1)
+            lines.append("%sdef each_%s(%s_split):" % (indent, invocation.op, invocation.op))
+            inner = _job_body(invocation.each, indent + "    ")
+            inner[-1] = inner[-1].replace("%s_task = " % invocation.each[-1].op, "return ", 1)
             lines.extend(inner)
             lines.append("")
-            continue
-        consumed = any(op.name in other.inputs for other in plan.ops)
-        target = "%s_task = " % op.name if consumed else ""
-        callee = op.name
-        if op.name in end_op_names(plan) and plan.exit_hooks.get("on_success"):
-            callee = "%s.with_hooks({on_success})" % op.name
-        lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(plan, op)))
     return lines
 
 
-def _invoke_args(plan: FlowPlan, op: OpPlan) -> str:
-    if op.collects:
-        foreach = plan.step(op.step).joins
-        return "%s_task.map(each_%s).collect()" % (foreach, foreach)
-    refs = [_ref(plan, op, parent, output) for parent, output in zip(op.inputs, op.input_outputs)]
-    if op.fan_in:
+def _invoke_args(invocation: Invocation) -> str:
+    refs = [_ref(argument) for argument in invocation.arguments]
+    if invocation.fan_in:
         return "[%s]" % ", ".join(refs)
     return ", ".join(refs)
 
 
-def _ref(plan: FlowPlan, op: OpPlan, parent: str, output) -> str:
-    parent_op = plan.op(parent)
-    if parent_op.kind == "foreach" and op.mapped_by == parent:
-        return "%s_split" % parent
-    return "%s_task.%s" % (parent, output) if output else "%s_task" % parent
+def _ref(argument: Argument) -> str:
+    if argument.kind == "collect":
+        return "%s_task.map(each_%s).collect()" % (argument.op, argument.op)
+    if argument.kind == "split":
+        return "%s_split" % argument.op
+    if argument.output:
+        return "%s_task.%s" % (argument.op, argument.output)
+    return "%s_task" % argument.op
 
 
 def _exit_hooks(plan: FlowPlan) -> List[str]:
