@@ -70,11 +70,14 @@ def dagster(obj):
 @click.option("--given-token", default=None, help="Use this production token.")
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
+@click.option("--plan-file", default=None, hidden=True,
+              help="Write the plan (JSON) to this file instead of a definitions file: the "
+              "state of the dg component (metaflow_dagster.MetaflowFlowComponent).")
 @click.pass_obj
 def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, pool,
            pool_limit, workflow_timeout,
            schedule_status, authorize, generate_new_token, given_token,
-           deployer_attribute_file):
+           deployer_attribute_file, plan_file):
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
@@ -84,7 +87,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         raise click.ClickException(missing)
     if decospecs:
         _attach_decorators(obj, decospecs)
-    file = definitions_file(obj, file, name)
+    file = plan_file or definitions_file(obj, file, name)
     _check_output_path(file)
     options = CompileOptions(
         flow_file=os.path.basename(sys.argv[0]),
@@ -114,8 +117,16 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         bool(plan.project), authorize, given_token, generate_new_token,
     )
     plan = replace(plan, package=package_flow(obj, file))
-    text = render(plan, _regenerate_command(file))
-    write_atomically(file, text)
+    if plan_file:
+        write_atomically(plan_file, plan.to_json())
+        obj.echo("Wrote the plan of Dagster job *%s* for flow *%s* to %s"
+                 % (plan.job_name, plan.flow_name, plan_file))
+        return
+    _write_definitions(obj, plan, file, deployer_attribute_file)
+
+
+def _write_definitions(obj, plan, file, deployer_attribute_file):
+    write_atomically(file, render(plan, _regenerate_command(file)))
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
                                obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
