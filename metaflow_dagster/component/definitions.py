@@ -78,7 +78,8 @@ def _op(runtime: FlowRuntime, plan: FlowPlan, op_plan: OpPlan):
     compute.__signature__ = Signature(
         [Parameter(n, Parameter.POSITIONAL_OR_KEYWORD) for n in ["context"] + inputs])
     compute.__name__ = op_plan.name
-    args = {"name": op_plan.name, "description": op_description(plan, op_plan) or None,
+    args = {"name": op_definition_name(plan, op_plan),
+            "description": op_description(plan, op_plan) or None,
             "tags": op_tags(plan, op_plan) or None, "pool": plan.pool or None}
     if op_plan.kind == "foreach":
         args["out"] = DynamicOut(str)
@@ -91,6 +92,13 @@ def _op(runtime: FlowRuntime, plan: FlowPlan, op_plan: OpPlan):
     if parameters:
         args["config_schema"] = {p.field: _config_field(p) for p in parameters}
     return op(**args)(compute)
+
+
+def op_definition_name(plan: FlowPlan, op_plan: OpPlan) -> str:
+    """A dg project merges the definitions of all its components into one repository,
+    where op definitions need names unique over all jobs (each flow has a `start`); the
+    job invokes each as its op's name, so nodes, step keys and logs are the file's."""
+    return "%s__%s" % (plan.job_name, op_plan.name)
 
 
 def _config_field(parameter) -> Field:
@@ -136,7 +144,7 @@ def _invoke(invocations: List[Invocation], ops: dict, hooks: dict, results: dict
     body); `each`: foreach op name -> the function its splits are mapped with."""
     result = None
     for invocation in invocations:
-        callee = ops[invocation.op]
+        callee = ops[invocation.op].alias(invocation.op)
         if invocation.success_hook:
             callee = callee.with_hooks({hooks["on_success"]})
         values = [_value(a, results, each) for a in invocation.arguments]

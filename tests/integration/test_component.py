@@ -99,8 +99,10 @@ def sandbox(monkeypatch):
 
 
 def _snapshot(job) -> dict:
-    """The job's snapshot, but for its metadata (see _metadata)."""
-    snapshot = json.loads(serialize_value(job.get_job_snapshot()))
+    """The job's snapshot, but for its metadata (see _metadata), with the component's
+    op definition names (`<job>__<op>`, invoked as `<op>`) as the file's."""
+    text = serialize_value(job.get_job_snapshot()).replace('"%s__' % job.name, '"')
+    snapshot = json.loads(text)
     snapshot.pop("metadata", None)
     return snapshot
 
@@ -144,6 +146,8 @@ def test_the_component_builds_what_dagster_create_writes(tmp_path, sandbox, flow
     assert ours.package["sha"] == plan.package["sha"]  # the same code, packaged once each
     # Two front doors, the same Definitions.
     assert _snapshot(job) == _snapshot(expected_job)
+    assert {n.definition.name for n in job.graph.nodes} == {
+        "%s__%s" % (job.name, n.name) for n in expected_job.graph.nodes}
     assert _metadata(job) == _metadata(expected_job)
     assert CODE_REFERENCES in job.metadata
     assert _policies(job) == _policies(expected_job)
