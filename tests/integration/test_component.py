@@ -47,6 +47,9 @@ CASES = [
     ("prod_downstream_flow", {"job_name": "downstream"}),
     ("params_flow", {"with_decorators": ["retry:times=2"]}),
     ("prod_project_flow", {"branch": "blue"}),
+    ("prod_project_flow", {"production": True, "datastore": "local", "metadata": "local",
+                           "environment": "local", "package_suffixes": ".py"}),
+    ("prod_config_flow", {"config_values": {"cfg": {"x": 7, "label": "yaml"}}}),
 ]
 
 
@@ -61,17 +64,26 @@ def cli_args(attributes: dict):
             create_args += [a for tag in value for a in ("--tag", tag)]
         elif key == "with_decorators":
             create_args += [a for spec in value for a in ("--with", spec)]
+        elif key == "production":
+            top.append("--production")
+        elif key == "config_values":
+            for name, config in value.items():
+                top += ["--config-value", name, json.dumps(config, sort_keys=True)]
     return top, create_args
 
 
 def generated(tmp_path: Path, flow: str, attributes: dict):
     """The definitions module `dagster create` writes for these options."""
     flow_dir = tmp_path / "generated"
-    flow_dir.mkdir()
+    flow_dir.mkdir(parents=True)
     shutil.copy(FLOWS / ("%s.py" % flow), flow_dir)
     top, create_args = cli_args(attributes)
     create(flow_dir / ("%s.py" % flow), *create_args, top_args=top, defs_name="defs_file.py")
     return load_definitions(flow_dir / "defs_file.py")
+
+
+def generated_default_plan(tmp_path: Path, flow: str):
+    return generated(tmp_path / "default", flow, {}).FLOW.plan
 
 
 def component_defs(sandbox, flow: str, attributes: dict, name: str = "flow"):
@@ -132,16 +144,17 @@ def _assets(defs) -> list:
     return [(s.key, sorted(d.asset_key for d in s.deps), s.description, s.kinds) for s in specs]
 
 
-@pytest.mark.parametrize("flow,attributes", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("flow,attributes", CASES,
+                         ids=["%s-%d" % (c[0], i) for i, c in enumerate(CASES)])
 def test_the_component_builds_what_dagster_create_writes(tmp_path, sandbox, flow, attributes):
     module = generated(tmp_path, flow, attributes)
     component, defs = component_defs(sandbox, flow, attributes)
     expected = module.defs
     plan = module.FLOW.plan
+    ours = FlowRuntime._by_job[plan.job_name].plan
     job, expected_job = defs.get_job_def(plan.job_name), expected.get_job_def(plan.job_name)
 
     # One compiler: the same plan, but for where each copy of the flow keeps its runs.
-    ours = FlowRuntime._by_job[plan.job_name].plan
     assert replace(ours, package={}, settings={}) == replace(plan, package={}, settings={})
     assert ours.package["sha"] == plan.package["sha"]  # the same code, packaged once each
     # Two front doors, the same Definitions.
@@ -157,6 +170,12 @@ def test_the_component_builds_what_dagster_create_writes(tmp_path, sandbox, flow
     assert _schedules(defs) == _schedules(expected)
     assert _sensors(defs) == _sensors(expected)
     assert _assets(defs) == _assets(expected)
+
+    # The flow's options really reached the plan.
+    if "config_values" in attributes:
+        assert ours.step("start").env == {"CFG_LABEL": "yaml"}
+    elif {"production", "with_decorators", "branch"} & set(attributes):
+        assert ours != generated_default_plan(tmp_path, flow)
 
 
 def test_the_cases_cover_every_kind_of_definition(tmp_path, sandbox):

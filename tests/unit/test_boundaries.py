@@ -53,7 +53,8 @@ def _ours(imports: set) -> set:
 
 def test_the_layout_is_what_the_readme_describes():
     rooms = {m.split(".")[1] for m in MODULES if m.count(".") >= 1}
-    assert {"compiler", "runtime", "task", "deploy", "naming", "plan", "files"} <= rooms
+    assert {"compiler", "runtime", "task", "deploy", "component", "naming", "plan",
+            "files"} <= rooms
     assert len(MODULES) > 30  # the package really was read
 
 
@@ -68,8 +69,38 @@ def test_compile_time_and_task_side_code_never_imports_dagster(room):
 
 def test_the_runtime_never_imports_the_cli_or_the_compiler():
     offenders = {
-        module: sorted(m for m in _ours(imports) if _in(m, "deploy", "compiler"))
+        module: sorted(m for m in _ours(imports) if _in(m, "deploy", "compiler", "component"))
         for module, imports in MODULES.items() if _in(module, "runtime")
+    }
+    assert {m: i for m, i in offenders.items() if i} == {}
+
+
+def _imports_metaflow(imports: set) -> bool:
+    return any(m == "metaflow" or m.startswith("metaflow.") for m in imports)
+
+
+def test_the_component_imports_neither_metaflow_nor_the_cli():
+    """A code server loading a dg project builds definitions from the stored plan: the
+    component, and what it imports of the compiler, never import Metaflow (the state is
+    computed by the CLI in its own process)."""
+    component = {m: i for m, i in MODULES.items() if _in(m, "component")}
+    assert component
+    offenders = {}
+    for module, imports in component.items():
+        bad = sorted(m for m in _ours(imports) if _in(m, "deploy", "task")
+                     or (_in(m, "compiler") and _imports_metaflow(MODULES[m])))
+        if _imports_metaflow(imports):
+            bad.append("metaflow")
+        if bad:
+            offenders[module] = bad
+    assert offenders == {}
+
+
+def test_only_the_component_and_the_package_root_may_import_the_component():
+    offenders = {
+        module: sorted(m for m in _ours(imports) if _in(m, "component"))
+        for module, imports in MODULES.items()
+        if not _in(module, "component") and module != PACKAGE
     }
     assert {m: i for m, i in offenders.items() if i} == {}
 
