@@ -7,6 +7,7 @@ installed (its src/ is on PYTHONPATH), create-dagster runs no `uv sync`, and dg'
 update check is off."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import FLOWS, env_for, latest_run
+from harness import FLOWS, REPO, env_for, latest_run
 
 pytestmark = pytest.mark.e2e
 
@@ -149,3 +150,27 @@ def test_dg_check_names_the_file_the_field_and_what_to_do(project):
         assert "Give the path of the flow file relative to" in output
     finally:
         project.set_attributes("flows/orders", good)
+
+
+def _readme_block(mark: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return re.search(r"<!-- test: %s -->\n```\w+\n(.*?)^```$" % re.escape(mark), text,
+                     re.S | re.M).group(1)
+
+
+def test_the_readmes_defs_yaml_loads_the_readmes_flow(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    project = Project(tmp_path / "readme", home)
+    proc = subprocess.run([str(BIN / "create-dagster"), "project", "--no-uv-sync", "readme"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=project.env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    folder = project.defs / "flows/my_flow"
+    folder.mkdir(parents=True)
+    (folder / "my_flow.py").write_text(_readme_block("file my_flow.py"))
+    (folder / "defs.yaml").write_text(_readme_block("file defs.yaml"))
+    project.dg("check", "defs")
+    listed = json.loads(project.dg("list", "defs", "--json").stdout)
+    assert [j["name"] for j in listed["jobs"]] == ["MyFlow"]
+    assert [a["asset_key"] for a in listed["assets"]] == ["metaflow/MyFlow"]

@@ -278,3 +278,14 @@ def test_loading_from_state_imports_neither_the_flow_nor_metaflow(sandbox):
 
 def test_the_class_is_what_dg_lists():
     assert "Metaflow flow" in MetaflowFlowComponent.__doc__.splitlines()[0]
+
+
+def test_the_scaffolder_writes_a_defs_yaml_and_an_example_flow_that_load(sandbox):
+    defs_path = sandbox.scaffold_component(MetaflowFlowComponent, defs_path="flows/hello",
+                                           scaffold_params={"flow_file": "hello_flow.py"})
+    written = yaml.safe_load((defs_path / "defs.yaml").read_text())
+    assert written["attributes"] == {"flow_file": "hello_flow.py"}
+    with sandbox.build_component_tree() as tree:
+        defs = tree.build_defs(defs_path)
+    assert [j.name for j in defs.jobs] == ["HelloFlow"]
+    assert [n.name for n in defs.get_job_def("HelloFlow").graph.nodes] == ["start", "end"]
