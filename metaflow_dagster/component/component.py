@@ -13,7 +13,6 @@ Definitions the generated file would (definitions.py), without importing the flo
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ class MetaflowFlowComponent(StateBackedComponent, dg.Resolvable):
         description="Job name (`--name`; default: the flow name, prefixed by project and "
         "branch under @project).", examples=["nightly_training"])] = None
     with_decorators: Annotated[List[str], Resolver.default(
-        description="Step decorators added to every step (Metaflow's `--with`).",
+        description="Step decorators added to every step (`--with`, as Metaflow's).",
         examples=[["retry"], ["retry:times=2", "environment:vars={\"MODE\": \"prod\"}"]])] = \
         field(default_factory=list)
     branch: Annotated[Optional[str], Resolver.default(
@@ -194,11 +193,11 @@ class MetaflowFlowComponent(StateBackedComponent, dg.Resolvable):
             ("branch", self.branch)) if value]
         if self.production:
             top.append("--production")
-        top += ["--with=%s" % decorator for decorator in self.with_decorators]
         for name, value in sorted(self.config_values.items()):
             text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
             top += ["--config-value", name, text]
         create = ["--name", self.job_name] if self.job_name else []
+        create += [a for decorator in self.with_decorators for a in ("--with", decorator)]
         return top + ["dagster", "create"] + create
 
     @property
@@ -214,7 +213,7 @@ class MetaflowFlowComponent(StateBackedComponent, dg.Resolvable):
         argv = [sys.executable, self.flow_file.path.name, *self.flow_arguments(),
                 "--plan-file", str(state_path.resolve())]
         proc = subprocess.run(argv, cwd=self.flow_file.path.parent, capture_output=True,
-                              text=True, env=dict(os.environ))
+                              text=True)
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).strip().splitlines()[-ERROR_TAIL_LINES:]
             raise FlowStateError(
