@@ -19,7 +19,8 @@ from ..compiler.validate import NotSupported
 from ..files import write_atomically
 from ..naming import EXECUTORS
 from .code_package import package_flow
-from .command import DagsterCommand, DagsterGroup, plain_text
+from .command import DagsterCommand, DagsterGroup, Errors, plain_text
+from .datastore_access import datastore_writes
 from .job_name import definitions_file, project_info
 from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
@@ -78,6 +79,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
            pool_limit, workflow_timeout,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file, plan_file):
+    # Metaflow's own checks of the graph (and pylint, unless --no-pylint), as
+    # `python flow.py check` and `argo-workflows create` make them: a flow they refuse
+    # fails here, with their message, before anything is written.
+    obj.check(obj.graph, obj.flow, obj.environment, pylint=obj.pylint)
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
@@ -111,12 +116,14 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
         raise click.ClickException(plain_text(str(error))) from None
-    # The token stays in the flow's datastore; the ops read it at run time.
-    resolve_token(
-        obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
-        bool(plan.project), authorize, given_token, generate_new_token,
-    )
-    plan = replace(plan, package=package_flow(obj, file))
+    with Errors(), datastore_writes(obj.flow_datastore):
+        # The token stays in the flow's datastore; the ops read it at run time.
+        resolve_token(
+            obj.echo, obj.flow_datastore, plan.job_name,
+            token_prefix(plan.job_name, plan.project), bool(plan.project), authorize,
+            given_token, generate_new_token,
+        )
+        plan = replace(plan, package=package_flow(obj, file))
     if plan_file:
         write_atomically(plan_file, plan.to_json())
         obj.echo("Wrote the plan of Dagster job *%s* for flow *%s* to %s"

@@ -62,6 +62,33 @@ class DagsterDeployer(DeployerImpl):
 
         return DagsterDeployedFlow
 
+    def from_deployment(self, identifier: str, metadata: Optional[str] = None):
+        """
+        The deployed flow of an identifier, looked up in this deployer's Dagster home
+        (see `DagsterDeployedFlow.from_deployment`). Its commands run with this
+        deployer's `show_output`, `profile`, `env` and `file_read_timeout`; the flow
+        file, its directory and @project branch are the deployment's.
+
+        Parameters
+        ----------
+        identifier : str
+            `deployed_flow.name`, the path of the definitions file, or the job name
+            (`project.branch.FlowName` for an @project flow).
+        metadata : str, optional
+            Metaflow metadata of the runs (default: the current one).
+
+        Returns
+        -------
+        DagsterDeployedFlow
+            The deployed flow.
+        """
+        from .deployed_flow import DagsterDeployedFlow
+
+        return DagsterDeployedFlow.from_deployment(
+            identifier, metadata, dagster_home=self.env_vars.get("DAGSTER_HOME") or None,
+            show_output=self.show_output, profile=self.profile, env=self.env,
+            file_read_timeout=self.file_read_timeout)
+
     def create(self, **kwargs):
         """
         Compile the flow into a Dagster definitions file.

@@ -8,8 +8,8 @@ from .. import naming
 from .runs import STEP_FINISHED, RunState, StepState
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-# Lines of a failed step's error shown by `dagster status` (its first line, which names
-# the task and attempt, then the end of the task's stderr).
+# Lines of the end of a failed step's error shown by `dagster status` (after its first
+# line, which names the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8
 
 
@@ -18,10 +18,10 @@ def ui_url(target, run_id: str) -> str:
 
 
 def describe_state(state: RunState, flow_name: str, status: str, flow_file: str = "flow.py",
-                   ui_base: Optional[str] = None) -> List[str]:
+                   ui_base: Optional[str] = None, end_step: Optional[str] = None) -> List[str]:
     """What `dagster status` prints: the run's state (Metaflow's word, then
     Dagster's), then each step's, then for each failed step its error, its attempts
-    and where its logs are."""
+    and where its logs are, and whether the end step (`end_step`) was skipped."""
     suspended = state.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED
     lines = ["Run %s of job %s (Metaflow run %s/%s): %s (Dagster %s)%s" % (
         state.run_id, state.job_name, flow_name, state.metaflow_run_id, status, state.status,
@@ -40,6 +40,10 @@ def describe_state(state: RunState, flow_name: str, status: str, flow_file: str 
         lines.append("Failed steps:")
     for step in failed:
         lines += _failure(state, step, flow_file, ui_base)
+    if any(s.key == end_step and s.status == "SKIPPED" for s in steps):
+        lines.append("The end step %s was skipped: the Metaflow run did not finish. Regenerate "
+                     "the definitions file with `python %s dagster create`."
+                     % (end_step, flow_file))
     return lines
 
 
@@ -51,10 +55,7 @@ def _failure(state: RunState, step: StepState, flow_file: str,
         attempts += " (the last: Metaflow attempt %d)" % step.metaflow_attempt
     what.append(attempts)
     lines = ["  %s: %s" % (step.key, ", ".join(what))]
-    error = (step.error or "(no error recorded)").splitlines()
-    if len(error) > ERROR_TAIL_LINES + 1:
-        error = error[:1] + ["..."] + error[-ERROR_TAIL_LINES:]
-    lines += ["      " + line for line in error]
+    lines += ["      " + line for line in error_excerpt(step.error or "(no error recorded)")]
     logs = []
     if step.pathspec:
         attempt = (" --attempt %d" % step.metaflow_attempt
@@ -67,6 +68,13 @@ def _failure(state: RunState, step: StepState, flow_file: str,
     for i, where in enumerate(logs):
         lines.append("    %s %s" % ("logs:" if i == 0 else "     ", where))
     return lines
+
+
+def error_excerpt(error: str) -> List[str]:
+    """The lines of a step's error that `status` shows: its first line (which task,
+    which attempt), the lines that say why the task failed, then the end of the
+    traceback; "..." where lines are left out."""
+    return naming.failure_excerpt(error.splitlines(), ERROR_TAIL_LINES, keep_first=True)
 
 
 def progress_lines(state: RunState, plan, shown: Set[str]) -> Iterator[str]:

@@ -19,6 +19,7 @@ from metaflow import parameters
 from metaflow._vendor import click
 
 from .. import naming
+from ..compiler.parameters import flow_parameters
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
@@ -27,6 +28,7 @@ from .job_name import definitions_file as default_file
 from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+from .task_output import TaskOutput
 
 # Seconds between two looks at a run `trigger --wait` follows.
 FOLLOW_INTERVAL_SECONDS = 1
@@ -58,10 +60,21 @@ def _run_id_option(help_text):
     return click.option("--run-id", required=True, help=help_text)
 
 
+def _authorize_option(what):
+    return click.option(
+        "--authorize", default=None,
+        help="Authorize the %s with the deployment's production token (needed unless you "
+        "deployed the job)." % what)
+
+
 def _wait_options(func):
     func = click.option(
         "--verbose", is_flag=True, default=False,
         help="With --wait: print the run's whole Dagster event log as well.")(func)
+    func = click.option(
+        "--logs/--no-logs", default=True, show_default=True,
+        help="With --wait: print the tasks' output as it comes, each line headed by its "
+        "time and task as `python flow.py run` prints it.")(func)
     return click.option(
         "--wait", is_flag=True, default=False,
         help="Wait for the run to finish, printing each step as it finishes; exit non-zero "
@@ -143,23 +156,27 @@ def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
     return run_id
 
 
-def _follow(obj, target, plan, run_id, verbose, shown=None):
-    """Wait for the run to end: a line each time steps finish (but those in `shown`)
-    and, verbose, the run's whole Dagster event log as it grows. Raises unless the
-    run succeeded."""
+def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
+    """Wait for the run to end: a line each time steps finish (but those in `shown`),
+    with `logs` the tasks' output lines as they come (on stdout, as `flow.py run`
+    prints them) and, verbose, the run's whole Dagster event log as it grows. Raises
+    unless the run succeeded."""
     shown, cursor = set(shown or ()), None
+    output = TaskOutput(target, run_id) if logs else None
     while True:
         state = target.run_state(run_id)
         if verbose:
             events, cursor = target.run_events(run_id, cursor)
             for event in events:
                 click.echo(report.event_line(*event), err=True)
+        for line in output.new_lines(state) if output else ():
+            click.echo(line)
         for line in report.progress_lines(state, plan, shown):
             obj.echo(line)
         if state.finished:
             break
         time.sleep(FOLLOW_INTERVAL_SECONDS)
-    status = runs.metaflow_status(target, state)
+    status = runs.metaflow_status(target, state, obj.graph.end_step)
     line = "Run %s/%s ended %s (Dagster %s)." % (
         obj.flow.name, state.metaflow_run_id, status, state.status)
     if status != runs.SUCCEEDED:
@@ -175,7 +192,7 @@ def _follow(obj, target, plan, run_id, verbose, shown=None):
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, wait=False, verbose=False, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, logs=True, **kwargs):
 
     with Errors():
         target = target_for(dagster_url)
@@ -184,7 +201,7 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
         run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
                         "Triggered a run of")
         if wait:
-            _follow(obj, target, job.plan, run_id, verbose)
+            _follow(obj, target, job.plan, run_id, verbose, logs)
 
 
 @click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
@@ -196,7 +213,7 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
 @_url_option
 @click.pass_obj
 def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False,
-           verbose=False):
+           verbose=False, logs=True):
 
     with Errors():
         target = target_for(dagster_url)
@@ -209,13 +226,15 @@ def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False
                 raise CommandError("No run of job %s (flow %s) in %s." % (
                     job, obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
+        end_step = obj.graph.end_step
         for line in report.describe_state(state, obj.flow.name,
-                                          runs.metaflow_status(target, state),
-                                          os.path.basename(sys.argv[0]), target.ui_base):
+                                          runs.metaflow_status(target, state, end_step),
+                                          os.path.basename(sys.argv[0]), target.ui_base,
+                                          end_step):
             click.echo(line)
         if wait:
             _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,
-                    shown=[s.key for s in state.steps if s.status in runs.STEP_FINISHED])
+                    logs, shown=[s.key for s in state.steps if s.status in runs.STEP_FINISHED])
 
 
 def _plan_if_any(obj, definitions_file):
@@ -248,13 +267,15 @@ def _unfinished_run(obj, target, run_id, doing):
 @_run_id_option("Dagster run id or Metaflow run id.")
 @click.option("--wait", is_flag=True, default=False,
               help="Return once the run has ended (its tasks stopped).")
+@_authorize_option("termination")
 @_url_option
 @click.pass_obj
-def terminate(obj, run_id, wait=False, dagster_url=None):
+def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
 
     with Errors():
         target = target_for(dagster_url)
         state = runs.find_run(target, obj.flow.name, run_id)
+        _check_authorized(obj, state, authorize, "terminate")
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
             # Nothing of it is left running (see runtime/workers.py): done.
@@ -274,8 +295,19 @@ def terminate(obj, run_id, wait=False, dagster_url=None):
         if wait:
             state = _wait_for(target, state, lambda s: s.finished)
             obj.echo("Run %s/%s ended %s (Dagster %s)." % (
-                obj.flow.name, state.metaflow_run_id, runs.metaflow_status(target, state),
-                state.status))
+                obj.flow.name, state.metaflow_run_id,
+                runs.metaflow_status(target, state, obj.graph.end_step), state.status))
+
+
+def _check_authorized(obj, state, authorize, command):
+    """Only whoever deployed the run's job, or who has its production token, may act on
+    its runs (as `argo-workflows terminate | suspend` check)."""
+    from .production_token import check_authorized, token_prefix
+
+    check_authorized(obj.flow_datastore, state.job_name,
+                     token_prefix(state.job_name, project_info(obj)), authorize,
+                     "To %s its run %s" % (command, state.metaflow_run_id),
+                     "dagster %s --authorize TOKEN --run-id %s" % (command, state.run_id))
 
 
 def _wait_for(target, state, done, timeout=None):
@@ -291,10 +323,11 @@ def _wait_for(target, state, done, timeout=None):
                "task starts until `dagster unsuspend` (the run carries the tag %s)."
                % naming.TAG_SUSPENDED)
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("suspension")
 @_url_option
 @click.pass_obj
-def suspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend")
+def suspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend", authorize)
     obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
              "until `dagster unsuspend`." % (
                  obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
@@ -302,25 +335,51 @@ def suspend(obj, run_id, dagster_url=None):
 
 @click.command(cls=DagsterCommand, help="Let a suspended run start new tasks again.")
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("unsuspension")
 @_url_option
 @click.pass_obj
-def unsuspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend")
+def unsuspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend",
+                           authorize)
     obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
         obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
 
-def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
+def _tag_suspended(obj, run_id, dagster_url, value: str, command: str, authorize=None):
     """Set the run's suspended tag (runtime/suspension.py reads it); the run's state."""
     with Errors():
         target = target_for(dagster_url)
         state = _unfinished_run(obj, target, run_id, command)
+        _check_authorized(obj, state, authorize, command)
         target.tag_run(state.run_id, {naming.TAG_SUSPENDED: value})
     return state
 
 
+def _parameter_overrides(cmd):
+    """The flow's Parameters as options of `resume`, none required and none with a
+    default: a value given replaces the origin run's, the others keep it. (Metaflow's
+    own add_custom_parameters would fill in the defaults, and a default would then
+    replace the origin run's value.)"""
+    # The click API restores these before it lists a command's options, so a process
+    # that loads several flows does not keep the options of the first.
+    cmd.original_params = list(cmd.params)
+    flow_cls = getattr(parameters.current_flow, "flow_cls", None)
+    if flow_cls is None:
+        return cmd
+    for _, param in list(flow_parameters(flow_cls))[::-1]:
+        kwargs = dict(param.option_kwargs(False), default=None, required=False,
+                      show_default=False)
+        kwargs["help"] = " ".join(
+            filter(None, [kwargs.get("help"), "[default: the origin run's value]"]))
+        cmd.params.insert(0, click.Option(("--" + param.name,), **kwargs))
+    return cmd
+
+
+@_parameter_overrides
 @click.command(cls=DagsterCommand, help="Start a new run that clones the steps that succeeded "
-               "in an earlier run and runs the others, as `python flow.py resume` does.")
+               "in an earlier run and runs the others, as `python flow.py resume` does. The "
+               "run keeps the origin run's Parameters, but those given here; the steps it "
+               "runs read the new values, the tasks it clones keep what they had.")
 @click.option("--origin-run-id", required=True,
               help="The run to resume: its Metaflow run id or a Dagster run id.")
 @click.option("--step-to-rerun", default=None,
@@ -329,7 +388,8 @@ def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
 @_run_options
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
-           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False):
+           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False,
+           logs=True, **kwargs):
     from ..runtime import resume as resume_runtime
 
     with Errors():
@@ -341,14 +401,19 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
             rerun = resume_runtime.rerun_steps(job.plan, step_to_rerun)
         except ValueError as error:
             raise CommandError(str(error)) from None
-        config = run_config(job.plan, origin_run_values(obj.flow, job.plan, origin))
+        values = origin_run_values(obj.flow, job.plan, origin)
+        given = command_line_values(obj.flow, kwargs)
+        config = run_config(job.plan, dict(values, **given))
         tags = resume_runtime.resume_tags(origin, rerun)
         obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
             ": re-running %s" % ", ".join(rerun)) if rerun else ""))
+        for name, value in sorted(given.items()):
+            obj.echo("    Parameter %s: %r (the origin run had %r)" % (
+                name, value, values.get(name)))
         run_id = _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
                         "Started a resume run of")
         if wait:
-            _follow(obj, target, job.plan, run_id, verbose)
+            _follow(obj, target, job.plan, run_id, verbose, logs)
 
 
 def _check_finished(target, flow_name, origin):

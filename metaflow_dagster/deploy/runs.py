@@ -84,6 +84,7 @@ def find_run(target, flow_name: str, run_id: str) -> RunState:
         state = target.run_state(run_id)
         if state is None:
             raise CommandError("No run %s in %s." % (run_id, target.describe()))
+        _check_flow(state, flow_name)
         return state
     for run in target.flow_runs(flow_name, RUN_SEARCH_LIMIT):
         if run.metaflow_run_id == run_id:
@@ -93,6 +94,20 @@ def find_run(target, flow_name: str, run_id: str) -> RunState:
     )
 
 
+def _check_flow(state: RunState, flow_name: str) -> None:
+    """A Dagster run id given to the commands of one flow must be a run of that flow."""
+    owner = state.tags.get(naming.TAG_FLOW_NAME)
+    if owner == flow_name:
+        return
+    if owner is None:
+        raise CommandError(
+            "Dagster run %s is a run of job %s, which is not a Metaflow flow deployed with "
+            "`dagster create`; see it in the Dagster UI." % (state.run_id, state.job_name))
+    raise CommandError(
+        "Dagster run %s is a run of flow %s (job %s), not of %s: run the command from %s's "
+        "flow file." % (state.run_id, owner, state.job_name, flow_name, owner))
+
+
 def metaflow_run_of(target, flow_name: str, run_id: str) -> str:
     """The Metaflow run id of a Metaflow or Dagster run id."""
     if naming.is_metaflow_run_id(run_id):
@@ -100,14 +115,29 @@ def metaflow_run_of(target, flow_name: str, run_id: str) -> str:
     return find_run(target, flow_name, run_id).metaflow_run_id
 
 
-def metaflow_status(target, state: RunState) -> str:
+def metaflow_status(target, state: RunState, end_step: Optional[str]) -> str:
     """The run's state in Metaflow's words; TIMED_OUT for a run that failed on its
-    --workflow-timeout (its failure says so)."""
+    --workflow-timeout (its failure says so); FAILED for a run Dagster calls
+    successful that did not run `end_step`, the flow's end step (None: unknown)."""
     status = METAFLOW_STATUS.get(state.status, RUNNING)
+    if status == SUCCEEDED and not end_ran(state, end_step):
+        return FAILED
     if status == FAILED and any(naming.WORKFLOW_TIMEOUT_PHRASE in message
                                 for message in target.failure_messages(state.run_id)):
         return TIMED_OUT
     return status
+
+
+def end_ran(state: RunState, end_step: Optional[str]) -> bool:
+    """Whether the run ran the flow's end step (its op has the step's name), as far
+    as its step states tell: a Metaflow run is complete only once its end step has
+    run. A re-execution of some other steps is what Dagster says it is."""
+    if end_step is None:
+        return True
+    end = [step for step in state.steps if step.key == end_step]
+    if not end:
+        return state.parent_run_id is not None
+    return end[0].status == "SUCCESS"
 
 
 def latest_job_run(target, flow_name: str, job_name: str) -> Optional[RunState]:

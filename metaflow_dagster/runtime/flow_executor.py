@@ -14,12 +14,12 @@ the one `dagster create --executor` chose as the default:
 - k8s: dagster-k8s's k8s_job_executor (the instance must use K8sRunLauncher).
 
 Whatever the choice, the executor gets the per-foreach cap (--max-workers) as a
-tag concurrency limit, and the job's pool gets its limit (--pool-limit) on the
-instance if it has none yet. Unknown or misspelt keys are rejected, never
-ignored: by Dagster when the run is submitted (metaflow, multiprocess and the
-create-time choice), or when the run starts, before any step (the other
-optional executors, whose packages are imported only when used: dagster-k8s
-alone takes 2.5 s to import).
+tag concurrency limit, the job's pool gets its limit (--pool-limit) on the
+instance if it has none yet, and a run whose end step was skipped fails
+(end_check.py). Unknown or misspelt keys are rejected, never ignored: by Dagster
+when the run is submitted (metaflow, multiprocess and the create-time choice), or
+when the run starts, before any step (the other optional executors, whose
+packages are imported only when used: dagster-k8s alone takes 2.5 s to import).
 """
 
 import importlib.util
@@ -38,6 +38,7 @@ from dagster._config import process_config
 from dagster._core.errors import DagsterInvalidConfigError
 
 from .. import naming
+from .end_check import EndMustRun
 from .executor import metaflow_task_executor
 from .multiprocess import metaflow_multiprocess_executor
 
@@ -95,7 +96,7 @@ def flow_executor(default: str, foreach_limit: int, pool: Optional[str] = None,
             config = _checked(choice, config)
         config = _with_foreach_limit(config, foreach_limit)
         _ensure_pool_limit(init_context.instance, pool, pool_limit)
-        return _create(choice, config, init_context)
+        return EndMustRun(_create(choice, config, init_context))
 
     return metaflow_flow_executor
 
