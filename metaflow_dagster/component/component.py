@@ -11,6 +11,8 @@ Loading definitions reads that plan, applies the job's options and builds the sa
 Definitions the generated file would (definitions.py), without importing the flow.
 """
 
+import difflib
+import functools
 import hashlib
 import json
 import subprocess
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional
 
 import dagster as dg
+import pydantic
 from dagster.components.component.state_backed_component import StateBackedComponent
 from dagster.components.core.context import ComponentDeclLoadContext
 from dagster.components.resolved.model import Resolver
@@ -88,6 +91,30 @@ def _checked(problem, **resolver_args) -> Resolver:
             raise ValueError(message)
         return value
     return Resolver(resolve, **resolver_args)
+
+
+@functools.lru_cache(maxsize=None)
+def _with_field_check(model: type) -> type:
+    """The YAML model, whose unknown fields say which field was meant (Dagster's own check,
+    `extra="forbid"`, only says the field is not allowed)."""
+    fields = sorted(model.model_fields)
+
+    def known_fields(cls, data):
+        unknown = [k for k in data if k not in fields] if isinstance(data, dict) else []
+        if unknown:
+            raise ValueError("; ".join(_unknown_field(name, fields) for name in unknown))
+        return data
+
+    return pydantic.create_model(model.__name__, __base__=model, __validators__={
+        "known_fields": pydantic.model_validator(mode="before")(known_fields)})
+
+
+def _unknown_field(name: str, fields: List[str]) -> str:
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = "did you mean %s?" % close[0] if close else "the fields are %s." % ", ".join(fields)
+    return ("%s is not a field of metaflow_dagster.MetaflowFlowComponent: %s (`dg utils "
+            "inspect-component metaflow_dagster.MetaflowFlowComponent` describes them)"
+            % (name, hint))
 
 
 @scaffold_with(MetaflowFlowScaffolder)
@@ -182,6 +209,10 @@ class MetaflowFlowComponent(StateBackedComponent, dg.Resolvable):
         "(`--schedule-status`).", examples=["stopped"])] = "running"
     defs_state: ResolvedDefsStateConfig = field(
         default_factory=DefsStateConfigArgs.local_filesystem)
+
+    @classmethod
+    def get_model_cls(cls):
+        return _with_field_check(super().get_model_cls())
 
     # --- State ---
 

@@ -223,6 +223,8 @@ def test_job_options_apply_without_new_state_and_flow_options_ask_for_it(sandbox
      "--pool must be a name without spaces (got 'two words')."),
     ({"flow_file": "linear_flow.py", "workflow_timeout": -5}, "workflow_timeout",
      "--workflow-timeout must be a positive number of seconds."),
+    ({"flow_file": "linear_flow.py", "tag": ["x"]}, "",
+     "tag is not a field of metaflow_dagster.MetaflowFlowComponent: did you mean tags?"),
 ])
 def test_a_bad_field_names_defs_yaml_the_field_and_the_clis_message(sandbox, attributes, field,
                                                                     expected):
@@ -233,7 +235,7 @@ def test_a_bad_field_names_defs_yaml_the_field_and_the_clis_message(sandbox, att
     with pytest.raises(Exception) as error, sandbox.build_component_tree() as tree:
         tree.build_defs(defs_path)
     message = "%s\n%s" % (error.value, error.value.__cause__)
-    assert "defs.yaml" in message and "attributes.%s" % field in message
+    assert "defs.yaml" in message and "attributes%s" % (field and "." + field) in message
     assert expected in message
 
 
