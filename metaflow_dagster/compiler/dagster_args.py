@@ -9,7 +9,16 @@ Metaflow, no Dagster.
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..naming import TAG_FOREACH, TAG_OP_TIMEOUT, flow_asset_key
+from ..naming import (
+    NOTIFY_RESOURCE_KEYS,
+    TAG_FOREACH,
+    TAG_MAX_RETRIES,
+    TAG_OP_TIMEOUT,
+    TAG_PRIORITY,
+    TAG_RETRY_STRATEGY,
+    TAG_TITLE,
+    flow_asset_key,
+)
 from ..plan import FlowPlan, OpPlan, ParameterPlan
 
 # A pod's deadline comes this long after the step's @timeout: the op's own kill comes
@@ -17,6 +26,12 @@ from ..plan import FlowPlan, OpPlan, ParameterPlan
 K8S_DEADLINE_MARGIN_SECONDS = 120
 # Dagster config type of each Parameter type (JSON Parameters are given as text).
 CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "str"}
+# Each notification channel's Dagster resource: (module, class, the field its secret goes in).
+CHANNEL_RESOURCES = {
+    "msteams": ("dagster_msteams", "MSTeamsResource", "hook_url"),
+    "pagerduty": ("dagster_pagerduty", "PagerDutyService", "routing_key"),
+    "slack": ("metaflow_dagster.runtime", "SlackWebhook", "url"),
+}
 
 
 def op_input_names(op: OpPlan) -> List[str]:
@@ -112,6 +127,15 @@ def job_tags(plan: FlowPlan) -> Dict[str, str]:
             tags["metaflow/%s" % key] = plan.project[key]
     if plan.workflow_timeout_seconds:
         tags["dagster/max_runtime"] = str(plan.workflow_timeout_seconds)
+    if plan.title:
+        tags[TAG_TITLE] = plan.title
+    if plan.priority is not None:
+        tags[TAG_PRIORITY] = str(plan.priority)
+    if plan.run_retries:
+        # From the failure: the retry continues the Metaflow run of its root run,
+        # reusing what succeeded (runtime/resume.py), as "Re-execute from failure" does.
+        tags[TAG_MAX_RETRIES] = str(plan.run_retries)
+        tags[TAG_RETRY_STRATEGY] = "FROM_FAILURE"
     return tags
 
 
@@ -206,3 +230,17 @@ def event_sensor_args(plan: FlowPlan) -> Optional[Tuple[list, Dict[str, str]]]:
 def finish_sensor_args(plan: FlowPlan) -> Optional[list]:
     """The upstream flows of the @trigger_on_finish sensor, or None."""
     return plan.triggers.get("flows") or None
+
+
+def notification_sensor_args(plan: FlowPlan) -> Optional[Tuple[list, list]]:
+    """(events, channels) of the `--notify-*` run-status sensors, or None."""
+    if not plan.notifications:
+        return None
+    return plan.notifications["events"], sorted(plan.notifications["channels"])
+
+
+def notification_resources(plan: FlowPlan) -> List[Tuple[str, str, str, str, str]]:
+    """(resource key, module, class, secret field, environment variable) of each channel,
+    its secret read from the variable `create` was given."""
+    return [(NOTIFY_RESOURCE_KEYS[channel],) + CHANNEL_RESOURCES[channel] + (env,)
+            for channel, env in sorted(plan.notifications.get("channels", {}).items())]

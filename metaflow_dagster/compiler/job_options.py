@@ -55,7 +55,7 @@ def pool_problem(value: Optional[str]) -> str:
 def executor_problem(value: str) -> str:
     """An executor whose package is not installed (the choice itself is checked by the
     front door: click.Choice, the YAML schema, both from naming.EXECUTORS)."""
-    return executor_package_missing(value, _module_found)
+    return executor_package_missing(value, module_found)
 
 
 def job_option_problems(options: JobOptions) -> List[str]:
@@ -87,5 +87,5 @@ def apply_job_options(plan: FlowPlan, options: JobOptions) -> FlowPlan:
     )
 
 
-def _module_found(module: str) -> bool:
+def module_found(module: str) -> bool:
     return importlib.util.find_spec(module) is not None

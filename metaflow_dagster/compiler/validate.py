@@ -4,6 +4,7 @@ import keyword
 from typing import List
 
 from ..plan import reachable
+from . import notifications
 from .job_options import job_option_problems
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
@@ -64,6 +65,11 @@ def _reserved_names(flow, graph, options):
 
 def _options(flow, graph, options):
     yield from job_option_problems(options.job_options())
+    if options.run_retries < 0:
+        yield "--run-retries must be at least 0 (got %d)." % options.run_retries
+    yield from notifications.problems(options.notify_on_error, options.notify_on_success,
+                                      options.notify_channels,
+                                      options.notify_secrets_to_env_file)
 
 
 CHECKS = [_parallel_steps, _recursive_switches, _reserved_names, _options]

@@ -8,6 +8,7 @@ as light as one loading generated files).
 """
 
 import builtins
+import importlib
 from inspect import Parameter, Signature
 from typing import Callable, Dict, List
 
@@ -16,6 +17,7 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     DynamicOut,
+    EnvVar,
     Field,
     Out,
     RetryPolicy,
@@ -37,6 +39,8 @@ from ..compiler.dagster_args import (
     flow_asset,
     job_body,
     job_tags,
+    notification_resources,
+    notification_sensor_args,
     op_description,
     op_input_names,
     op_retry,
@@ -45,7 +49,13 @@ from ..compiler.dagster_args import (
     start_op_name,
 )
 from ..plan import FlowPlan, OpPlan
-from ..runtime import FlowRuntime, event_sensor, finish_sensor, flow_executor
+from ..runtime import (
+    FlowRuntime,
+    event_sensor,
+    finish_sensor,
+    flow_executor,
+    notification_sensors,
+)
 
 
 def flow_definitions(plan: FlowPlan) -> Definitions:
@@ -63,8 +73,15 @@ def flow_definitions(plan: FlowPlan) -> Definitions:
             execution_timezone=plan.schedule["timezone"],
             default_status=DefaultScheduleStatus[plan.schedule.get("status", "RUNNING")],
         ))
+    resources = {key: _resource(module, cls, secret, env)
+                 for key, module, cls, secret, env in notification_resources(plan)}
     return Definitions(jobs=[flow_job], assets=[asset], schedules=schedules or None,
-                       sensors=_sensors(plan, flow_job) or None)
+                       sensors=_sensors(plan, flow_job) or None, resources=resources or None)
+
+
+def _resource(module: str, cls: str, secret: str, env: str):
+    """A notification channel's resource, its secret read from the environment."""
+    return getattr(importlib.import_module(module), cls)(**{secret: EnvVar(env)})
 
 
 def _op(runtime: FlowRuntime, plan: FlowPlan, op_plan: OpPlan):
@@ -187,4 +204,7 @@ def _sensors(plan: FlowPlan, flow_job) -> list:
     flows = finish_sensor_args(plan)
     if flows:
         sensors.append(finish_sensor(flow_job, start, flows))
+    notifications = notification_sensor_args(plan)
+    if notifications:
+        sensors.extend(notification_sensors(flow_job, *notifications))
     return sensors

@@ -256,7 +256,8 @@ class DagsterDeployedFlow(DeployedFlow):
         Parameters
         ----------
         **kwargs : Any
-            Values of the flow's Parameters.
+            Values of the flow's Parameters; and `workflow_priority` (int) and
+            `run_title` (str), this run's own priority and title.
 
         Returns
         -------

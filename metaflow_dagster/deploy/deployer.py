@@ -111,6 +111,19 @@ class DagsterDeployer(DeployerImpl):
             Most tasks of one foreach running at once.
         workflow_timeout : int, optional
             Fail a run once it has run this many seconds.
+        workflow_priority : int, optional
+            Every run's place in the run queue (dagster/priority, higher first).
+        workflow_title : str, optional
+            Every run's title (the metaflow/title tag).
+        workflow_description : str, optional
+            The job's description, before the flow's docstring.
+        run_retries : int, optional, default 0
+            Re-execute a failed run from its failure up to this many times.
+        notify_on_error, notify_on_success : bool, optional, default False
+            Notify the channels below when a run fails for good / succeeds.
+        notify_slack_webhook_url, notify_msteams_webhook_url,
+        notify_pager_duty_integration_key : str, optional
+            "env:NAME": the environment variable of the Dagster daemon holding the secret.
 
         Returns
         -------

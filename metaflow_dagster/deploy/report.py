@@ -7,7 +7,7 @@ from urllib.parse import quote
 from .. import naming
 from .runs import STEP_FINISHED, RunState, StepState
 
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_UI_URL = naming.DEFAULT_UI_URL
 # Lines of the end of a failed step's error shown by `dagster status` (after its first
 # line, which names the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8

@@ -188,20 +188,36 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
 @parameters.add_custom_parameters(deploy_mode=False)
 @click.command(cls=DagsterCommand, help="Start a run of the compiled job on Dagster and return "
                "at once (or, with --wait, once it has finished).")
+@click.option("--workflow-priority", default=None, type=int,
+              help="This run's priority in the instance's run queue (dagster/priority), "
+              "instead of the job's (`create --workflow-priority`).")
+@click.option("--run-title", default=None,
+              help="This run's title (the metaflow/title tag the Runs list shows).")
 @_wait_options
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, wait=False, verbose=False, logs=True, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, logs=True,
+            workflow_priority=None, run_title=None, **kwargs):
 
     with Errors():
         target = target_for(dagster_url)
         job = _job_to_launch(obj, definitions_file, target)
         config = run_config(job.plan, command_line_values(obj.flow, kwargs))
-        run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
-                        "Triggered a run of")
+        run_id = _start(obj, job, target, config, _run_tags(workflow_priority, run_title),
+                        run_id_file, deployer_attribute_file, "Triggered a run of")
         if wait:
             _follow(obj, target, job.plan, run_id, verbose, logs)
+
+
+def _run_tags(priority, title) -> dict:
+    """A run's own tags, over the job's (create --workflow-priority, --workflow-title)."""
+    tags = {}
+    if priority is not None:
+        tags[naming.TAG_PRIORITY] = str(priority)
+    if title and title.strip():
+        tags[naming.TAG_TITLE] = title.strip()
+    return tags
 
 
 @click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
