@@ -20,6 +20,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 from harness import FLOWS, create, env_for, load_definitions
 
 from metaflow_dagster.component import MetaflowFlowComponent
+from metaflow_dagster.component.definitions import flow_definitions
 from metaflow_dagster.runtime import FlowRuntime
 
 # YAML attributes -> the same options of `python flow.py [top] dagster create [create]`.
@@ -135,7 +136,8 @@ def _schedules(defs) -> list:
 
 
 def _sensors(defs) -> list:
-    return [(s.name, type(s).__name__, s.job_name, s.default_status, s.minimum_interval_seconds)
+    return [(s.name, type(s).__name__, s.has_jobs and s.job_name, s.default_status,
+             s.minimum_interval_seconds)
             for s in defs.sensors or []]
 
 
@@ -291,3 +293,24 @@ def test_the_scaffolder_writes_a_defs_yaml_and_an_example_flow_that_load(sandbox
         defs = tree.build_defs(defs_path)
     assert [j.name for j in defs.jobs] == ["HelloFlow"]
     assert sorted(n.name for n in defs.get_job_def("HelloFlow").graph.nodes) == ["end", "start"]
+
+
+def test_the_builder_makes_the_files_operations_definitions(tmp_path):
+    """Options the component does not take yet (titles, priority, run retries,
+    notifications) are in a plan's definitions all the same: built from the file's plan,
+    they are the file's."""
+    flow_dir = tmp_path / "generated"
+    flow_dir.mkdir()
+    shutil.copy(FLOWS / "foreach_flow.py", flow_dir)
+    create(flow_dir / "foreach_flow.py", "--workflow-title", "T", "--workflow-priority", "3",
+           "--run-retries", "2", "--notify-on-error", "--notify-slack-webhook-url",
+           "env:SLACK_URL", "--notify-msteams-webhook-url", "env:TEAMS_URL",
+           defs_name="defs_file.py")
+    module = load_definitions(flow_dir / "defs_file.py")
+    defs = flow_definitions(module.FLOW.plan)
+    job, expected_job = defs.get_job_def("ForeachFlow"), module.defs.get_job_def("ForeachFlow")
+    assert job.tags == expected_job.tags and "dagster/priority" in job.tags
+    assert _sensors(defs) == _sensors(module.defs) and len(_sensors(defs)) >= 1
+    assert {k: type(r).__name__ for k, r in defs.resources.items()} == \
+        {k: type(r).__name__ for k, r in module.defs.resources.items()}
+    assert len(defs.resources) == 2
