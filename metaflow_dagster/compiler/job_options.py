@@ -8,7 +8,7 @@ state).
 """
 
 import importlib.util
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import List, Optional
 
 from ..naming import executor_package_missing
@@ -28,6 +28,11 @@ class JobOptions:
     pool_limit: Optional[int] = None
     workflow_timeout_seconds: Optional[int] = None
     schedule_status: str = "running"
+
+    @classmethod
+    def of(cls, options) -> "JobOptions":
+        """The job options among a compile's options (compile.CompileOptions)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
 
 
 def max_workers_problem(value: int) -> str:

@@ -5,7 +5,8 @@ from typing import List
 
 from ..plan import reachable
 from . import notifications
-from .job_options import job_option_problems
+from .errors import CreateError
+from .job_options import JobOptions, job_option_problems
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
@@ -18,7 +19,9 @@ DAGSTER_DISALLOWED_NAMES = frozenset(keyword.kwlist) | {
 RESERVED_STEP_NAMES = DAGSTER_DISALLOWED_NAMES | {"job", "op", "Definitions"}
 
 
-class NotSupported(Exception):
+class NotSupported(CreateError):
+    """Constructs of the flow that no Dagster job can run, all of them at once."""
+
     def __init__(self, flow_name: str, problems: List[str]):
         self.flow_name = flow_name
         self.problems = problems
@@ -64,7 +67,7 @@ def _reserved_names(flow, graph, options):
 
 
 def _options(flow, graph, options):
-    yield from job_option_problems(options.job_options())
+    yield from job_option_problems(JobOptions.of(options))
     if options.run_retries < 0:
         yield "--run-retries must be at least 0 (got %d)." % options.run_retries
     yield from notifications.problems(options.notify_on_error, options.notify_on_success,

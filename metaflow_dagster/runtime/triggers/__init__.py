@@ -1,0 +1,2 @@
+"""What starts a run without a user: the event sensors (@trigger) and the
+flow-finished sensors (@trigger_on_finish), and the events they read."""
