@@ -11,8 +11,8 @@ during a run.
 from .executors.multiprocess import metaflow_multiprocess_executor
 from .executors.selector import flow_executor
 from .executors.threads import metaflow_task_executor
-from .notifications import SlackWebhook, notification_sensors
 from .ops import FlowRuntime
+from .triggers.notifications import SlackWebhook, notification_sensors
 from .triggers.sensors import event_sensor, finish_sensor
 
 __all__ = [

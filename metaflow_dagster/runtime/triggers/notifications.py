@@ -33,7 +33,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from .. import naming
+from ... import naming
 
 DEFAULT_INTERVAL_SECONDS = 30
 # Seconds a channel gets to take a message (pypd, under PagerDutyService, sets no timeout).
