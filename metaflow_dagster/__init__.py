@@ -1,6 +1,6 @@
 """metaflow-dagster: compile Metaflow flows into Dagster jobs."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Metaflow's code package (made by `dagster create`) ships this package with the
 # flow, so a task runs the metaflow-dagster code it was deployed with, and a task
