@@ -195,13 +195,15 @@ def executor_of(job, run_config: Optional[dict] = None, instance=None, wrapped: 
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.system_config.objects import ResolvedRunConfig
 
+    from metaflow_dagster.runtime.executors.wrapping import WrappingExecutor
+
     config = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
     with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
         executor = job.executor_def.executor_creation_fn(InitExecutorContext(
             job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config,
             instance=instance))
-    while not wrapped and hasattr(executor, "_inner"):
-        executor = executor._inner
+    while not wrapped and isinstance(executor, WrappingExecutor):
+        executor = executor.inner
     return executor
 
 

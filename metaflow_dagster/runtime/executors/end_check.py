@@ -12,32 +12,21 @@ command of ours see a failed run.
 from typing import Optional
 
 from dagster import DagsterEventType
-from dagster._core.executor.base import Executor
 
 from ... import naming
 from ..ops import FlowRuntime
+from .wrapping import WrappingExecutor
 
 
 class EndStepSkipped(Exception):
     """The run skipped the flow's end step."""
 
 
-class EndMustRun(Executor):
+class EndMustRun(WrappingExecutor):
     """Another executor's work, then the check that the end op was not skipped."""
 
-    def __init__(self, inner: Executor):
-        self._inner = inner
-
-    @property
-    def retries(self):
-        return self._inner.retries
-
-    @property
-    def step_dependency_config(self):
-        return self._inner.step_dependency_config
-
     def execute(self, plan_context, execution_plan):
-        yield from self._inner.execute(plan_context, execution_plan)
+        yield from self.inner.execute(plan_context, execution_plan)
         plan = FlowRuntime.plan_of_job(plan_context.job.get_definition().name)
         # A re-execution of some steps need not include the end.
         if plan is not None and plan.end_step in execution_plan.step_keys_to_execute:

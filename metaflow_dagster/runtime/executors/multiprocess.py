@@ -8,28 +8,17 @@ from dagster._core.definitions.executor_definition import (
     MULTI_PROC_CONFIG,
     _core_multiprocess_executor_creation,
 )
-from dagster._core.executor.base import Executor
 
 from .workers import supervised_run
+from .wrapping import WrappingExecutor
 
 
-class SupervisedExecutor(Executor):
+class SupervisedExecutor(WrappingExecutor):
     """Another executor's work, inside supervised_run."""
-
-    def __init__(self, inner: Executor):
-        self._inner = inner
-
-    @property
-    def retries(self):
-        return self._inner.retries
-
-    @property
-    def step_dependency_config(self):
-        return self._inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan):
         with supervised_run(plan_context):
-            yield from self._inner.execute(plan_context, execution_plan)
+            yield from self.inner.execute(plan_context, execution_plan)
 
 
 @executor(name="multiprocess", config_schema=MULTI_PROC_CONFIG,
