@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit bench clean
+.PHONY: venv demo test unit bench bench-scale clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ unit: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+# Width: a foreach of 10,000 on SQLite and PostgreSQL against `flow.py run` (bench/README.md).
+bench-scale: venv
+	$(BIN)/python bench/scale.py --widths 10000 --runs 1
 
 # Removes generated and run-time state; keeps the virtualenv (rm -rf .venv for that).
 clean:

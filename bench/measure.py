@@ -9,6 +9,8 @@
   0.2 s; RSS (VmRSS) and PSS (smaps_rollup, shared pages split between sharers,
   which matters for forked workers) are summed per poll, and the maximum kept.
   Processes that live less than one poll interval can be missed.
+- Servers the benchmark started itself (PostgreSQL, say) are children too: their process
+  trees, given as `servers`, are neither measured nor reaped.
 """
 
 import ctypes
@@ -60,11 +62,14 @@ def _children_map():
     return children
 
 
-def descendants(root: int):
+def descendants(root: int, skip=()):
+    """The descendants of root, but for the processes in skip and their descendants."""
     children = _children_map()
     out, stack = [], [root]
     while stack:
         for child in children.get(stack.pop(), []):
+            if child in skip:
+                continue
             out.append(child)
             stack.append(child)
     return out
@@ -89,15 +94,16 @@ def _memory_kb(pid: int):
 
 
 class TreePoller(threading.Thread):
-    def __init__(self):
+    def __init__(self, servers=()):
         super().__init__(daemon=True)
         self.stop = threading.Event()
+        self.servers = frozenset(servers)
         self.peak_rss = self.peak_pss = self.peak_procs = 0
 
     def run(self):
         me = os.getpid()
         while not self.stop.is_set():
-            pids = descendants(me)
+            pids = descendants(me, self.servers)
             rss = pss = 0
             for pid in pids:
                 r, p = _memory_kb(pid)
@@ -109,8 +115,9 @@ class TreePoller(threading.Thread):
             self.stop.wait(POLL_SECONDS)
 
 
-def _reap_all():
-    """Wait for every remaining descendant (re-parented orphans included)."""
+def _reap_all(servers=()):
+    """Wait for every remaining descendant (re-parented orphans included), but the
+    servers' trees."""
     deadline = time.monotonic() + REAP_TIMEOUT_SECONDS
     while True:
         try:
@@ -119,8 +126,10 @@ def _reap_all():
             return
         if pid:
             continue
+        if servers and not descendants(os.getpid(), servers):
+            return
         if time.monotonic() > deadline:
-            for leftover in descendants(os.getpid()):
+            for leftover in descendants(os.getpid(), servers):
                 try:
                     os.kill(leftover, signal.SIGKILL)
                 except ProcessLookupError:
@@ -134,11 +143,13 @@ def _cpu_children() -> float:
     return usage.children_user + usage.children_system
 
 
-def measure(argv, cwd, env, log_path) -> Measurement:
-    _reap_all()
+def measure(argv, cwd, env, log_path, servers=()) -> Measurement:
+    """`servers`: pids of servers the benchmark started (not measured, left running)."""
+    servers = frozenset(servers)
+    _reap_all(servers)
     load_before = os.getloadavg()[0]
     cpu0 = _cpu_children()
-    poller = TreePoller()
+    poller = TreePoller(servers)
     poller.start()
     started = time.monotonic()
     with open(log_path, "wb") as log:
@@ -146,7 +157,7 @@ def measure(argv, cwd, env, log_path) -> Measurement:
                                 stdin=subprocess.DEVNULL)
         proc.wait()
     wall = time.monotonic() - started
-    _reap_all()
+    _reap_all(servers)
     poller.stop.set()
     poller.join()
     return Measurement(

@@ -30,8 +30,11 @@ from .targets import target_for
 from .targets.graphql import GraphQLTarget
 from .task_output import TaskOutput
 
-# Seconds between two looks at a run `trigger --wait` follows.
+# Seconds between two looks at a run `trigger --wait` follows; more often in its first
+# seconds, so that a short run's end is seen soon after it happens.
 FOLLOW_INTERVAL_SECONDS = 1
+FIRST_FOLLOW_INTERVAL_SECONDS = 0.2
+FIRST_FOLLOW_SECONDS = 10
 # At most this long `terminate` waits for the process of an embedded run to start it.
 STARTUP_WAIT_SECONDS = 60
 
@@ -163,6 +166,7 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
     unless the run succeeded."""
     shown, cursor = set(shown or ()), None
     output = TaskOutput(target, run_id) if logs else None
+    started = time.monotonic()
     while True:
         state = target.run_state(run_id)
         if verbose:
@@ -175,7 +179,8 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
             obj.echo(line)
         if state.finished:
             break
-        time.sleep(FOLLOW_INTERVAL_SECONDS)
+        time.sleep(FIRST_FOLLOW_INTERVAL_SECONDS if time.monotonic() - started
+                   < FIRST_FOLLOW_SECONDS else FOLLOW_INTERVAL_SECONDS)
     status = runs.metaflow_status(target, state, obj.graph.end_step)
     line = "Run %s/%s ended %s (Dagster %s)." % (
         obj.flow.name, state.metaflow_run_id, status, state.status)

@@ -15,7 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
+import weakref
+from contextlib import ExitStack, contextmanager
 from typing import Dict, List, Optional, Tuple
 
 from ... import naming
@@ -32,6 +33,7 @@ class EmbeddedTarget:
     def __init__(self, home: Optional[str] = None):
         self.home = dagster_home(home)
         self.ui_base = os.environ.get(naming.UI_URL_ENV, DEFAULT_UI_URL)
+        self._opened = None  # the instance, once opened (closed with this object)
 
     def describe(self) -> str:
         return "the Dagster instance at %s" % self.home
@@ -39,13 +41,24 @@ class EmbeddedTarget:
     def queue_warning(self) -> Optional[str]:
         return None  # runs start right away, past any run queue
 
+    def _open(self):
+        """The home's instance, opened at the first call and kept: opening one costs
+        a few tenths of a second of CPU (its storage, the migration check), which
+        `trigger --wait` would otherwise pay at every look at its run."""
+        if self._opened is None:
+            stack = ExitStack()
+            self._opened = stack.enter_context(open_instance(self.home))
+            weakref.finalize(self, stack.close)
+        return self._opened
+
     @contextmanager
     def _instance(self):
+        """The instance, once the runs whose worker died are failed."""
         from ...runtime.executors import workers  # imports dagster: only once a command runs
 
-        with open_instance(self.home) as instance:
-            workers.fail_runs_whose_worker_died(instance)
-            yield instance
+        instance = self._open()
+        workers.fail_runs_whose_worker_died(instance)
+        yield instance
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster import DagsterRunStatus
@@ -200,9 +213,8 @@ class EmbeddedTarget:
     def captured_logs(self, reads: List[Tuple[List[str], Optional[str]]]
                       ) -> List[Tuple[str, str, Optional[str]]]:
         """For each (log key, cursor): (stdout, stderr, next cursor) written since."""
-        with open_instance(self.home) as instance:
-            manager = instance.compute_log_manager
-            chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
+        manager = self._open().compute_log_manager
+        chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
         return [(_text(c.stdout), _text(c.stderr), c.cursor) for c in chunks]
 
 

@@ -43,7 +43,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 from dagster import Field, Int, Noneable, executor, multiple_process_executor_requirements
 from dagster._core.errors import DagsterExecutionInterruptedError
-from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
 from dagster._core.execution.compute_logs import create_compute_log_file_key
 from dagster._core.execution.context.system import PlanExecutionContext, PlanOrchestrationContext
@@ -52,6 +52,7 @@ from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.execute_plan import _trigger_hook, dagster_event_sequence_for_step
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.state import KnownExecutionState
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster._core.execution.step_dependency_config import (
     StepDependencyConfig,
@@ -60,6 +61,7 @@ from dagster._core.execution.step_dependency_config import (
 from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
 from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+from dagster._core.storage.tags import PRIORITY_TAG
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from ..launch import processes
@@ -69,7 +71,15 @@ from .workers import supervised_run
 # Metaflow's own runtime runs at most 16 tasks at once by default (--max-workers).
 DEFAULT_MAX_CONCURRENT = 16
 POLL_SECONDS = 0.1
+# Ready steps ActiveExecution is shown at a time (see _ActiveExecution).
+READY_WINDOW = 32
 _DONE = object()
+# The events after which ActiveExecution may start, skip or abandon other steps.
+_STATE_EVENTS = frozenset({
+    DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_UP_FOR_RETRY, DagsterEventType.STEP_OUTPUT,
+    DagsterEventType.RESOURCE_INIT_FAILURE,
+})
 
 class MetaflowTaskExecutor(Executor):
     def __init__(self, retries: RetryMode, max_concurrent: Optional[int] = None,
@@ -140,10 +150,16 @@ class MetaflowTaskExecutor(Executor):
         running: Dict[int, Tuple[str, threading.Event, threading.Thread]] = {}
         attempts = itertools.count()
         stopping = False
+        # Whether what happened since the executor last asked ActiveExecution for steps
+        # to start, skip or abandon can change its answer: a step ended or produced an
+        # output. Asking costs time linear in the run's steps, so it is asked after
+        # such events only, and when POLL_SECONDS pass without any (for retries that
+        # wait and pool slots, which free up with time).
+        changed = True
         with ExitStack() as stack:
             concurrency = stack.enter_context(
                 InstanceConcurrencyContext(job_context.instance, job_context.dagster_run))
-            active = stack.enter_context(ActiveExecution(
+            active = stack.enter_context(_ActiveExecution(
                 execution_plan,
                 retry_mode=job_context.retry_mode,
                 max_concurrent=self._max_concurrent,
@@ -162,7 +178,7 @@ class MetaflowTaskExecutor(Executor):
                                                                 running.values()})))
                         for _, cancel, _ in running.values():
                             cancel.set()
-                    if not stopping:
+                    if not stopping and changed:
                         steps = active.get_steps_to_execute(
                             limit=self._max_concurrent - len(running))
                         yield from active.concurrency_event_iterator(job_context)
@@ -177,11 +193,14 @@ class MetaflowTaskExecutor(Executor):
                             thread.start()
                     try:
                         item = events.get(timeout=POLL_SECONDS)
+                        changed = False
                     except queue.Empty:
-                        item = None
+                        item, changed = None, True
                     while item is not None:
                         token, payload = item
                         key = running[token][0]
+                        changed = changed or payload is _DONE or not isinstance(
+                            payload, DagsterEvent) or payload.event_type in _STATE_EVENTS
                         if payload is _DONE:
                             running.pop(token)[2].join()
                             if all(k != key for k, _, _ in running.values()):
@@ -202,7 +221,8 @@ class MetaflowTaskExecutor(Executor):
                             item = events.get_nowait()
                         except queue.Empty:
                             item = None
-                    yield from active.plan_events_iterator(job_context)
+                    if changed:
+                        yield from active.plan_events_iterator(job_context)
             except BaseException:
                 for _, cancel, _ in running.values():
                     cancel.set()
@@ -211,6 +231,57 @@ class MetaflowTaskExecutor(Executor):
                 raise
         if stopping:
             raise DagsterExecutionInterruptedError()
+
+
+class _ActiveExecution(ActiveExecution):
+    """Dagster's ActiveExecution, without two costs that grow with the run's width.
+
+    A foreach of N makes N steps ready at once, and the executor asks for steps to
+    start each time one ends; a cost linear in N at each ask makes the run quadratic:
+    - get_steps_to_execute sorts every ready step by priority at each call. When all
+      the plan's steps have the same priority, the sort keeps their order, so showing
+      it the ready steps a window at a time (the next window only if the first one
+      filled no free slot, e.g. all its steps held by a tag concurrency limit) starts
+      the same steps in the same order;
+    - get_known_state builds a KnownExecutionState, whose constructor checks every
+      output produced so far. It only changes with retry attempts and resolved dynamic
+      outputs (the set of produced outputs is handed on, not copied), so it is built
+      again only when those change.
+    """
+
+    def __init__(self, execution_plan: ExecutionPlan, **kwargs):
+        super().__init__(execution_plan, **kwargs)
+        priorities = {step.tags.get(PRIORITY_TAG) for step in execution_plan.steps}
+        self._in_ready_order = len(priorities) <= 1
+        self._known_state: Optional[Tuple[tuple, KnownExecutionState]] = None
+
+    def get_steps_to_execute(self, limit: Optional[int] = None):
+        if not self._in_ready_order:
+            return super().get_steps_to_execute(limit)
+        self._update()
+        ready, self._executable = self._executable, []
+        batch, offered = [], 0
+        try:
+            while True:
+                # The ready steps the last window left (held by a limit) stay first.
+                self._executable.extend(ready[offered:offered + READY_WINDOW])
+                offered += READY_WINDOW
+                batch.extend(super().get_steps_to_execute(
+                    None if limit is None else limit - len(batch)))
+                full = (limit is not None and len(batch) >= limit) or (
+                    self._max_concurrent is not None
+                    and len(self._in_flight) >= self._max_concurrent)
+                if full or offered >= len(ready):
+                    return batch
+        finally:
+            self._executable.extend(ready[offered:])
+
+    def get_known_state(self) -> KnownExecutionState:
+        key = (tuple(sorted(self._retry_state.snapshot_attempts().items())),
+               len(self._completed_dynamic_outputs))
+        if self._known_state is None or self._known_state[0] != key:
+            self._known_state = (key, super().get_known_state())
+        return self._known_state[1]
 
 
 def _run_step(token, job_context, step_context, events, cancel, task_slots) -> None:
