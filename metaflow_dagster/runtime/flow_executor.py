@@ -14,12 +14,13 @@ the one `dagster create --executor` chose as the default:
 - k8s: dagster-k8s's k8s_job_executor (the instance must use K8sRunLauncher).
 
 Whatever the choice, the executor gets the per-foreach cap (--max-workers) as a
-tag concurrency limit, and the job's pool gets its limit (--pool-limit) on the
-instance if it has none yet. Unknown or misspelt keys are rejected, never
-ignored: by Dagster when the run is submitted (metaflow, multiprocess and the
-create-time choice), or when the run starts, before any step (the other
-optional executors, whose packages are imported only when used: dagster-k8s
-alone takes 2.5 s to import).
+tag concurrency limit, the job's pool gets its limit (--pool-limit) on the
+instance if it has none yet, and the run worker sends Metaflow's run heartbeat
+while the run executes, if the tasks use a metadata service (run_heartbeat.py).
+Unknown or misspelt keys are rejected, never ignored: by Dagster when the run is
+submitted (metaflow, multiprocess and the create-time choice), or when the run
+starts, before any step (the other optional executors, whose packages are
+imported only when used: dagster-k8s alone takes 2.5 s to import).
 """
 
 import importlib.util
@@ -40,6 +41,8 @@ from dagster._core.errors import DagsterInvalidConfigError
 from .. import naming
 from .executor import metaflow_task_executor
 from .multiprocess import metaflow_multiprocess_executor
+from .ops import FlowRuntime
+from .run_heartbeat import HeartbeatingExecutor
 
 PRELOADED = ["dagster", "metaflow_dagster.runtime"]
 
@@ -95,7 +98,8 @@ def flow_executor(default: str, foreach_limit: int, pool: Optional[str] = None,
             config = _checked(choice, config)
         config = _with_foreach_limit(config, foreach_limit)
         _ensure_pool_limit(init_context.instance, pool, pool_limit)
-        return _create(choice, config, init_context)
+        # Metaflow's run heartbeat, from the run worker whatever the executor.
+        return HeartbeatingExecutor(_create(choice, config, init_context), FlowRuntime.plan_of)
 
     return metaflow_flow_executor
 

@@ -39,6 +39,12 @@ class FlowRuntime:
         return cls(FlowPlan.from_json(text))
 
     @classmethod
+    def plan_of(cls, job_name: str) -> Optional[FlowPlan]:
+        """The plan of a job loaded in this process, if it is one of ours."""
+        runtime = cls._by_job.get(job_name)
+        return runtime.plan if runtime is not None else None
+
+    @classmethod
     def prepare_run(cls, job_name: str, dagster_run_id: str) -> None:
         """Called when a run of the job starts executing in this process (our
         executor's `execute`): start what its first task needs, while Dagster
