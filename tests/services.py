@@ -453,6 +453,24 @@ def dagster_yaml_for_postgres(pg: Postgres, extra: str = "", telemetry: bool = F
     )
 
 
+def dagster_yaml_for_s3_compute_logs(s3: "S3Server", prefix: str = "dagster-logs") -> str:
+    """The `compute_logs:` block of a `dagster.yaml` keeping step logs in `s3`'s bucket
+    (dagster-aws's S3ComputeLogManager): the process running a step uploads its stdout and
+    stderr every 5 s and when the step ends; the webserver reads them from there."""
+    return (
+        "compute_logs:\n"
+        "  module: dagster_aws.s3.compute_log_manager\n"
+        "  class: S3ComputeLogManager\n"
+        "  config:\n"
+        f"    bucket: {s3.bucket}\n"
+        f"    prefix: {prefix}\n"
+        f"    endpoint_url: {s3.endpoint_url}\n"
+        "    region: us-east-1\n"
+        "    use_ssl: false\n"
+        "    upload_interval: 5\n"
+    )
+
+
 # --------------------------------------------------------------------------- Redis
 
 

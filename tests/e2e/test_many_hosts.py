@@ -35,6 +35,9 @@ WORK = "/srv/work"  # the user's directory on the client, the workers' working d
 DAGSTER_HOME = "/srv/dagster"
 WORKERS = ("worker-1",)
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+LOGS_CAPTURED = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection {
+  events { ... on LogsCapturedEvent { fileKey stepKeys } } } } }"""
+CAPTURED_LOGS = "query($key: [String!]!) { capturedLogs(logKey: $key) { stdout } }"
 
 
 class Site:
@@ -65,10 +68,23 @@ class Site:
         out = self.mf("trigger", *args)
         return _field(out.stdout + out.stderr, "Dagster run id")
 
+    def graphql(self, query: str, variables=None) -> dict:
+        """A query to the webserver, from the client host."""
+        return self.client.call(services.graphql, self.dagster.url, query, variables)
+
     def run_status(self, run_id: str) -> str:
-        data = self.dagster.graphql(
-            '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)
+        data = self.graphql('{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)
         return data["runOrError"]["status"]
+
+    def step_logs(self, run_id: str, step_key: str):
+        """(file key, stdout) of a step's captured logs, as the webserver shows them (the
+        UI's logs view of the step)."""
+        events = self.graphql(LOGS_CAPTURED, {"runId": run_id})["logsForRun"]["events"]
+        # The step's own capture (the run worker's covers every step, and holds nothing).
+        keys = [e["fileKey"] for e in events if e and e.get("stepKeys") == [step_key]]
+        assert len(keys) == 1, "captured logs of %s in run %s: %s" % (step_key, run_id, keys)
+        logs = self.graphql(CAPTURED_LOGS, {"key": [run_id, "compute_logs", keys[0]]})
+        return keys[0], logs["capturedLogs"]["stdout"] or ""
 
     def wait_finished(self, run_id: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
@@ -154,8 +170,8 @@ def site(tmp_path_factory):
         # The head: Dagster's storage in PostgreSQL; the run workers find the broker in
         # Celery's own variables; only credentials come from the environment.
         head.path(DAGSTER_HOME).mkdir(parents=True)
-        (head.path(DAGSTER_HOME) / "dagster.yaml").write_text(
-            services.dagster_yaml_for_postgres(site.pg))
+        (head.path(DAGSTER_HOME) / "dagster.yaml").write_text(services.dagster_yaml_for_postgres(
+            site.pg, extra=services.dagster_yaml_for_s3_compute_logs(site.s3)))
         deployment.workspace_yaml(head.path("/srv/flows/workspace.yaml"),
                                               [DEFS], "/srv/flows")
         broker, backend = site.redis.url_for(0), site.redis.url_for(1)
@@ -186,19 +202,27 @@ def site(tmp_path_factory):
         yield site
 
 
-def test_a_run_on_the_workers_is_seen_from_the_client(site):
+@pytest.fixture(scope="module")
+def foreach_run(site):
+    """A run of the flow with 4 splits (split 1 holds 3 s), triggered from the client; its
+    Dagster run id, and the worker host of each step."""
     started = time.monotonic()
     run_id = site.trigger("--width", "4", "--hold", "1", "--hold_seconds", "3")
     assert site.wait_finished(run_id) == "SUCCESS", site.mf("status", "--run-id", run_id).stdout
     print("\nforeach of 4 on %d worker host(s): %.1f s from trigger to SUCCESS"
           % (len(site.workers), time.monotonic() - started))
-
-    # Every op ran on a worker host, none on the head.
+    steps = ["start", "join", "end"] + ["body[%d]" % i for i in range(4)]
     took = site.instance(lambda instance: {
-        key: celery_workers_of(instance, run_id, key)
-        for key in ["start", "body[0]", "body[1]", "join", "end"]})
-    hosts_used = {name.split("@")[1] for names in took.values() for name in names}
-    assert hosts_used <= set(WORKERS) and hosts_used, took
+        key: [name.split("@")[1] for name in celery_workers_of(instance, run_id, key)]
+        for key in steps})
+    return run_id, took
+
+
+def test_a_run_on_the_workers_is_seen_from_the_client(site, foreach_run):
+    run_id, took = foreach_run
+    # Every op ran once, on a worker host, none on the head.
+    assert all(len(hosts_of_step) == 1 for hosts_of_step in took.values()), took
+    assert {h for hosts_of_step in took.values() for h in hosts_of_step} <= set(WORKERS), took
 
     # The Client on the client host, through the metadata service and the datastore only.
     run = "%s/%s" % (JOB, naming.metaflow_run_id(run_id))
@@ -220,6 +244,25 @@ def test_a_run_on_the_workers_is_seen_from_the_client(site):
     worker_addresses = {w.address for w in site.workers}
     assert any(task_url in line and any(a in line for a in worker_addresses)
                for line in beats), beats
+
+
+def test_the_ui_shows_the_logs_of_a_step_that_ran_on_a_worker(site, foreach_run):
+    """Step logs go to S3 (S3ComputeLogManager in dagster.yaml) from the worker that ran the
+    step; the webserver on the head reads them from there."""
+    run_id, took = foreach_run
+    worker = site.workers[-1]
+    on_worker = [key for key, hosts_of_step in took.items()
+                 if key.startswith("body[") and hosts_of_step == [worker.name]]
+    assert on_worker, took
+    index = int(on_worker[0][len("body["):-1])
+    file_key, stdout = site.step_logs(run_id, on_worker[0])
+    line = "square of %d is %d" % (index, index * index)
+    assert line in stdout, stdout
+    # The worker uploaded them; the webserver read them from there, not from a shared disk.
+    key = "dagster-logs/storage/%s/compute_logs/%s.out" % (run_id, file_key)
+    uploaded = site.client.call(lambda: site.s3.client().get_object(
+        Bucket=site.s3.bucket, Key=key)["Body"].read().decode())
+    assert line in uploaded, uploaded
 
 
 def test_resume_from_the_client(site):
