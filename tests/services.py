@@ -143,6 +143,36 @@ def process_tree(pid: int) -> List[int]:
     return tree
 
 
+def task_processes(run_id: str, step: Optional[str] = None,
+                   task_id: Optional[str] = None) -> List[int]:
+    """Live processes of a Dagster run's Metaflow tasks (with what they started), found by the
+    run id the op puts in their environment; only the `flow.py step <step> ... --task-id
+    <task_id>` processes themselves if either is given."""
+    marker = ("METAFLOW_DAGSTER_RUN_ID=%s" % run_id).encode()
+    pids = []
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = f.read().split(b"\0")
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        if not stat or stat[0] == "Z" or marker not in environ:
+            continue
+        if step is not None and not _follows(argv, "step", step):
+            continue
+        if task_id is not None and not _follows(argv, "--task-id", task_id):
+            continue
+        pids.append(pid)
+    return pids
+
+
+def _follows(argv: List[str], option: str, value: str) -> bool:
+    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
+
+
 def rss_mb(pids: Sequence[int]) -> float:
     """Sum of VmRSS of the given processes, in MB (shared pages are counted once per process)."""
     total_kb = 0
@@ -233,9 +263,12 @@ def _tcp_open(port: int, address: str = "127.0.0.1") -> bool:
         return sock.connect_ex((address, port)) == 0
 
 
-def _log_has(log: Path, pattern: str) -> bool:
+def _log_has(log: Path, pattern: str, after: int = 0) -> bool:
+    """Whether the log holds `pattern` (after its first `after` bytes)."""
     try:
-        return re.search(pattern, log.read_text(errors="replace")) is not None
+        with open(log, "rb") as f:
+            f.seek(after)
+            return re.search(pattern, f.read().decode(errors="replace")) is not None
     except OSError:
         return False
 
@@ -332,6 +365,23 @@ class Postgres(_Server):
     dbname: str
     datadir: Path
     sockdir: Path
+    # How to start it again (restart()).
+    _start: Optional[Callable[[], subprocess.Popen]] = field(default=None, repr=False)
+    _ready: Optional[Callable[[subprocess.Popen], None]] = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: backends are told to exit by the server.
+        stop_process(self.proc, sig=signal.SIGINT, timeout=20)
+
+    def restart(self, down_seconds: float = 0.0) -> float:
+        """Stop the server, wait `down_seconds`, start it again on the same data and port;
+        the seconds it was unavailable."""
+        stopped = time.monotonic()
+        self.stop()
+        time.sleep(down_seconds)
+        self.proc = self._start()
+        self._ready(self.proc)
+        return time.monotonic() - stopped
 
     @property
     def url(self) -> str:
@@ -378,7 +428,7 @@ def postgres(tmpdir, dbname: str = "dagster", user: str = "dagster",
     datadir, sockdir = base / "data", base / "sock"
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     env.pop("PGDATA", None)
-    proc = None
+    proc = server = None
     try:
         host.path(sockdir).mkdir(exist_ok=True)
         if run_as:
@@ -400,15 +450,23 @@ def postgres(tmpdir, dbname: str = "dagster", user: str = "dagster",
                 hba.write("host all all samenet trust\n")
         port = host.free_port()
         log = host.path(tmpdir / "postgres.log")
-        with open(log, "wb") as out:  # the server inherits it: no permission needed on tmpdir
-            proc = host.popen(
-                [os.path.join(bindir, "postgres"), "-D", str(datadir), "-p", str(port),
-                 "-k", str(sockdir), "-c", f"listen_addresses={host.address}",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=base, env=env, user=run_as)
-        _wait_for(lambda: _log_has(log, "ready to accept connections")
-                  and host.call(_tcp_open, port, host.address), proc, "postgres", log)
+
+        def start() -> subprocess.Popen:
+            with open(log, "ab") as out:  # the server inherits it: no permission needed
+                return host.popen(
+                    [os.path.join(bindir, "postgres"), "-D", str(datadir), "-p", str(port),
+                     "-k", str(sockdir), "-c", f"listen_addresses={host.address}",
+                     "-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off"],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=base, env=env, user=run_as)
+
+        def ready(server: subprocess.Popen) -> None:
+            logged = log.stat().st_size if log.exists() else 0
+            _wait_for(lambda: _log_has(log, "ready to accept connections", logged)
+                      and host.call(_tcp_open, port, host.address), server, "postgres", log)
+
+        proc = start()
+        ready(proc)
         createdb = host.run(
             [os.path.join(bindir, "createdb"), "-h", host.address, "-p", str(port), "-U", user,
              dbname], capture_output=True, text=True, env=env, timeout=START_TIMEOUT)
@@ -417,11 +475,13 @@ def postgres(tmpdir, dbname: str = "dagster", user: str = "dagster",
                                f"log {log}:\n{log_tail(log)}")
         server = Postgres(proc=proc, log=log, start_seconds=round(time.monotonic() - started, 2),
                           host=host.address, port=port, user=user, password=password,
-                          dbname=dbname, datadir=datadir, sockdir=sockdir)
+                          dbname=dbname, datadir=datadir, sockdir=sockdir, _start=start,
+                          _ready=ready)
         yield server
     finally:
-        if proc is not None:
-            # SIGINT is PostgreSQL's "fast" shutdown: backends are told to exit by the server.
+        if server is not None:
+            server.stop()
+        elif proc is not None:
             stop_process(proc, sig=signal.SIGINT, timeout=20)
         if own_root is not None:
             shutil.rmtree(host.path(own_root), ignore_errors=True)

@@ -22,7 +22,7 @@ import deployment
 import hosts
 import pytest
 import services
-from harness import FLOWS, PYTHON
+from harness import FLOWS, PYTHON, wait_until
 
 from metaflow_dagster import naming
 
@@ -88,8 +88,12 @@ class Site:
 
     def wait_finished(self, run_id: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
+        status = None
         while time.monotonic() < deadline:
-            status = self.run_status(run_id)
+            try:
+                status = self.run_status(run_id)
+            except AssertionError as error:  # the webserver answered with an error
+                print("status of %s: %s" % (run_id, str(error)[:200]))
             if status in FINISHED:
                 return status
             time.sleep(1)
@@ -279,3 +283,46 @@ def test_resume_from_the_client(site):
     assert read["ok"] and read["count"] == 3, read
     assert read["cloned"] == {"start/t": True, "body/t-0": True, "body/t-1": True,
                               "body/t-2": True, "join/t": False, "end/t": False}, read
+
+
+def _on_workers(site, pids) -> dict:
+    """{worker host name: its pids among `pids`}."""
+    return {w.name: [pid for pid in pids if w.owns(pid)] for w in site.workers}
+
+
+def test_terminate_from_the_client_stops_the_tasks_on_every_worker(site):
+    run_id = site.trigger("--width", "4", "--hold", "0,1,2,3", "--hold_seconds", "300")
+    assert wait_until(lambda: len(services.task_processes(run_id, "body")) >= 2, 240,
+                      interval=0.5), site.mf("status", "--run-id", run_id).stdout
+    running = services.task_processes(run_id)
+    assert not [pid for pid in running if not any(w.owns(pid) for w in site.workers)], \
+        "task processes off the worker hosts"
+    print("\nheld tasks per worker: %s" % {name: len(pids) for name, pids in
+                                           _on_workers(site, running).items()})
+
+    asked = time.monotonic()
+    site.mf("terminate", "--run-id", run_id)
+    gone = wait_until(lambda: not services.task_processes(run_id), 60, interval=0.2)
+    seconds = time.monotonic() - asked
+    print("terminate from the client to the last task process gone: %.1f s" % seconds)
+    assert gone and seconds <= 15, _on_workers(site, services.task_processes(run_id))
+    assert site.wait_finished(run_id, timeout=60) == "CANCELED"
+
+
+def test_postgresql_restarted_mid_run(site):
+    """Dagster's storage goes away for a few seconds while a step runs on a worker."""
+    run_id = site.trigger("--width", "2", "--hold", "0", "--hold_seconds", "20")
+    assert wait_until(lambda: services.task_processes(run_id, "body", "t-0"), 240,
+                      interval=0.5), site.mf("status", "--run-id", run_id).stdout
+    restarted = time.monotonic()
+    down = site.pg.restart(down_seconds=3)
+    status = site.wait_finished(run_id, timeout=300)
+    print("\nPostgreSQL down %.1f s mid-run: the run finished %s %.1f s after the restart"
+          % (down, status, time.monotonic() - restarted))
+    if status != "SUCCESS":  # then it says why
+        reasons = site.instance(lambda instance: [
+            r.dagster_event.message for r in instance.all_logs(run_id)
+            if r.dagster_event and r.dagster_event.is_failure])
+        assert reasons, "failed without a reason"
+        print("why: %s" % reasons[-1][:500])
+    assert status in ("SUCCESS", "FAILURE")
