@@ -12,6 +12,8 @@ venv: $(STAMP)
 # Re-install only when the requirements change (the package itself is editable).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# This project was distributed as metaflow-dagster before (now another project's name).
+	$(BIN)/python -m pip uninstall -q -y metaflow-dagster 2>/dev/null || true
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 

@@ -136,7 +136,7 @@ def executor_package_missing(executor: str, module_found) -> str:
     if module_found(module):
         return ""
     return ("The %s executor needs %s, which is not installed: pip install "
-            "'metaflow-dagster[%s]'." % (executor, module.replace("_", "-"), extra))
+            "'metaflow-on-dagster[%s]'." % (executor, module.replace("_", "-"), extra))
 
 
 # --- Environment of the task process (set by the op) ------------------------------

@@ -1,7 +1,6 @@
 """`python flow.py dagster ...`: the commands users type."""
 
 import importlib.util
-import json
 import os
 import shlex
 import sys
@@ -10,6 +9,7 @@ from dataclasses import replace
 from metaflow import decorators
 from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
+from metaflow.user_configs.config_options import ConfigInput
 
 from ..compiler.compile import CompileOptions, compile_flow
 from ..compiler.render import render
@@ -151,11 +151,18 @@ def top_level_args(obj):
             args += _cli_options(deco_instance.get_top_level_options())
     if root.get("package_suffixes"):
         args.append("--package-suffixes=%s" % root["package_suffixes"])
-    configs = obj.flow.__class__._flow_state.get(FlowStateItems.CONFIGS, {})
-    for config_name, (value, plain) in sorted(configs.items()):
-        if value is not None:
-            text = value if plain and isinstance(value, str) else json.dumps(value)
-            args += ["--config-value", config_name, text]
+    return args + _config_args(obj.flow)
+
+
+def _config_args(flow):
+    """Each Config by name only (`--config-value cfg kv.cfg`), as Metaflow's runtime and
+    its Argo integration pass them: the task reads the value `create` computed from the
+    code package, which holds every Config's value (MetaflowPackage's CONFIG file). So
+    a Config's parser runs once, here, and never again in a task."""
+    configs = flow.__class__._flow_state.get(FlowStateItems.CONFIGS, {})
+    args = []
+    for config_name in sorted(configs):
+        args += ["--config-value", config_name, ConfigInput.make_key_name(config_name)]
     return args
 
 

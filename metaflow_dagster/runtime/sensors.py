@@ -58,12 +58,12 @@ def event_sensor(
     """Sensor starting `job` for the events of `event_specs` (triggers.trigger_specs()["events"]).
 
     `param_fields` maps each Metaflow parameter name to its config field of `start_op`
-    (normally `{p: naming.config_field_name(p)}`). A payload field that is absent leaves the
-    parameter at its default, as on Argo.
+    (normally `{p: naming.config_field_name(p)}`). A payload field that is absent or null
+    leaves the parameter at its default (payload_config).
     """
     names = [spec["name"] for spec in event_specs]
     _check_param_fields(event_specs, param_fields)
-    field_types = _config_field_types(job, start_op)
+    fields = _config_fields(job, start_op)
 
     @sensor(
         name=name or "%s_event_sensor" % job.name,
@@ -86,10 +86,10 @@ def event_sensor(
             state["after"][event["name"]] = event["storage_id"]
             complete = _arrive(state["pending"], event["name"], _event_arrival(event), names)
             if complete:
-                config = _parameter_config(
-                    complete, event_specs, param_fields, field_types, context.log
-                )
-                run_requests.append(_run_request(complete, start_op, config))
+                config = _parameter_config(complete, event_specs, param_fields, fields,
+                                           context.log)
+                if config is not None:
+                    run_requests.append(_run_request(complete, start_op, config))
         return SensorResult(run_requests=run_requests, cursor=_dump_state(state))
 
     return _event_sensor
@@ -249,30 +249,59 @@ def _check_param_fields(event_specs: list, param_fields: dict) -> None:
             )
 
 
-def _parameter_config(complete, event_specs, param_fields, field_types, log) -> dict:
-    """Start-op config from the payloads; a value that does not fit is left out (default)."""
+def _parameter_config(complete, event_specs, param_fields, fields, log) -> "dict | None":
+    """Start-op config from the payloads of a complete set of arrivals; None, with a
+    warning, when a required Parameter gets no value from them: Dagster could not create
+    that run, and its daemon would retry the request at every tick, starting no other."""
+    field_types = {name: field.config_type for name, field in fields.items()}
+    events = ", ".join("%s (%s)" % (spec["name"], arrival["key"])
+                       for spec, arrival in zip(event_specs, complete))
     config = {}
     for spec, arrival in zip(event_specs, complete):
-        for param, payload_field in spec["parameters"].items():
-            if payload_field not in arrival["payload"]:
-                continue
-            field = param_fields[param]
-            value = arrival["payload"][payload_field]
-            try:
-                config[field] = _coerce(value, field_types.get(field))
-            except (TypeError, ValueError) as e:
-                log.warning(
-                    "Event %s (%s): field %r = %r does not fit parameter %r (%s); using its "
-                    "default." % (spec["name"], arrival["key"], payload_field, value, param, e)
-                )
+        config.update(payload_config(spec, arrival["payload"], param_fields, field_types,
+                                     "%s (%s)" % (spec["name"], arrival["key"]), log))
+    parameters = {field: param for param, field in param_fields.items()}
+    missing = sorted(parameters.get(name, name) for name, field in fields.items()
+                     if field.is_required and name not in config)
+    if missing:
+        log.warning(
+            "Event %s: no payload field gave a value for the required parameter(s) %s; "
+            "no run started. Send the event with a value for it, or give the Parameter a "
+            "default." % (events, ", ".join(repr(p) for p in missing))
+        )
+        return None
     return config
 
 
-def _config_field_types(job, start_op: str) -> dict:
-    """{config field: Dagster config type} of the start op (empty if it has no fields)."""
+def payload_config(spec: dict, payload: dict, param_fields: dict, field_types: dict,
+                   event: str, log) -> dict:
+    """The start-op config one event's payload sets: for each parameter `spec` maps,
+    its payload field's value fitted to the parameter's config type.
+
+    A field that is absent or null (JSON's "no value") sets nothing: the parameter keeps
+    its default, or None if it has none, whatever its type (a null is never the text
+    'null'). A value that does not fit sets nothing either, with a warning naming `event`.
+    """
+    config = {}
+    for param, payload_field in spec["parameters"].items():
+        value = payload.get(payload_field)
+        if value is None:
+            continue
+        field = param_fields[param]
+        try:
+            config[field] = _coerce(value, field_types.get(field))
+        except (TypeError, ValueError) as e:
+            log.warning(
+                "Event %s: field %r = %r does not fit parameter %r (%s); using its "
+                "default." % (event, payload_field, value, param, e)
+            )
+    return config
+
+
+def _config_fields(job, start_op: str) -> dict:
+    """{config field name: Dagster Field} of the start op (empty if it has no fields)."""
     schema = job.graph.node_named(start_op).definition.config_schema
-    fields = getattr(getattr(schema, "config_type", None), "fields", None) or {}
-    return {name: field.config_type for name, field in fields.items()}
+    return dict(getattr(getattr(schema, "config_type", None), "fields", None) or {})
 
 
 def _coerce(value, config_type):

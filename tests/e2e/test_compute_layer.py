@@ -171,6 +171,34 @@ def test_with_kubernetes_sends_every_step_to_the_compute_layer(s3_service, tmp_p
         assert any(spec.startswith("kubernetes:") for spec in step.decospecs)
 
 
+def test_kubernetes_step_takes_configs_from_the_code_package(s3_service, tmp_path,
+                                                            dagster_home):
+    # Configs with parsers, one of them counting its runs: `kubernetes step` on the op's
+    # host and the task in the pod both name them only (kv.NAME) and never parse again.
+    flow_file = copy_flow(tmp_path, FLOWS / "prod_toml_config_flow.py")
+    log = tmp_path / "parsed.log"
+    (flow_file.parent / "cfg.toml").write_text('[model]\nname = "m"\nlayers = 1\n'
+                                               '[train]\nrate = 0.1\nshards = 1\n')
+    (flow_file.parent / "counted.toml").write_text('release = "r"\nparse_log = "%s"\n' % log)
+    env = env_for(**s3_service.env("compute-%s" % tmp_path.name))
+    compiled = compile_file(flow_file, "--with", "kubernetes", env=env)
+    assert log.read_text() == "parsed\n"
+    with FakeKubernetes(refuse=True) as cluster:
+        env = dict(env, KUBECONFIG=str(cluster.kubeconfig(tmp_path)))
+        result = _execute(compiled, dagster_home, env)
+    assert step_statuses(result) == {"start": "FAILURE"}
+    by_name = ["--config-value", "cfg", "kv.cfg", "--config-value", "counted", "kv.counted"]
+    for argv in _launch_commands(result.output):
+        at = argv.index("--config-value")
+        assert argv[at:at + 6] == by_name, argv
+    # Metaflow's own `kubernetes step` got past the configs and built the pod's command.
+    assert "Unable to launch Kubernetes job" in result.output, result.output[-3000:]
+    script = cluster.submitted_jobs()[0]["spec"]["template"]["spec"]["containers"][0][
+        "command"][-1]
+    assert " ".join(by_name) in script
+    assert log.read_text() == "parsed\n"
+
+
 def test_batch_step_is_launched_with_metaflows_command_and_job(s3_service, tmp_path,
                                                                 dagster_home):
     compiled, plan, env = _compile(tmp_path, s3_service, "batch_compute_flow.py")

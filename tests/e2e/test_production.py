@@ -112,7 +112,7 @@ def test_daemon_runs_schedule_events_and_finish_triggers(dev, subtests):
     try:
         with subtests.test(msg="@schedule: one run per real daemon tick"):
             _check_schedule_tick(dev)
-        with subtests.test(msg="@trigger: one run per event, payload mapped to alpha"):
+        with subtests.test(msg="@trigger: one run per event, payload mapped to alpha, beta"):
             _check_event_runs(dev, events_sent)
         output = upstream_proc.communicate(timeout=RUN_TIMEOUT)[0]
         with subtests.test(msg="@trigger_on_finish: upstream run outside a code location"):
@@ -145,7 +145,8 @@ def _check_schedule_tick(dev):
 
 
 def _send_events(dev):
-    """data_ready twice from the command line, once from Python; the values sent."""
+    """data_ready twice from the command line, twice from Python; the (alpha, beta) each
+    run must see."""
     from dagster import DagsterInstance
 
     from metaflow_dagster.deploy.events import send_event
@@ -157,10 +158,13 @@ def _send_events(dev):
              "--payload", "alpha_value=%s" % value],
             capture_output=True, text=True, env=env_for(dev.dagster_home), timeout=120)
         assert proc.returncode == 0 and "Event data_ready sent" in proc.stdout, proc.stderr
-    # A payload field that no parameter maps is ignored.
     with DagsterInstance.from_config(str(dev.dagster_home)) as instance:
-        send_event("data_ready", {"alpha_value": "third", "unrelated": 1}, instance=instance)
-    return sent + ["third"]
+        # A payload field that no parameter maps is ignored.
+        send_event("data_ready", {"alpha_value": "third", "beta_value": "b", "unrelated": 1},
+                   instance=instance)
+        # A null is no value: alpha keeps its default, beta (no default) is None.
+        send_event("data_ready", {"alpha_value": None, "beta_value": None}, instance=instance)
+    return [(value, None) for value in sent] + [("third", "b"), ("unset", None)]
 
 
 def _check_event_runs(dev, sent):
@@ -175,8 +179,8 @@ def _check_event_runs(dev, sent):
         assert result.success, failure_messages(dev.dagster_home, result.dagster_run_id)
         data = metaflow_run(compiled, result)["start"].task.data
         assert data.event_name == "data_ready"
-        seen.append(data.alpha_seen)
-    assert sorted(seen) == sorted(sent)
+        seen.append((data.alpha_seen, data.beta_seen))
+    assert sorted(seen, key=repr) == sorted(sent, key=repr)
 
 
 def _check_finish_trigger(dev, upstream_result):
@@ -346,6 +350,59 @@ def test_config_file_is_read_at_create_not_at_run(tmp_path, dagster_home):
     expected = {"x": 5, "label": "deployed", "env": "deployed"}
     seen = _seen_in_every_step(compiled, dagster_home)
     assert seen == {step: expected for step in ("start", "middle", "end")}
+
+
+TOML_CONFIG = """
+[model]
+name = "resnet"
+layers = 50
+
+[train]
+rate = 0.01
+shards = 2
+"""
+TOML_TASKS = ("start", "body", "body", "join", "end")
+
+
+def _toml_config_flow(tmp_path, release):
+    """The TOML flow; counted.toml names the log its parser appends a line to."""
+    flow_file = copy_flow(tmp_path, FLOWS / "prod_toml_config_flow.py")
+    log = tmp_path / "parsed.log"
+    (flow_file.parent / "cfg.toml").write_text(TOML_CONFIG)
+    (flow_file.parent / "counted.toml").write_text(
+        'release = "%s"\nparse_log = "%s"\n' % (release, log))
+    return flow_file, log
+
+
+def _seen_by_every_task(compiled, result):
+    run = metaflow_run(compiled, result)
+    return [(task.parent.id, task.data.seen[task.parent.id])
+            for step in ("start", "body", "join", "end") for task in run[step]]
+
+
+def test_toml_config_with_tomllib_parser_reaches_every_task(tmp_path, dagster_home):
+    flow_file, _ = _toml_config_flow(tmp_path, "r7")
+    compiled = compile_file(flow_file)
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    expected = {"model": "resnet", "layers": 50, "rate": 0.01, "release": "r7"}
+    assert _seen_by_every_task(compiled, result) == [(s, expected) for s in TOML_TASKS]
+    assert metaflow_run(compiled, result)["join"].task.data.bodies == ["r7", "r7"]
+
+
+def test_config_parser_runs_once_at_create_never_in_a_task(tmp_path, dagster_home):
+    # The file given with --config at create, not the default one, is the one parsed.
+    flow_file, log = _toml_config_flow(tmp_path, "default")
+    given = flow_file.parent / "given.toml"
+    given.write_text('release = "given"\nparse_log = "%s"\n' % log)
+    compiled = compile_file(flow_file, top_args=["--config", "counted", "given.toml"])
+    assert log.read_text() == "parsed\n"
+    result = execute(compiled, dagster_home)
+    assert result.success, result.output[-3000:]
+    assert [seen["release"] for _, seen in _seen_by_every_task(compiled, result)] == \
+        ["given"] * len(TOML_TASKS)
+    # Five tasks (and `flow.py init`) ran; none of them ran the parser again.
+    assert log.read_text() == "parsed\n"
 
 
 # --- --max-workers under load ----------------------------------------------------------------

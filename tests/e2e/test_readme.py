@@ -6,7 +6,9 @@ where the default Dagster home and Metaflow's production tokens go).
 
 A block right after `<!-- test: file NAME -->` is written to NAME; one after
 `<!-- test: skip (why) -->` is not run (a webserver, the repository's own make
-targets): there must be few of those, each with its reason."""
+targets): there must be few of those, each with its reason. One after `<!-- test: ci
+(scripts/X ...) -->` is run by that script of CI's instead (installing into a fresh
+virtualenv), which must exist and be called by .ci/run."""
 
 import os
 import re
@@ -34,8 +36,13 @@ def readme_blocks():
 def test_the_readme_marks_few_blocks_and_says_why():
     marks = [mark for _, _, mark in readme_blocks() if mark]
     skips = [m for m in marks if m.startswith("skip")]
-    assert all(re.fullmatch(r"skip \(.+\)", m) or re.fullmatch(r"file \S+", m)
+    assert all(re.fullmatch(r"(skip|ci) \(.+\)", m) or re.fullmatch(r"file \S+", m)
                for m in marks), marks
+    ci_run = (REPO / ".ci" / "run").read_text()
+    for mark in marks:
+        if mark.startswith("ci"):
+            script = re.match(r"ci \((\S+)", mark)[1]
+            assert (REPO / script).is_file() and script in ci_run, mark
     assert 1 <= len(skips) <= 3, skips
     runnable = [lang for lang, _, mark in readme_blocks() if not mark]
     assert runnable.count("bash") >= 4 and runnable.count("python") >= 1, runnable
@@ -57,7 +64,7 @@ def test_the_readme_recipes_run_as_written(tmp_path):
     work.mkdir()
     outputs = []
     for lang, body, mark in readme_blocks():
-        if mark and mark.startswith("skip"):
+        if mark and mark.startswith(("skip", "ci")):
             continue
         if mark:
             (work / mark.split(None, 1)[1]).write_text(body)

@@ -17,7 +17,7 @@ def test_create_refuses_an_executor_whose_package_is_missing(tmp_path):
                   env=env_for(PYTHONPATH=str(shim)))
     assert proc.returncode != 0
     assert "The celery executor needs dagster-celery, which is not installed: pip install " \
-        "'metaflow-dagster[celery]'" in proc.stderr
+        "'metaflow-on-dagster[celery]'" in proc.stderr
     assert not (flow_file.parent / "linear_flow_dagster.py").exists()
 
 

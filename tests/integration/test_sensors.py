@@ -147,6 +147,45 @@ def test_payload_values_are_fitted_to_config_types(instance):
     assert misfits.run_config["ops"]["start"]["config"] == {"alpha": "s"}
 
 
+@op(config_schema={"who": Field(str), "alpha": Field(str, is_required=False,
+                                                    default_value="default")})
+def greet(context):
+    return dict(context.op_config)
+
+
+@job
+def greet_job():
+    greet()
+
+
+def test_a_null_field_starts_a_run_with_the_default(instance):
+    specs = [{"name": "e", "parameters": {"who": "who", "alpha": "a"}}]
+    sensor_def = event_sensor(greet_job, "greet", specs, {"who": "who", "alpha": "alpha"})
+    send_event("e", {"who": "Ada", "a": None}, instance=instance)
+    (request,), _ = tick(sensor_def, instance, None)
+    assert request.run_config == {"ops": {"greet": {"config": {"who": "Ada"}}}}
+    result = greet_job.execute_in_process(run_config=request.run_config, instance=instance)
+    assert result.output_for_node("greet") == {"who": "Ada", "alpha": "default"}
+
+
+def test_no_value_for_a_required_parameter_starts_no_run(instance, capfd):
+    # Such a run request is one Dagster cannot create: its daemon would retry it at
+    # every tick and start no other run. The events after it still start theirs.
+    specs = [{"name": "e", "parameters": {"who": "who", "alpha": "a"}}]
+    sensor_def = event_sensor(greet_job, "greet", specs, {"who": "who", "alpha": "alpha"})
+    null = send_event("e", {"who": None, "a": "x"}, instance=instance)
+    send_event("e", {"a": "y"}, instance=instance)
+    requests, cursor = tick(sensor_def, instance, None)
+    assert requests == []
+    # The sensor's log (its console, and the tick's log in the UI) says why.
+    logged = capfd.readouterr().err
+    assert "WARNING - Event e (%s): no payload field gave a value for the required " \
+        "parameter(s) 'who'; no run started." % null in logged, logged
+    send_event("e", {"who": "Ada"}, instance=instance)
+    (request,), _ = tick(sensor_def, instance, cursor)
+    assert request.run_config == {"ops": {"greet": {"config": {"who": "Ada"}}}}
+
+
 def test_and_semantics_waits_for_every_event(instance):
     specs = [
         {"name": "a", "parameters": {"alpha": "x"}},
