@@ -187,16 +187,21 @@ def built_job(compiled: Compiled):
 
 
 def executor_of(job, run_config: Optional[dict] = None, instance=None):
-    """The executor a run of `job` with `run_config` gets (built, not run)."""
+    """The executor a run of `job` with `run_config` gets (built, not run), looked through
+    the wrappers that add to any executor's run (runtime/run_heartbeat.py, and
+    runtime/multiprocess.py's run supervision)."""
     from dagster import DagsterInstance, InitExecutorContext
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.system_config.objects import ResolvedRunConfig
 
     config = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
     with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
-        return job.executor_def.executor_creation_fn(InitExecutorContext(
+        executor = job.executor_def.executor_creation_fn(InitExecutorContext(
             job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config,
             instance=instance))
+    while hasattr(executor, "_inner"):
+        executor = executor._inner
+    return executor
 
 
 def process_alive(pid: int) -> bool:
