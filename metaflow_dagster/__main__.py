@@ -27,7 +27,7 @@ def send_event_command(name, pairs):
     """Record event NAME, with its payload, in the Dagster instance of the Dagster home."""
     from .deploy.command import plain_text
     from .deploy.errors import CommandError
-    from .deploy.events import send_event
+    from .deploy.events import listening_deployments, send_event
     from .deploy.home import dagster_home, open_instance
 
     try:
@@ -43,6 +43,15 @@ def send_event_command(name, pairs):
     except CommandError as error:
         raise click.ClickException(plain_text(str(error))) from None
     click.echo("Event %s sent (id %s)." % (name, event_id))
+    listening = listening_deployments(name, home)
+    if listening:
+        click.echo("It starts a run of %s once its sensor sees it (a Dagster daemon, e.g. "
+                   "`dagster dev`, on %s)." % (", ".join(listening), home))
+    else:
+        click.echo(
+            "No flow deployed in the Dagster home %s listens for event %s: it starts no run. "
+            "A flow with @trigger(event=%r) deployed later will not see it, as on Argo "
+            "Workflows." % (home, name, name), err=True)
 
 
 @cli.command("home")

@@ -79,6 +79,67 @@ def parameters_pathspec(run_id: str) -> str:
     return task_pathspec(run_id, PARAMETERS_STEP, PARAMETERS_TASK_ID)
 
 
+# --- a task's output lines -----------------------------------------------------
+# As `python flow.py run` shows them (Metaflow's runtime: metaflow/runtime.py,
+# Worker.log, and metaflow/cli.py, logger): the local time, then the task and its
+# pid. The op writes its tasks' lines so into its captured logs; `trigger --wait`
+# prints the lines that start so.
+
+TASK_LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # cut to milliseconds
+TASK_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(?P<task>[^\]\s]+) \(pid (?P<pid>\d+)\)\] ")
+
+
+def task_line_head(when, task_path: str, pid: int) -> str:
+    """What precedes a line of task `task_path` (run/step/task), printed at `when`
+    (a datetime), by process `pid`."""
+    return "%s [%s (pid %d)] " % (when.strftime(TASK_LINE_TIME_FORMAT)[:-3], task_path, pid)
+
+
+# --- why a task failed ---------------------------------------------------------
+# A failed task's stderr ends in a long traceback; the lines that say why it failed
+# may sit above its last lines: Metaflow's "<flow F step s> failed:" (the exception's
+# headline and message follow it) and a timeout (Metaflow's @timeout in the task,
+# or the launcher that terminated the task). The op keeps them in the failure it
+# reports, and `dagster status` shows them.
+
+FAILURE_REASON_START = re.compile(r"^\s*(<flow \S+ step \S+> failed:|.*\btimed out after\b)")
+# Where a reason ends: a stack or a traceback begins.
+FAILURE_REASON_END = re.compile(r"^\s*(Traceback |Stack when |>|File \")")
+# Most lines of one reason.
+FAILURE_REASON_LINES = 6
+
+
+def failure_excerpt(lines: list, tail: int, keep_first: bool = False) -> list:
+    """The lines of a failure worth showing: the first (if `keep_first`), those that
+    say why the task failed, then the last `tail`; "..." where lines are left out."""
+    keep = set(range(max(0, len(lines) - tail), len(lines)))
+    keep.update(_reason_lines(lines))
+    if keep_first and lines:
+        keep.add(0)
+    excerpt, previous = [], -1
+    for index in sorted(keep):
+        if index > previous + 1:
+            excerpt.append("...")
+        excerpt.append(lines[index])
+        previous = index
+    return excerpt
+
+
+def _reason_lines(lines: list):
+    index = 0
+    while index < len(lines):
+        if not FAILURE_REASON_START.match(lines[index]):
+            index += 1
+            continue
+        end = index + 1
+        while end < min(len(lines), index + FAILURE_REASON_LINES) and not (
+                FAILURE_REASON_END.match(lines[end]) or FAILURE_REASON_START.match(lines[end])):
+            end += 1
+        yield from range(index, end)
+        index = end
+
+
 def config_field_name(param_name: str) -> str:
     """Dagster config keys cannot hold dashes; Metaflow parameter names can."""
     return param_name.replace("-", "_")

@@ -19,7 +19,8 @@ from ..compiler.validate import NotSupported
 from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
 from .code_package import package_flow
-from .command import DagsterCommand, DagsterGroup, plain_text
+from .command import DagsterCommand, DagsterGroup, Errors, plain_text
+from .datastore_access import datastore_writes
 from .job_name import definitions_file, project_info
 from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
@@ -107,12 +108,14 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         plan = compile_flow(obj.flow, obj.graph, options)
     except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
         raise click.ClickException(plain_text(str(error))) from None
-    # The token stays in the flow's datastore; the ops read it at run time.
-    resolve_token(
-        obj.echo, obj.flow_datastore, plan.job_name, token_prefix(plan.job_name, plan.project),
-        bool(plan.project), authorize, given_token, generate_new_token,
-    )
-    plan = replace(plan, package=package_flow(obj, file))
+    with Errors(), datastore_writes(obj.flow_datastore):
+        # The token stays in the flow's datastore; the ops read it at run time.
+        resolve_token(
+            obj.echo, obj.flow_datastore, plan.job_name,
+            token_prefix(plan.job_name, plan.project), bool(plan.project), authorize,
+            given_token, generate_new_token,
+        )
+        plan = replace(plan, package=package_flow(obj, file))
     text = render(plan, _regenerate_command(file))
     write_atomically(file, text)
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),

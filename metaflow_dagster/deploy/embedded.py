@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .. import naming
 from .definitions import DefinitionsFile
@@ -181,6 +181,33 @@ class EmbeddedTarget:
                        and r.event_log_entry.dagster_event_type.value,
                        r.event_log_entry.message or "") for r in connection.records]
             return events, connection.cursor
+
+    # --- the tasks' output (deploy/task_output.py) ---
+
+    def log_captures(self, run_id: str, cursor: Optional[str] = None):
+        """The run's captured-log files announced after `cursor`: ([(step keys, file
+        key)], the next cursor)."""
+        from dagster import DagsterEventType
+
+        with self._instance() as instance:
+            connection = instance.get_records_for_run(
+                run_id, cursor=cursor, of_type=DagsterEventType.LOGS_CAPTURED)
+            captures = [(list(data.step_keys or []), data.file_key) for data in (
+                r.event_log_entry.dagster_event.event_specific_data
+                for r in connection.records)]
+            return captures, connection.cursor
+
+    def captured_logs(self, reads: List[Tuple[List[str], Optional[str]]]
+                      ) -> List[Tuple[str, str, Optional[str]]]:
+        """For each (log key, cursor): (stdout, stderr, next cursor) written since."""
+        with open_instance(self.home) as instance:
+            manager = instance.compute_log_manager
+            chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
+        return [(_text(c.stdout), _text(c.stderr), c.cursor) for c in chunks]
+
+
+def _text(data: Optional[bytes]) -> str:
+    return (data or b"").decode("utf-8", "replace")
 
 
 def _step_failures(instance, run_id: str) -> Dict[str, dict]:

@@ -5,6 +5,7 @@ The event's layout is runtime/events.py's."""
 import json
 import time
 import uuid
+from typing import List, Optional
 
 from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 
@@ -41,6 +42,24 @@ def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = No
     else:
         instance.report_runless_asset_event(materialization)
     return event_id
+
+
+def listening_deployments(name: str, home: Optional[str] = None) -> List[str]:
+    """"Flow (job)" for each deployment recorded in the Dagster home (registry.py)
+    whose flow has @trigger on event `name`."""
+    from .definitions import DefinitionsFile
+    from .errors import CommandError
+    from .registry import registered_deployments
+
+    listening = []
+    for record in registered_deployments(home):
+        try:
+            plan = DefinitionsFile(record.definitions_file).plan
+        except CommandError:
+            continue  # a stale file: no sensor of it runs either
+        if any(spec["name"] == name for spec in plan.triggers.get("events", [])):
+            listening.append("%s (job %s)" % (plan.flow_name, plan.job_name))
+    return listening
 
 
 def _check_payload(payload: dict) -> None:

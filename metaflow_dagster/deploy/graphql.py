@@ -2,7 +2,7 @@
 target, through its GraphQL API. The webserver queues the run; its daemon
 launches it."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from .. import naming
@@ -85,6 +85,23 @@ query RunEvents($runId: ID!, $afterCursor: String) {
 }
 """
 
+# The files of a run's captured logs (deploy/task_output.py).
+LOG_CAPTURES_QUERY = """
+query LogCaptures($runId: ID!, $afterCursor: String) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor) {
+    __typename
+    ... on EventConnection {
+      cursor
+      events { __typename ... on LogsCapturedEvent { fileKey stepKeys } }
+    }
+    ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+CAPTURED_LOGS_FIELD = ("c%d: capturedLogs(logKey: $key%d, cursor: $cursor%d) "
+                       "{ stdout stderr cursor }")
+
 
 # Seconds to wait for the webserver: an unreachable one fails the command quickly.
 REQUEST_TIMEOUT_SECONDS = 30
@@ -124,8 +141,28 @@ class GraphQLTarget:
         try:
             return self._queries.execute(gql(query), variable_values=variables)
         except Exception as error:  # gql raises transport, connection and query errors alike
-            raise CommandError("%s did not answer %s: %s" % (
+            if _not_answered(error):
+                raise self.unanswered(error) from None
+            raise CommandError("%s answered %s with an error: %s" % (
                 self.describe(), self.graphql_url, error)) from None
+
+    def unanswered(self, error: Exception) -> CommandError:
+        """The one message for a request the webserver did not answer (nothing listens
+        at the URL, the connection broke, a timeout), whichever client sent it."""
+        return CommandError("%s did not answer %s: %s. Check --dagster-url (or $%s) and "
+                            "that the webserver is running." % (
+                                self.describe(), self.graphql_url, str(error).rstrip("."),
+                                naming.DAGSTER_URL_ENV))
+
+    def _client_error(self, error: Exception, doing: str) -> CommandError:
+        """What dagster_graphql's client raised, said once: the webserver did not
+        answer, or it answered `doing` with an error."""
+        cause = error.__cause__
+        if _not_answered(cause):
+            return self.unanswered(cause)
+        detail = error.body if getattr(error, "body", None) else ""
+        return CommandError(("%s could not %s: %s %s" % (
+            self.describe(), doing, error, detail)).strip())
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster_graphql import DagsterGraphQLClientError
@@ -133,10 +170,7 @@ class GraphQLTarget:
         try:
             return self.client.submit_job_execution(job.job_name, run_config=config, tags=tags)
         except DagsterGraphQLClientError as error:
-            detail = error.body if getattr(error, "body", None) else ""
-            raise CommandError(
-                "%s could not start job %s: %s %s" % (self.describe(), job.job_name, error, detail)
-            ) from None
+            raise self._client_error(error, "start job %s" % job.job_name) from None
 
     def terminate(self, run_id: str) -> None:
         """Ask the webserver to terminate the run (as the UI's Terminate button)."""
@@ -145,8 +179,7 @@ class GraphQLTarget:
         try:
             self.client.terminate_run(run_id)
         except DagsterGraphQLClientError as error:
-            raise CommandError("%s could not terminate run %s: %s"
-                                 % (self.describe(), run_id, error)) from None
+            raise self._client_error(error, "terminate run %s" % run_id) from None
 
     def queue_warning(self) -> Optional[str]:
         """Why a submitted run may stay QUEUED: the deployment queues runs and no
@@ -232,6 +265,42 @@ class GraphQLTarget:
         events, cursor = self._events(run_id, cursor)
         return [(float(e["timestamp"]) / 1000, e["level"], e["stepKey"], e["eventType"],
                  e["message"]) for e in events if "message" in e], cursor
+
+    # --- the tasks' output (deploy/task_output.py) ---
+
+    def log_captures(self, run_id: str, cursor: Optional[str] = None):
+        """The run's captured-log files announced after `cursor`: ([(step keys, file
+        key)], the next cursor)."""
+        data = self.query(LOG_CAPTURES_QUERY, {"runId": run_id, "afterCursor": cursor})
+        data = data["logsForRun"]
+        if data["__typename"] != "EventConnection":
+            raise CommandError(data.get("message", data["__typename"]))
+        return [(e["stepKeys"] or [], e["fileKey"]) for e in data["events"]
+                if e["__typename"] == "LogsCapturedEvent"], data["cursor"]
+
+    def captured_logs(self, reads: List[Tuple[List[str], Optional[str]]]
+                      ) -> List[Tuple[str, str, Optional[str]]]:
+        """For each (log key, cursor): (stdout, stderr, next cursor) written since;
+        one request for all."""
+        declared = ", ".join("$key%d: [String!]!, $cursor%d: String" % (i, i)
+                             for i in range(len(reads)))
+        fields = "\n  ".join(CAPTURED_LOGS_FIELD % (i, i, i) for i in range(len(reads)))
+        variables = {}
+        for i, (key, cursor) in enumerate(reads):
+            variables.update({"key%d" % i: key, "cursor%d" % i: cursor})
+        data = self.query("query CapturedLogs(%s) {\n  %s\n}" % (declared, fields), variables)
+        return [(data["c%d" % i]["stdout"] or "", data["c%d" % i]["stderr"] or "",
+                 data["c%d" % i]["cursor"]) for i in range(len(reads))]
+
+
+def _not_answered(error: Optional[BaseException]) -> bool:
+    """Did the request fail before the webserver answered it (no GraphQL error)?"""
+    import requests
+    from gql.transport.exceptions import TransportError, TransportQueryError
+
+    if isinstance(error, TransportQueryError):
+        return False
+    return isinstance(error, (TransportError, requests.RequestException, OSError))
 
 
 def _run_from_graphql(data: dict, steps=()) -> RunState:

@@ -56,8 +56,9 @@ def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
         token = new_token(prefix, prev_token)
     else:
         token = prev_token
-    store_token(prefix, token)
+    # The datastore first: when it cannot be written, nothing is kept on this machine.
     write_record(flow_datastore._storage_impl, job_name, get_username(), token)
+    store_token(prefix, token)
     echo("The namespace of this production flow is")
     echo("    production:%s" % token, fg="green")
     echo("To analyze results of this production flow add this line in your notebooks:")

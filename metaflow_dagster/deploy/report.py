@@ -8,8 +8,8 @@ from .. import naming
 from .runs import STEP_FINISHED, RunState, StepState
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-# Lines of a failed step's error shown by `dagster status` (its first line, which names
-# the task and attempt, then the end of the task's stderr).
+# Lines of the end of a failed step's error shown by `dagster status` (after its first
+# line, which names the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8
 
 
@@ -51,10 +51,7 @@ def _failure(state: RunState, step: StepState, flow_file: str,
         attempts += " (the last: Metaflow attempt %d)" % step.metaflow_attempt
     what.append(attempts)
     lines = ["  %s: %s" % (step.key, ", ".join(what))]
-    error = (step.error or "(no error recorded)").splitlines()
-    if len(error) > ERROR_TAIL_LINES + 1:
-        error = error[:1] + ["..."] + error[-ERROR_TAIL_LINES:]
-    lines += ["      " + line for line in error]
+    lines += ["      " + line for line in error_excerpt(step.error or "(no error recorded)")]
     logs = []
     if step.pathspec:
         attempt = (" --attempt %d" % step.metaflow_attempt
@@ -67,6 +64,13 @@ def _failure(state: RunState, step: StepState, flow_file: str,
     for i, where in enumerate(logs):
         lines.append("    %s %s" % ("logs:" if i == 0 else "     ", where))
     return lines
+
+
+def error_excerpt(error: str) -> List[str]:
+    """The lines of a step's error that `status` shows: its first line (which task,
+    which attempt), the lines that say why the task failed, then the end of the
+    traceback; "..." where lines are left out."""
+    return naming.failure_excerpt(error.splitlines(), ERROR_TAIL_LINES, keep_first=True)
 
 
 def progress_lines(state: RunState, plan, shown: Set[str]) -> Iterator[str]:

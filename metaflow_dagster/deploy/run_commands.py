@@ -27,6 +27,7 @@ from .job_name import definitions_file as default_file
 from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+from .task_output import TaskOutput
 
 # Seconds between two looks at a run `trigger --wait` follows.
 FOLLOW_INTERVAL_SECONDS = 1
@@ -62,6 +63,10 @@ def _wait_options(func):
     func = click.option(
         "--verbose", is_flag=True, default=False,
         help="With --wait: print the run's whole Dagster event log as well.")(func)
+    func = click.option(
+        "--logs/--no-logs", default=True, show_default=True,
+        help="With --wait: print the tasks' output as it comes, each line headed by its "
+        "time and task as `python flow.py run` prints it.")(func)
     return click.option(
         "--wait", is_flag=True, default=False,
         help="Wait for the run to finish, printing each step as it finishes; exit non-zero "
@@ -143,17 +148,21 @@ def _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
     return run_id
 
 
-def _follow(obj, target, plan, run_id, verbose, shown=None):
-    """Wait for the run to end: a line each time steps finish (but those in `shown`)
-    and, verbose, the run's whole Dagster event log as it grows. Raises unless the
-    run succeeded."""
+def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
+    """Wait for the run to end: a line each time steps finish (but those in `shown`),
+    with `logs` the tasks' output lines as they come (on stdout, as `flow.py run`
+    prints them) and, verbose, the run's whole Dagster event log as it grows. Raises
+    unless the run succeeded."""
     shown, cursor = set(shown or ()), None
+    output = TaskOutput(target, run_id) if logs else None
     while True:
         state = target.run_state(run_id)
         if verbose:
             events, cursor = target.run_events(run_id, cursor)
             for event in events:
                 click.echo(report.event_line(*event), err=True)
+        for line in output.new_lines(state) if output else ():
+            click.echo(line)
         for line in report.progress_lines(state, plan, shown):
             obj.echo(line)
         if state.finished:
@@ -175,7 +184,7 @@ def _follow(obj, target, plan, run_id, verbose, shown=None):
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, wait=False, verbose=False, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, logs=True, **kwargs):
 
     with Errors():
         target = target_for(dagster_url)
@@ -184,7 +193,7 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
         run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
                         "Triggered a run of")
         if wait:
-            _follow(obj, target, job.plan, run_id, verbose)
+            _follow(obj, target, job.plan, run_id, verbose, logs)
 
 
 @click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
@@ -196,7 +205,7 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
 @_url_option
 @click.pass_obj
 def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False,
-           verbose=False):
+           verbose=False, logs=True):
 
     with Errors():
         target = target_for(dagster_url)
@@ -215,7 +224,7 @@ def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False
             click.echo(line)
         if wait:
             _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,
-                    shown=[s.key for s in state.steps if s.status in runs.STEP_FINISHED])
+                    logs, shown=[s.key for s in state.steps if s.status in runs.STEP_FINISHED])
 
 
 def _plan_if_any(obj, definitions_file):
@@ -329,7 +338,8 @@ def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
 @_run_options
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
-           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False):
+           run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False,
+           logs=True):
     from ..runtime import resume as resume_runtime
 
     with Errors():
@@ -348,7 +358,7 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
         run_id = _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
                         "Started a resume run of")
         if wait:
-            _follow(obj, target, job.plan, run_id, verbose)
+            _follow(obj, target, job.plan, run_id, verbose, logs)
 
 
 def _check_finished(target, flow_name, origin):

@@ -84,6 +84,7 @@ def find_run(target, flow_name: str, run_id: str) -> RunState:
         state = target.run_state(run_id)
         if state is None:
             raise CommandError("No run %s in %s." % (run_id, target.describe()))
+        _check_flow(state, flow_name)
         return state
     for run in target.flow_runs(flow_name, RUN_SEARCH_LIMIT):
         if run.metaflow_run_id == run_id:
@@ -91,6 +92,20 @@ def find_run(target, flow_name: str, run_id: str) -> RunState:
     raise CommandError(
         "No Dagster run of Metaflow run %s/%s in %s." % (flow_name, run_id, target.describe())
     )
+
+
+def _check_flow(state: RunState, flow_name: str) -> None:
+    """A Dagster run id given to the commands of one flow must be a run of that flow."""
+    owner = state.tags.get(naming.TAG_FLOW_NAME)
+    if owner == flow_name:
+        return
+    if owner is None:
+        raise CommandError(
+            "Dagster run %s is a run of job %s, which is not a Metaflow flow deployed with "
+            "`dagster create`; see it in the Dagster UI." % (state.run_id, state.job_name))
+    raise CommandError(
+        "Dagster run %s is a run of flow %s (job %s), not of %s: run the command from %s's "
+        "flow file." % (state.run_id, owner, state.job_name, flow_name, owner))
 
 
 def metaflow_run_of(target, flow_name: str, run_id: str) -> str:

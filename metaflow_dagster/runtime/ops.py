@@ -18,7 +18,7 @@ from .production import TokenMissing
 from .region import RegionRunner
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
-from .run_watch import watching_run
+from .run_watch import STOP_STATUSES, watching_run
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -64,11 +64,13 @@ class FlowRuntime:
             try:
                 yield from self._run_op(context, op_name, *inputs)
             except TaskCancelled:
-                if watcher is None or watcher.seen is None:
+                # The metaflow executor cancels its ops itself (no watcher): the run
+                # is being terminated if its status says so.
+                seen = watcher.seen if watcher is not None else _stopping_status(context)
+                if seen is None:
                     raise
                 raise Failure(
-                    description="The run is %s: the op's Metaflow tasks were stopped."
-                    % watcher.seen,
+                    description="The run is %s: the op's Metaflow tasks were stopped." % seen,
                     allow_retries=False,
                 ) from None
 
@@ -239,6 +241,13 @@ class FlowRuntime:
 
     def _pathspec(self, task_path: str) -> str:
         return "%s/%s" % (self.plan.flow_name, task_path)
+
+
+def _stopping_status(context) -> Optional[str]:
+    """The run's status if it is being stopped (terminated, or failed), else None."""
+    run = context.instance.get_run_by_id(context.run_id)
+    status = run.status.value if run is not None else None
+    return status if status in STOP_STATUSES else None
 
 
 @contextmanager

@@ -7,7 +7,9 @@
   task started, and the task's parent-death signal kills it too (see
   metaflow_dagster/reaper.py).
 - stdout and stderr are forwarded line by line as they arrive (into Dagster's
-  captured logs) and kept, to be saved as the task's Metaflow logs.
+  captured logs) and kept, to be saved as the task's Metaflow logs. A task's
+  forwarded lines start as `python flow.py run` shows them: the time, the task
+  and its pid (naming.task_line_head); the kept ones are the task's own.
 - An executor that runs ops as threads (runtime/executor.py) binds each
   op's own log streams, the run's cancel event and the run-wide task slots with
   `bind_io`; other executors bind nothing and the process's stdout/stderr are used.
@@ -21,10 +23,11 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional
+from datetime import datetime
+from typing import Callable, List, Optional
 
 from .. import reaper
-from ..naming import LAUNCHER_PID_ENV
+from ..naming import LAUNCHER_PID_ENV, failure_excerpt, task_line_head
 
 KILL_GRACE_SECONDS = 10
 ERROR_TAIL_LINES = 40
@@ -74,8 +77,10 @@ class TaskOutcome:
     seconds: float
 
     def error_tail(self) -> str:
+        """The end of the task's stderr, and above it the lines that say why it
+        failed (naming.failure_excerpt)."""
         lines = self.stderr.decode("utf-8", "replace").splitlines()
-        return "\n".join(lines[-ERROR_TAIL_LINES:])
+        return "\n".join(failure_excerpt(lines, ERROR_TAIL_LINES))
 
 
 def run_process(
@@ -88,6 +93,7 @@ def run_process(
     io: Optional[StepIO] = None,
     interrupt_first: bool = False,
     start=None,
+    task_path: Optional[str] = None,
 ) -> TaskOutcome:
     """Run argv to completion. Raises TaskTimeout after timeout_seconds and
     TaskCancelled once `cancel` is set; on any interruption (Dagster cancelling
@@ -95,22 +101,26 @@ def run_process(
     is bound to this thread. interrupt_first: stop the task with SIGINT before
     SIGTERM (a compute layer's launcher cleans up its remote job on SIGINT).
     `start(argv, env, cwd)`, if given, starts the process instead of
-    subprocess.Popen (task_forkserver.py) or returns None to let it."""
+    subprocess.Popen (task_forkserver.py) or returns None to let it.
+    `task_path` (run/step/task), if given, heads each forwarded line as Metaflow's
+    runtime does, instead of `prefix`."""
     io = io or current_io() or StepIO()
     cancel = _either(cancel, io.cancel)
+    args = (argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first, start,
+            task_path)
     if io.slots is None:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first, start)
+        return _run(*args)
     while not io.slots.acquire(timeout=0.2):
         if cancel is not None and cancel.is_set():
             raise TaskCancelled()
     try:
-        return _run(argv, env, cwd, timeout_seconds, prefix, cancel, io, interrupt_first, start)
+        return _run(*args)
     finally:
         io.slots.release()
 
 
 def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO,
-         interrupt_first: bool, start) -> TaskOutcome:
+         interrupt_first: bool, start, task_path: Optional[str]) -> TaskOutcome:
     started = time.monotonic()
     mark = reaper.task_mark()
     name, _, value = mark.partition("=")
@@ -127,9 +137,10 @@ def _run(argv, env, cwd, timeout_seconds, prefix, cancel, io: StepIO,
         start_new_session=True,
     )
     out_buf, err_buf = [], []
+    head = _line_head(prefix, task_path, proc.pid)
     readers = [
-        _start_tee(proc.stdout, io.stdout or sys.stdout, out_buf, prefix),
-        _start_tee(proc.stderr, io.stderr or sys.stderr, err_buf, prefix),
+        _start_tee(proc.stdout, io.stdout or sys.stdout, out_buf, head),
+        _start_tee(proc.stderr, io.stderr or sys.stderr, err_buf, head),
     ]
     try:
         _wait(proc, timeout_seconds, cancel)
@@ -211,16 +222,27 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _start_tee(pipe, sink, buffer: list, prefix: str) -> threading.Thread:
+def _line_head(prefix: str, task_path: Optional[str], pid: int) -> Callable[[], bytes]:
+    """What each forwarded line of the process starts with."""
+    if task_path is None:
+        fixed = prefix.encode()
+        return lambda: fixed
+    return lambda: task_line_head(datetime.now(), task_path, pid).encode()
+
+
+def _start_tee(pipe, sink, buffer: list, head: Callable[[], bytes]) -> threading.Thread:
     def pump():
         out = sink.buffer if hasattr(sink, "buffer") else None
         for line in iter(pipe.readline, b""):
             buffer.append(line)
+            # The task's last line may lack its newline; the next writer's line must
+            # not continue it.
+            forwarded = head() + (line if line.endswith(b"\n") else line + b"\n")
             if out is not None:
-                out.write(prefix.encode() + line if prefix else line)
+                out.write(forwarded)
                 out.flush()
             else:
-                sink.write(prefix + line.decode("utf-8", "replace"))
+                sink.write(forwarded.decode("utf-8", "replace"))
                 sink.flush()
         pipe.close()
 

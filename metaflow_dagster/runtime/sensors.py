@@ -12,9 +12,10 @@ arrival of a key replaces the pending one. With one input, every arrival starts 
 run key is the arrival's id (event id / upstream Dagster run id), joined with "+" for ANDs, so
 each arrival starts at most one run even if the cursor is reset.
 
-First tick (no cursor): arrivals from the last `initial_lookback_seconds` count, so an event sent
-just before the daemon's first tick is not lost; older history is skipped (as run_status_sensor
-and Argo do), so deploying a flow does not replay months of upstream runs.
+First tick (no cursor): arrivals since the definitions file was loaded count (within the last
+`initial_lookback_seconds`), so an event sent between the flow's loading and the daemon's first
+tick is not lost; anything older is skipped, as Argo Workflows skips events and upstream runs
+from before `argo-workflows create`: deploying a flow replays no event sent before it.
 """
 
 import json
@@ -64,6 +65,7 @@ def event_sensor(
     names = [spec["name"] for spec in event_specs]
     _check_param_fields(event_specs, param_fields)
     fields = _config_fields(job, start_op)
+    loaded_at = time.time()
 
     @sensor(
         name=name or "%s_event_sensor" % job.name,
@@ -76,7 +78,7 @@ def event_sensor(
     def _event_sensor(context):
         instance = context.instance
         state = _load_state(context.cursor, after={})
-        since = time.time() - initial_lookback_seconds
+        since = max(loaded_at, time.time() - initial_lookback_seconds)
         for event_name in names:
             if event_name not in state["after"]:
                 state["after"][event_name] = _initial_event_after(instance, event_name, since)
@@ -111,6 +113,7 @@ def finish_sensor(
     """
     job.graph.node_named(start_op)
     keys = [_namespaced_flow(spec) for spec in upstream_flows]
+    loaded_at = time.time()
 
     @sensor(
         name=name or "%s_finish_sensor" % job.name,
@@ -125,7 +128,7 @@ def finish_sensor(
         state = _load_state(context.cursor, after=None)
         if state["after"] is None:
             state["after"] = _initial_success_after(
-                instance, time.time() - initial_lookback_seconds
+                instance, max(loaded_at, time.time() - initial_lookback_seconds)
             )
         _drop_stale(state["pending"], keys)
         records = instance.fetch_run_status_changes(

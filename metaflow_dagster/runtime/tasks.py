@@ -234,6 +234,7 @@ class TaskLauncher:
                     deadline_seconds if run_limited else timeout, prefix, cancel, self.io,
                     interrupt_first=remote,
                     start=starter(self.plan, task.step),
+                    task_path=task.pathspec(self.run_id),
                 )
             except TaskTimeout:
                 if run_limited:

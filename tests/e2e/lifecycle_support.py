@@ -5,9 +5,11 @@ Dagster run states, start a real `dagster dev`, count task executions."""
 import collections
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +40,67 @@ def mf(directory: Path, flow: str, *args: str, dagster_home: Optional[Path] = No
     if expect_rc is not None:
         assert proc.returncode == expect_rc, proc.stdout + proc.stderr
     return proc
+
+
+class Following:
+    """`python <flow>.py <args>` started in the background in the flow directory,
+    its stdout read line by line as it comes (`wait_for_line`)."""
+
+    def __init__(self, directory: Path, flow: str, *args: str,
+                 dagster_home: Optional[Path] = None):
+        self.proc = subprocess.Popen(
+            [PYTHON, "%s.py" % flow, *args], cwd=directory, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env_for(dagster_home))
+        self.lines: List[str] = []
+        self._stderr: List[str] = []
+        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._readers = [threading.Thread(target=self._pump, daemon=True),
+                         threading.Thread(target=self._stderr.extend, args=(self.proc.stderr,),
+                                          daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _next(self, timeout: float) -> Optional[str]:
+        line = self._queue.get(timeout=max(timeout, 0.01))
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for_line(self, text: str, timeout: float = 150) -> str:
+        """The first stdout line holding `text`, once it is printed."""
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while True:
+            try:
+                line = self._next(deadline - time.monotonic())
+            except queue.Empty:
+                raise AssertionError("no %r within %ss in %s" % (
+                    text, timeout, self.lines)) from None
+            assert line is not None, "%r never printed: %s\n%s" % (
+                text, self.lines, "".join(self._stderr))
+            if text in line:
+                return line
+
+    def finish(self, timeout: float = 180):
+        """(exit code, stdout lines, stderr) once the command has ended."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        while self._next(10) is not None:
+            pass
+        return self.proc.returncode, self.lines, "".join(self._stderr)
 
 
 def field(proc, label: str) -> str:

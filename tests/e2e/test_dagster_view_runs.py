@@ -183,8 +183,11 @@ def test_a_dagster_asset_downstream_of_a_flow(tmp_path, dagster_home):
 def test_status_shows_each_failed_steps_error_attempts_and_logs(tmp_path, dagster_home):
     directory = flow_dir(tmp_path, "failing_flow")
     mf(directory, "failing_flow", "dagster", "create")
-    run_id = field(mf(directory, "failing_flow", "dagster", "trigger",
-                      dagster_home=dagster_home), "Dagster run id")
+    ui = "https://dagster.example.com:8443/ui"
+    triggered = mf(directory, "failing_flow", "dagster", "trigger", dagster_home=dagster_home,
+                   METAFLOW_DAGSTER_UI_URL=ui + "/")
+    run_id = field(triggered, "Dagster run id")
+    assert field(triggered, "Dagster UI") == "%s/runs/%s" % (ui, run_id)
     state = wait_for(embedded(dagster_home), run_id)
     assert state.status == "FAILURE"
     shown = mf(directory, "failing_flow", "dagster", "status",
@@ -199,6 +202,27 @@ def test_status_shows_each_failed_steps_error_attempts_and_logs(tmp_path, dagste
             for s in shown[at + 2 + len(error):]]
     assert logs[0] == "python failing_flow.py logs %s --attempt 0" % task
     assert logs[1].startswith("http://127.0.0.1:3000/runs/%s?logs=step%%3Ab" % run_id)
+    # The UI of this Dagster home is elsewhere: the links say so.
+    elsewhere = mf(directory, "failing_flow", "dagster", "status", dagster_home=dagster_home,
+                   METAFLOW_DAGSTER_UI_URL=ui).stdout
+    assert "          %s/runs/%s?logs=step%%3Ab  (the op's log" % (ui, run_id) in elsewhere
     # The command it names shows the task's error.
     printed = mf(directory, "failing_flow", *logs[0].split()[2:])
     assert "ValueError: boom from step b" in printed.stdout + printed.stderr
+
+
+def test_status_says_a_step_timed_out(tmp_path, dagster_home):
+    """Metaflow's @timeout line sits between the task's first line and its long
+    stack: `status` shows it, then where the step was when time ran out."""
+    directory = flow_dir(tmp_path, "timeout_flow")
+    mf(directory, "timeout_flow", "dagster", "create")
+    mf(directory, "timeout_flow", "dagster", "trigger", "--wait", dagster_home=dagster_home,
+       expect_rc=1)
+    shown = [line.strip() for line in mf(directory, "timeout_flow", "dagster", "status",
+                                         dagster_home=dagster_home).stdout.splitlines()]
+    at = shown.index("Failed steps:")
+    assert shown[at + 3:at + 7] == [
+        "<flow TimeoutFlow step slow> failed:", "@timeout:",
+        "Step slow timed out after 0 hours, 0 minutes, 4 seconds", "..."], shown
+    logs = next(i for i, line in enumerate(shown) if line.startswith("logs:"))
+    assert shown[logs - 1] == ">      time.sleep(120)", shown

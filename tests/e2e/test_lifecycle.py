@@ -11,6 +11,7 @@ import time
 import pytest
 from harness import wait_until
 from lifecycle_support import (
+    Following,
     client,
     dagster_dev,
     embedded,
@@ -140,6 +141,14 @@ def test_terminate_stops_the_tasks_and_the_run_ends_canceled(tmp_path, dagster_h
     assert "end" not in {s.key for s in state.steps}
     assert wait_until(lambda: not _task_processes(run_id), 15), _task_processes(run_id)
     assert not client(directory).Run("LifecycleGateFlow/%s" % state.metaflow_run_id).successful
+    # `status` says the step was stopped, not that it crashed.
+    shown = mf(directory, GATE, "dagster", "status", "--run-id", run_id,
+               dagster_home=dagster_home).stdout.splitlines()
+    assert shown[0].endswith(": ABORTED (Dagster CANCELED)"), shown
+    failed = shown[shown.index("Failed steps:") + 1:]
+    assert failed[:2] == ["  start: 1 attempt", "      The run is CANCELING: the op's Metaflow "
+                          "tasks were stopped."], shown
+    assert "Error" not in "\n".join(shown)
 
     again = mf(directory, GATE, "dagster", "terminate", "--run-id", run_id,
                dagster_home=dagster_home, expect_rc=1)
@@ -313,3 +322,71 @@ def test_trigger_wait_follows_a_failing_run_and_exits_non_zero(tmp_path, dagster
     assert re.search(r"Error: Run FailingFlow/dagster-\w+ ended FAILED \(Dagster FAILURE\)\. "
                      r"Its failures: `python failing_flow.py dagster status --run-id ", output)
     assert "DEBUG" not in output and "STEP_START" not in output
+
+
+def _task_lines(lines, run_id):
+    """{(step, text)} of the lines headed as `python flow.py run` heads a task's line:
+    `YYYY-MM-DD HH:MM:SS.mmm [<run>/<step>/<task> (pid N)] text`."""
+    head = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[%s/(\w+)/[\w-]+ \(pid \d+\)\] "
+                      r"(.*)$" % re.escape(run_id))
+    return {m.groups() for m in map(head.match, lines) if m}
+
+
+def test_trigger_wait_prints_the_tasks_output_as_it_comes(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, GATE)
+    mf(directory, GATE, "dagster", "create")
+    follow = Following(directory, GATE, "dagster", "trigger", "--wait", "--gate", "g-logs",
+                       "--count", "3", dagster_home=dagster_home)
+    waiting = follow.wait_for_line("start waits for the gate file g-logs")
+    # Printed while the task still runs (it waits for the file).
+    assert follow.proc.poll() is None
+    (directory / "g-logs").touch()
+    code, lines, err = follow.finish()
+    assert code == 0, err
+    run_id = naming.metaflow_run_id(field(err, "Dagster run id"))
+    assert _task_lines([waiting], run_id) == {("start", "start waits for the gate file g-logs")}
+    # stderr lines too; on stdout only the tasks' lines.
+    assert _task_lines(lines, run_id) == {("start", "start waits for the gate file g-logs"),
+                                          ("end", "end saw count 3")}, lines
+    assert len(lines) == 2, lines
+    assert "ended SUCCEEDED" in err
+
+    # `python flow.py run` heads its tasks' lines the same way.
+    ran = mf(directory, GATE, "run", "--gate", "g-logs", "--count", "3")
+    metaflow_run = re.search(r"\[(\d+)/start/1 \(pid \d+\)\]", ran.stdout + ran.stderr).group(1)
+    assert {("start", "start waits for the gate file g-logs"), ("end", "end saw count 3")} <= \
+        _task_lines((ran.stdout + ran.stderr).splitlines(), metaflow_run)
+
+    quiet = mf(directory, GATE, "dagster", "trigger", "--wait", "--no-logs", "--gate", "g-logs",
+               dagster_home=dagster_home)
+    assert quiet.stdout == "" and "ended SUCCEEDED" in quiet.stderr
+
+
+def test_trigger_wait_through_dagster_url_prints_the_tasks_output(dev_server):
+    """The same lines, read from the webserver (its captured logs, through GraphQL)."""
+    directory, home, url = dev_server
+    follow = Following(directory, GATE, "dagster", "trigger", "--dagster-url", url, "--wait",
+                       "--gate", "g-url-logs", "--count", "4")
+    waiting = follow.wait_for_line("start waits for the gate file g-url-logs")
+    assert follow.proc.poll() is None
+    (directory / "g-url-logs").touch()
+    code, lines, err = follow.finish()
+    assert code == 0, err
+    run_id = naming.metaflow_run_id(field(err, "Dagster run id"))
+    assert _task_lines([waiting], run_id)
+    assert _task_lines(lines, run_id) == {
+        ("start", "start waits for the gate file g-url-logs"), ("end", "end saw count 4")}, lines
+
+
+def test_status_of_another_flows_run_says_whose_it_is(tmp_path, dagster_home):
+    directory = flow_dir(tmp_path, "linear_flow", "failing_flow")
+    mf(directory, "linear_flow", "dagster", "create")
+    run_id = field(mf(directory, "linear_flow", "dagster", "trigger", "--wait",
+                      dagster_home=dagster_home), "Dagster run id")
+    for command in ("status", "terminate"):
+        said = mf(directory, "failing_flow", "dagster", command, "--run-id", run_id,
+                  dagster_home=dagster_home, expect_rc=1)
+        assert said.stderr.splitlines()[-1] == (
+            "Error: Dagster run %s is a run of flow LinearFlow (job LinearFlow), not of "
+            "FailingFlow: run the command from LinearFlow's flow file." % run_id)
+        assert "FailingFlow/dagster-" not in said.stdout + said.stderr

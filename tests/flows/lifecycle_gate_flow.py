@@ -1,9 +1,11 @@
 """start waits for a file to appear in the flow's directory, so tests can look
 at a run while it runs: the file is named by Parameter ``gate``; after 120 s the
 step gives up and fails. ``end`` checks the Parameters arrived with their types.
+Both say what they do on stdout and stderr.
 """
 
 import os
+import sys
 import time
 
 from metaflow import FlowSpec, JSONType, Parameter, step
@@ -24,6 +26,7 @@ class LifecycleGateFlow(FlowSpec):
 
     @step
     def start(self):
+        print("start waits for the gate file %s" % self.gate, flush=True)
         deadline = time.time() + 120
         while not os.path.exists(os.path.join(state_dir(), self.gate)):
             if time.time() > deadline:
@@ -35,6 +38,7 @@ class LifecycleGateFlow(FlowSpec):
     @step
     def end(self):
         assert isinstance(self.count, int) and isinstance(self.weights, dict)
+        print("end saw count %d" % self.count, file=sys.stderr)
 
 
 if __name__ == "__main__":

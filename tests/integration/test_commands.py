@@ -107,3 +107,19 @@ def test_suspending_through_a_webserver_is_not_supported():
     """Dagster's GraphQL API has no mutation for run tags."""
     with pytest.raises(CommandError, match="not supported"):
         GraphQLTarget("http://127.0.0.1:9").tag_run("some-run", {"metaflow/suspended": "true"})
+
+
+def test_a_webserver_that_does_not_answer_is_named_not_queried(tmp_path):
+    """Nothing listens at the URL: `trigger` and `status` say the same thing (which
+    URL, which setting), and print no GraphQL query."""
+    from services import free_port
+
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    url = "http://127.0.0.1:%d" % free_port()
+    for command in ("trigger", "status"):
+        said = _run(flow_file, "dagster", command, "--dagster-url", url, expect_rc=1)
+        error = said.split("Error: ", 1)[1]
+        assert error.startswith("the Dagster webserver at %s did not answer %s/graphql: "
+                                % (url, url)), said
+        assert "Connection refused" in error and "--dagster-url" in error
+        assert "query" not in said.lower() and "Traceback" not in said

@@ -11,12 +11,16 @@ import pytest
 from harness import (
     EXAMPLES,
     FLOWS,
+    PYTHON,
     built_job,
     compile_flow,
     copy_flow,
     create,
+    env_for,
     executor_of,
 )
+
+pytest_plugins = ["service_fixtures"]
 
 
 @pytest.fixture
@@ -132,3 +136,66 @@ def test_a_directory_that_does_not_exist_is_refused(tmp_path):
     assert "Internal error" not in proc.stderr
     assert not (flow_file.parent / "typo").exists()
     assert not (tmp_path / "tokens").exists()  # resolved only after the path is checked
+
+
+def _refused_for_its_datastore(flow_file, tmp_path, proc, where, setting):
+    """`create` said which datastore it cannot write and what to do, once, and wrote
+    nothing: no definitions file, no production token."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    error = proc.stderr.split("Error: ", 1)[1]
+    assert error.startswith("Cannot write to the flow's "), error
+    assert where in error and setting in error, error
+    assert "Traceback" not in proc.stderr and "Internal error" not in proc.stderr
+    assert not (flow_file.parent / "linear_flow_dagster.py").exists()
+    assert not (tmp_path / "tokens").exists()
+
+
+def test_a_datastore_under_a_regular_file_is_refused(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    (tmp_path / "a_file").write_text("not a directory")
+    sysroot = tmp_path / "a_file" / "datastore"
+    proc = create(flow_file, expect_ok=False,
+                  env=env_for(METAFLOW_DATASTORE_SYSROOT_LOCAL=sysroot))
+    _refused_for_its_datastore(flow_file, tmp_path, proc, "the directory %s" % sysroot,
+                               "point METAFLOW_DATASTORE_SYSROOT_LOCAL at a directory")
+    assert "Not a directory" in proc.stderr
+
+
+def _can_mount_read_only() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "ro", "none",
+                            "/mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs `unshare -m` and mount")
+def test_a_datastore_on_a_read_only_file_system_is_refused(tmp_path):
+    """Root may write anywhere chmod forbids: the datastore's directory is a read-only
+    bind mount, made in a mount namespace of the command's own (gone with it)."""
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    sysroot = tmp_path / "read_only"
+    sysroot.mkdir()
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && '
+              'exec "$@"')
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(sysroot), PYTHON, flow_file.name,
+         "dagster", "create"],
+        cwd=flow_file.parent, capture_output=True, text=True,
+        env=env_for(METAFLOW_DATASTORE_SYSROOT_LOCAL=sysroot))
+    _refused_for_its_datastore(flow_file, tmp_path, proc, "the directory %s" % sysroot,
+                               "METAFLOW_DATASTORE_SYSROOT_LOCAL")
+    assert "Read-only file system" in proc.stderr
+    assert list(sysroot.iterdir()) == []
+
+
+@pytest.mark.services
+def test_an_s3_bucket_that_refuses_is_named(tmp_path, s3_service):
+    """The bucket does not exist (an S3-compatible server, moto, answers for it)."""
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    env = env_for(**s3_service.env())
+    env["METAFLOW_DATASTORE_SYSROOT_S3"] = "s3://no-such-bucket/metaflow"
+    proc = create(flow_file, expect_ok=False, env=env)
+    _refused_for_its_datastore(flow_file, tmp_path, proc,
+                               "the S3 location s3://no-such-bucket/metaflow",
+                               "point METAFLOW_DATASTORE_SYSROOT_S3 at a bucket")

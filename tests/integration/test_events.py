@@ -9,6 +9,7 @@ import pytest
 from _dagster_home import temp_instance
 from click.testing import CliRunner
 from dagster import AssetMaterialization
+from harness import FLOWS, copy_flow, create, env_for
 
 from metaflow_dagster.__main__ import cli
 from metaflow_dagster.deploy.events import send_event
@@ -137,3 +138,29 @@ def test_python_dash_m_send_event(home_and_instance):
     assert done.returncode == 0, done.stderr
     (event,) = _events(instance, "ping")
     assert event["payload"] == {"k": "v"}
+
+
+def test_send_event_says_which_deployed_flow_listens(tmp_path):
+    """Before the flow listening for data_ready is deployed in the Dagster home, the
+    command says nothing listens; after `dagster create`, it names the flow."""
+    home = tmp_path / "dagster_home"
+    env = env_for(home)
+
+    def send(name):
+        return subprocess.run([sys.executable, "-m", "metaflow_dagster", "send-event", name],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    before = send("data_ready")
+    assert before.returncode == 0, before.stderr
+    assert "Event data_ready sent" in before.stdout
+    assert ("No flow deployed in the Dagster home %s listens for event data_ready: it starts "
+            "no run." % home) in before.stderr
+    assert "deployed later will not see it" in before.stderr
+
+    create(copy_flow(tmp_path, FLOWS / "prod_event_flow.py"), env=env)
+    after = send("data_ready")
+    assert after.returncode == 0 and "No flow" not in after.stderr, after.stderr
+    assert "It starts a run of ProdEventFlow (job ProdEventFlow) once its sensor sees it" \
+        in after.stdout
+    other = send("other_event")
+    assert "No flow deployed in the Dagster home" in other.stderr

@@ -248,6 +248,18 @@ def test_first_tick_skips_events_older_than_the_lookback(instance):
     assert request.run_config["ops"]["start"]["config"] == {"alpha": "after"}
 
 
+def test_an_event_sent_before_the_flow_was_deployed_starts_no_run(instance):
+    """As on Argo Workflows: the sensor (the flow's definitions, loaded) comes after the
+    event, well within the first tick's lookback; only later events start runs."""
+    send_event("data.ready", {"table": "before"}, instance=instance)
+    sensor_def = event_sensor(downstream_job, "start", ONE_EVENT, PARAM_FIELDS)
+    requests, cursor = tick(sensor_def, instance, None)
+    assert requests == []
+    send_event("data.ready", {"table": "after"}, instance=instance)
+    (request,), _ = tick(sensor_def, instance, cursor)
+    assert request.run_config["ops"]["start"]["config"] == {"alpha": "after"}
+
+
 def test_event_sensor_definition():
     sensor_def = event_sensor(downstream_job, "start", ONE_EVENT, PARAM_FIELDS)
     assert sensor_def.name == "downstream_job_event_sensor"
@@ -330,6 +342,15 @@ def test_finish_sensor_waits_for_every_upstream_flow(instance):
     assert request.run_key == "%s+%s" % (newer_a, b)
     assert sorted(t["name"] for t in triggers_of(request)) == ["metaflow.A.end", "metaflow.B.end"]
     assert tick(sensor_def, instance, cursor)[0] == []
+
+
+def test_an_upstream_run_before_the_flow_was_deployed_starts_no_run(instance):
+    run_upstream(instance, "Up")
+    sensor_def = finish_sensor(downstream_job, "start", UP)
+    requests, cursor = tick(sensor_def, instance, None)
+    assert requests == []
+    later = run_upstream(instance, "Up")
+    assert [r.run_key for r in tick(sensor_def, instance, cursor)[0]] == [later]
 
 
 def test_finish_sensor_first_tick_skips_old_runs(instance):

@@ -81,3 +81,99 @@ def test_the_default_file_follows_the_job_name():
 ])
 def test_the_deployer_options_of_a_branch(branch, kwargs):
     assert _project_kwargs(branch) == kwargs
+
+
+# What a task stopped by Metaflow's @timeout leaves in its op's failure (its stderr,
+# after the launcher's first line), as a run of tests/flows/timeout_flow.py gives it.
+PACKAGE = "/tmp/metaflow-dagster-packages-0/bec28f71/.mf_code"
+TIMEOUT_ERROR = "\n".join([
+    "Step *slow* failed (TimeoutFlow/dagster-49c0947f/slow/t, attempt 0, exit code 1):",
+    "<flow TimeoutFlow step slow> failed:",
+    "    @timeout:",
+    "    Step slow timed out after 0 hours, 0 minutes, 4 seconds",
+    "    Stack when the timeout was raised:",
+    '    >    File "<string>", line 21, in <module>',
+] + [line for frame in range(12) for line in (
+    '    >    File "%s/metaflow/cli.py", line %d, in main' % (PACKAGE, 700 + frame),
+    "    >      start(auto_envvar_prefix=\"METAFLOW\", obj=state)")] + [
+    '    >    File "/tmp/pkg/timeout_flow.py", line 30, in slow',
+    "    >      time.sleep(120)",
+])
+# A step whose user code raised: Metaflow's "Internal error" and a Python traceback.
+RAISED_ERROR = "\n".join([
+    "Step *b* failed (FailingFlow/dagster-1/b/t, attempt 0, exit code 1):",
+    "<flow FailingFlow step b> failed:",
+    "    Internal error",
+    "Traceback (most recent call last):",
+] + ['  File "%s/metaflow/task.py", line %d, in run_step' % (PACKAGE, n)
+     for n in range(20)] + [
+    '  File "/tmp/pkg/failing_flow.py", line 12, in b',
+    '    raise ValueError("boom from step b")',
+    "ValueError: boom from step b",
+])
+
+
+def _shown_error(error):
+    state = RunState("r1", "FAILURE", "F", steps=[StepState(
+        "slow", "FAILURE", 0, error=error, pathspec="F/dagster-1/slow/t", metaflow_attempt=0)])
+    lines = describe_state(state, "F", "FAILED", "f.py")
+    return [line.strip() for line in lines[lines.index("Failed steps:") + 2:]
+            if not line.strip().startswith("logs:")]
+
+
+def test_status_shows_why_a_task_timed_out_then_the_end_of_its_stack():
+    shown = _shown_error(TIMEOUT_ERROR)
+    assert shown[:5] == [
+        "Step *slow* failed (TimeoutFlow/dagster-49c0947f/slow/t, attempt 0, exit code 1):",
+        "<flow TimeoutFlow step slow> failed:",
+        "@timeout:",
+        "Step slow timed out after 0 hours, 0 minutes, 4 seconds",
+        "...",
+    ]
+    # The end of the stack, where the step was when time ran out.
+    assert shown[-2:] == ['>    File "/tmp/pkg/timeout_flow.py", line 30, in slow',
+                          ">      time.sleep(120)"]
+    assert len(shown) == 5 + 8, shown
+
+
+def test_status_shows_metaflow_headline_and_the_exception_of_a_raising_step():
+    shown = _shown_error(RAISED_ERROR)
+    assert shown[:4] == [
+        "Step *b* failed (FailingFlow/dagster-1/b/t, attempt 0, exit code 1):",
+        "<flow FailingFlow step b> failed:",
+        "Internal error",
+        "...",
+    ]
+    assert shown[-1] == "ValueError: boom from step b"
+    assert len(shown) == 4 + 8, shown
+
+
+def test_a_short_error_is_shown_whole():
+    error = "Step *a* failed (F/1/a/t, attempt 0, exit code 1):\nValueError: no"
+    assert _shown_error(error)[:2] == error.splitlines()
+    assert "..." not in _shown_error(error)
+
+
+def test_a_run_of_a_job_that_is_no_flow_is_named():
+    from metaflow_dagster.deploy.errors import CommandError
+    from metaflow_dagster.deploy.runs import _check_flow
+
+    _check_flow(RunState("r1", "SUCCESS", "HandFlow", tags={naming.TAG_FLOW_NAME: "HandFlow"}),
+                "HandFlow")
+    with pytest.raises(CommandError, match="Dagster run r1 is a run of job etl, which is not a "
+                       "Metaflow flow deployed with `dagster create`"):
+        _check_flow(RunState("r1", "SUCCESS", "etl"), "HandFlow")
+
+
+def test_the_op_keeps_why_a_task_failed_above_a_long_stack():
+    """The op reports the end of the task's stderr; Metaflow's reason stays in it
+    however deep the stack (here 60 frames) that follows."""
+    from metaflow_dagster.runtime.processes import ERROR_TAIL_LINES, TaskOutcome
+
+    stack = ['    >    File "/lib/deep.py", line %d, in f\n    >      g()' % n for n in range(60)]
+    stderr = "\n".join(TIMEOUT_ERROR.splitlines()[1:5] + stack)
+    kept = TaskOutcome(1, b"", stderr.encode(), 1.0).error_tail().splitlines()
+    assert kept[:5] == ["<flow TimeoutFlow step slow> failed:", "    @timeout:",
+                        "    Step slow timed out after 0 hours, 0 minutes, 4 seconds", "...",
+                        '    >    File "/lib/deep.py", line 40, in f']
+    assert len(kept) == 4 + ERROR_TAIL_LINES
