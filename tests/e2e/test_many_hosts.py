@@ -33,7 +33,7 @@ JOB = "DistributedFlow"
 DEFS = "/srv/flows/distributedflow_dagster.py"  # the name `create` gives it
 WORK = "/srv/work"  # the user's directory on the client, the workers' working directory
 DAGSTER_HOME = "/srv/dagster"
-WORKERS = ("worker-1",)
+WORKERS = ("worker-1", "worker-2")
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 LOGS_CAPTURED = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection {
   events { ... on LogsCapturedEvent { fileKey stepKeys } } } } }"""
@@ -227,6 +227,11 @@ def test_a_run_on_the_workers_is_seen_from_the_client(site, foreach_run):
     # Every op ran once, on a worker host, none on the head.
     assert all(len(hosts_of_step) == 1 for hosts_of_step in took.values()), took
     assert {h for hosts_of_step in took.values() for h in hosts_of_step} <= set(WORKERS), took
+    # What an op hands to the next (its task's path) went through S3, not a host's disk.
+    prefix = "many-hosts/%s/dagster-outputs/%s/" % (JOB, run_id)
+    outputs = site.client.call(lambda: [o["Key"][len(prefix):] for o in site.s3.client(
+    ).list_objects_v2(Bucket=site.s3.bucket, Prefix=prefix).get("Contents", [])])
+    assert {"start/result/0", "body[3]/result", "join/result"} <= set(outputs), outputs
 
     # The Client on the client host, through the metadata service and the datastore only.
     run = "%s/%s" % (JOB, naming.metaflow_run_id(run_id))
