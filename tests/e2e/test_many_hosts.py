@@ -1,208 +1,29 @@
-"""A compiled flow on hosts that share only a network (tests/hosts.py), as a team that outgrew
-one machine runs it (docs/deploy.md, "Many hosts"):
-
-- head: PostgreSQL (Dagster's storage), Redis (Celery's broker), an S3 server (moto: Metaflow's
-  datastore), Metaflow's metadata service, and Dagster's webserver, daemon and run workers;
-- worker-1, worker-2: a Celery worker each (dagster-celery), two processes;
-- client: the user's shell: `create`, `trigger`/`status`/`resume` against the webserver, and
-  Metaflow's Client.
-
-Each host has its own files: the definitions file is deployed to head and workers at the same
-path (as a code location image would be); nothing of the flow's directory leaves the client.
+"""A compiled flow on hosts that share only a network (tests/many_hosts.py: head, two worker
+hosts, a client), as a team that outgrew one machine runs it (docs/deploy.md, "Many hosts").
 One deployment serves the whole module. Run with `-s` to see the figures.
 """
 
-import contextlib
-import json
-import shutil
-import subprocess
 import time
 
-import deployment
-import hosts
+import many_hosts
 import pytest
 import services
-from harness import FLOWS, PYTHON, wait_until
+from harness import FLOWS, wait_until
+from many_hosts import S3_PREFIX, celery_workers_of, field
 
 from metaflow_dagster import naming
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e, pytest.mark.xdist_group("many_hosts")]
 
-FLOW = "distributed_flow"
 JOB = "DistributedFlow"
-DEFS = "/srv/flows/distributedflow_dagster.py"  # the name `create` gives it
-WORK = "/srv/work"  # the user's directory on the client, the workers' working directory
-DAGSTER_HOME = "/srv/dagster"
 WORKERS = ("worker-1", "worker-2")
-FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
-LOGS_CAPTURED = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection {
-  events { ... on LogsCapturedEvent { fileKey stepKeys } } } } }"""
-CAPTURED_LOGS = "query($key: [String!]!) { capturedLogs(logKey: $key) { stdout } }"
-
-
-class Site:
-    """The hosts and what runs on them."""
-
-    def __init__(self, net, stack):
-        self.net, self.stack = net, stack
-        self.head, self.client = net["head"], net["client"]
-        self.workers = [net[name] for name in WORKERS]
-
-    # ------------------------------------------------------------------ the user's shell
-
-    def client_env(self) -> dict:
-        return self.client.env(**self.s3.env("many-hosts"), **self.metadata.env())
-
-    def mf(self, *args, timeout=180, check=True) -> subprocess.CompletedProcess:
-        """`python distributed_flow.py --datastore s3 --metadata service dagster <args>
-        --dagster-url URL`, on the client, in the user's directory."""
-        argv = [PYTHON, FLOW + ".py", "--datastore", "s3", "--metadata", "service", "dagster",
-                *args, "--dagster-url", self.dagster.url]
-        proc = self.client.run(argv, cwd=WORK, env=self.client_env(), capture_output=True,
-                               text=True, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    def trigger(self, *args) -> str:
-        out = self.mf("trigger", *args)
-        return _field(out.stdout + out.stderr, "Dagster run id")
-
-    def graphql(self, query: str, variables=None) -> dict:
-        """A query to the webserver, from the client host."""
-        return self.client.call(services.graphql, self.dagster.url, query, variables)
-
-    def run_status(self, run_id: str) -> str:
-        data = self.graphql('{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)
-        return data["runOrError"]["status"]
-
-    def step_logs(self, run_id: str, step_key: str):
-        """(file key, stdout) of a step's captured logs, as the webserver shows them (the
-        UI's logs view of the step)."""
-        events = self.graphql(LOGS_CAPTURED, {"runId": run_id})["logsForRun"]["events"]
-        # The step's own capture (the run worker's covers every step, and holds nothing).
-        keys = [e["fileKey"] for e in events if e and e.get("stepKeys") == [step_key]]
-        assert len(keys) == 1, "captured logs of %s in run %s: %s" % (step_key, run_id, keys)
-        logs = self.graphql(CAPTURED_LOGS, {"key": [run_id, "compute_logs", keys[0]]})
-        return keys[0], logs["capturedLogs"]["stdout"] or ""
-
-    def wait_finished(self, run_id: str, timeout: float = 300) -> str:
-        deadline = time.monotonic() + timeout
-        status = None
-        while time.monotonic() < deadline:
-            try:
-                status = self.run_status(run_id)
-            except AssertionError as error:  # the webserver answered with an error
-                print("status of %s: %s" % (run_id, str(error)[:200]))
-            if status in FINISHED:
-                return status
-            time.sleep(1)
-        raise AssertionError("run %s still %s after %d s:\n%s" % (
-            run_id, status, timeout, self.dagster.log_tails()))
-
-    def metaflow(self, script: str) -> dict:
-        """Run `script` (which prints JSON last) with Metaflow's Client on the client host."""
-        code = "import json\nfrom metaflow import *\nnamespace(None)\n" + script
-        proc = self.client.run([PYTHON, "-c", code], cwd=WORK, env=self.client_env(),
-                               capture_output=True, text=True, timeout=180)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-    # ------------------------------------------------------------------ Dagster's view
-
-    def instance(self, fn):
-        """fn(instance) with Dagster's instance (PostgreSQL on the head), from the client."""
-        def with_instance():
-            from dagster import DagsterInstance
-
-            with DagsterInstance.from_config(str(self.head.path(DAGSTER_HOME))) as instance:
-                return fn(instance)
-
-        return self.client.call(with_instance)
-
-
-def _field(output: str, label: str) -> str:
-    for line in output.splitlines():
-        if line.strip().startswith(label + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError("no %r in:\n%s" % (label, output))
-
-
-def celery_workers_of(instance, run_id: str, step_key: str) -> list:
-    """The Celery workers that took a step (one per attempt), from dagster-celery's events."""
-    from dagster import DagsterEventType
-
-    found = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        event = record.dagster_event
-        if event.step_key == step_key and "Celery worker" in event.engine_event_data.metadata:
-            found.append(event.engine_event_data.metadata["Celery worker"].value)
-    return found
-
-
-def _deploy_definitions(site: Site) -> None:
-    """The user creates the job on the client; the operator deploys the definitions file to
-    the head and every worker, at the same path (as an image of the code location)."""
-    created = site.client.path(WORK) / "distributedflow_dagster.py"
-    for host in [site.head, *site.workers]:
-        target = host.path(DEFS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(created, target)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        started = time.monotonic()
-        net = stack.enter_context(hosts.topology(tmp_path_factory.mktemp("hosts")))
-        site = Site(net, stack)
-        head, client = site.head, site.client
-        site.pg = stack.enter_context(services.postgres("/srv/postgres", host=head))
-        site.redis = stack.enter_context(services.redis("/srv/redis", host=head))
-        site.s3 = stack.enter_context(services.s3_server("/srv/s3", host=head))
-        site.metadata = stack.enter_context(services.metadata_service("/srv/metadata",
-                                                                      host=head))
-        # The user's shell: the flow in their directory, `create` there.
-        client.path(WORK).mkdir(parents=True)
-        shutil.copy(FLOWS / (FLOW + ".py"), client.path(WORK))
-        created = client.run(
-            [PYTHON, FLOW + ".py", "--datastore", "s3", "--metadata", "service", "dagster",
-             "create", "--executor", "celery"],
-            cwd=WORK, env=site.client_env(), capture_output=True, text=True, timeout=180)
-        assert created.returncode == 0, created.stdout + created.stderr
-        _deploy_definitions(site)
-        # The head: Dagster's storage in PostgreSQL; the run workers find the broker in
-        # Celery's own variables; only credentials come from the environment.
-        head.path(DAGSTER_HOME).mkdir(parents=True)
-        (head.path(DAGSTER_HOME) / "dagster.yaml").write_text(services.dagster_yaml_for_postgres(
-            site.pg, extra=services.dagster_yaml_for_s3_compute_logs(site.s3)))
-        deployment.workspace_yaml(head.path("/srv/flows/workspace.yaml"),
-                                              [DEFS], "/srv/flows")
-        broker, backend = site.redis.url_for(0), site.redis.url_for(1)
-        head_env = head.env(**services.FAKE_AWS, CELERY_BROKER_URL=broker,
-                            CELERY_RESULT_BACKEND=backend)
-        site.dagster = stack.enter_context(deployment.webserver_and_daemon(
-            "/srv/dagster-logs", DAGSTER_HOME, "/srv/flows/workspace.yaml", head_env,
-            locations=None, host=head))
-        site.celery = {}
-        for k, worker in enumerate(site.workers, start=1):
-            worker.path(WORK).mkdir(parents=True, exist_ok=True)
-            site.celery[worker.name] = stack.enter_context(services.celery_workers(
-                "/srv/celery", broker, backend, n=1, names=[f"w{k}"], host=worker,
-                env=worker.env(**services.FAKE_AWS), cwd=WORK, concurrency=2,
-                # Fetch a task only with a free process: a lost worker holds no queued ones.
-                extra_args=("--without-mingle", "--without-gossip", "--disable-prefetch")))
-        site.dagster.wait_ready(locations=1)
-        site.start_seconds = time.monotonic() - started
-        print("\nhosts: ready in %.1f s; start s: postgres %.1f, redis %.1f, moto %.1f, "
-              "metadata %.1f, webserver+daemon %.1f, celery %s; RSS MB head: postgres %.0f, "
-              "redis %.0f, moto %.0f, metadata %.0f, webserver+daemon %.0f; workers: %s" % (
-                  site.start_seconds, site.pg.start_seconds, site.redis.start_seconds,
-                  site.s3.start_seconds, site.metadata.start_seconds,
-                  site.dagster.start_seconds,
-                  {n: w.start_seconds for n, w in site.celery.items()}, site.pg.rss_mb(),
-                  site.redis.rss_mb(), site.s3.rss_mb(), site.metadata.rss_mb(),
-                  site.dagster.rss_mb(), {n: w.rss_mb() for n, w in site.celery.items()}))
+    with many_hosts.site(tmp_path_factory.mktemp("hosts"), FLOWS / "distributed_flow.py",
+                         WORKERS) as site:
+        print("\nhosts: " + many_hosts.figures(site))
         yield site
 
 
@@ -228,7 +49,7 @@ def test_a_run_on_the_workers_is_seen_from_the_client(site, foreach_run):
     assert all(len(hosts_of_step) == 1 for hosts_of_step in took.values()), took
     assert {h for hosts_of_step in took.values() for h in hosts_of_step} <= set(WORKERS), took
     # What an op hands to the next (its task's path) went through S3, not a host's disk.
-    prefix = "many-hosts/%s/dagster-outputs/%s/" % (JOB, run_id)
+    prefix = "%s/%s/dagster-outputs/%s/" % (S3_PREFIX, JOB, run_id)
     outputs = site.client.call(lambda: [o["Key"][len(prefix):] for o in site.s3.client(
     ).list_objects_v2(Bucket=site.s3.bucket, Prefix=prefix).get("Contents", [])])
     assert {"start/result/0", "body[3]/result", "join/result"} <= set(outputs), outputs
@@ -279,7 +100,7 @@ def test_resume_from_the_client(site):
     assert site.wait_finished(origin) == "SUCCESS"
     resumed = site.mf("resume", "--origin-run-id", origin, "--step-to-rerun", "join", "--wait",
                       timeout=300)
-    new_run = _field(resumed.stdout + resumed.stderr, "Metaflow run")  # Flow/run id
+    new_run = field(resumed.stdout + resumed.stderr, "Metaflow run")  # Flow/run id
     read = site.metaflow(
         "run = Run(%r)\n"
         "print(json.dumps({'ok': run.successful, 'count': run.data.count, 'cloned': {"
@@ -331,3 +152,60 @@ def test_postgresql_restarted_mid_run(site):
         assert reasons, "failed without a reason"
         print("why: %s" % reasons[-1][:500])
     assert status in ("SUCCESS", "FAILURE")
+
+
+def _task_ids(pids) -> set:
+    ids = set()
+    for pid in pids:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        ids.update(b for a, b in zip(argv, argv[1:]) if a == "--task-id")
+    return ids
+
+
+ATTEMPTS = """t = Task(%r)
+print(json.dumps({'current': t.current_attempt, 'square': t['square'].data,
+                  'sha': t['square'].sha, 'first_done': Task(%r, attempt=0).finished}))"""
+
+
+def test_a_worker_cut_off_mid_task_is_retried_on_the_other(site):
+    """worker-2's cable is pulled while it runs held splits: each is retried on worker-1 as
+    Metaflow's next attempt, and the run succeeds. When the cable is back, the cut attempt
+    finishes on worker-2 too, into attempt 0's own files: the accepted attempt stays 1."""
+    one, two = site.workers
+    run_id = site.trigger("--width", "4", "--hold", "0,1,2,3", "--hold_seconds", "40")
+
+    def held_on_two():
+        return [pid for pid in services.task_processes(run_id, "body") if two.owns(pid)]
+
+    assert wait_until(held_on_two, 240, interval=0.5), site.mf("status", "--run-id", run_id)
+    cut_ids = _task_ids(held_on_two())
+    two.unplug()
+    cut = time.monotonic()
+    try:
+        status = site.wait_finished(run_id, timeout=600)
+        print("\nworker-2 cut off mid-task (%s): run %s %.1f s later"
+              % (sorted(cut_ids), status, time.monotonic() - cut))
+        assert status == "SUCCESS"
+        keys = {"body[%s]" % task_id.split("-")[1] for task_id in cut_ids}
+        took = site.instance(lambda instance: {
+            key: celery_workers_of(instance, run_id, key) for key in keys})
+        assert all([n.split("@")[1] for n in names] == ["worker-2", "worker-1"]
+                   for names in took.values()), took
+        run = "%s/%s" % (JOB, naming.metaflow_run_id(run_id))
+        task = "%s/body/%s" % (run, sorted(cut_ids)[0])
+        accepted = site.metaflow(ATTEMPTS % (task, task))
+        assert accepted["current"] == 1 and not accepted["first_done"], accepted
+    finally:
+        two.plug()
+    # The cut attempt goes on once worker-2 is back: it finishes (or its op stops it).
+    back = time.monotonic()
+    assert wait_until(lambda: not held_on_two(), 300, interval=1), held_on_two()
+    print("the cut attempt's processes were gone %.1f s after the cable was back"
+          % (time.monotonic() - back))
+    late = site.metaflow(ATTEMPTS % (task, task))
+    print("attempt 0 finished late: %s" % late["first_done"])
+    assert late["current"] == 1 and late["sha"] == accepted["sha"], (accepted, late)
