@@ -746,6 +746,12 @@ class CeleryWorkers:
         return self.machine.call(_celery_ping, self.broker_url, self.backend_url, self.names,
                                  timeout)
 
+    def consume(self, on: bool, queue: str = "dagster") -> None:
+        """Stop (or start again) taking tasks from `queue` (dagster-celery's default), by
+        Celery's remote control: the workers stay up and answer pings."""
+        self.machine.call(_celery_consume, self.broker_url, self.backend_url, self.names,
+                          queue, on)
+
     def pids(self) -> List[int]:
         return [pid for proc in self.procs for pid in group_members(proc.pid)]
 
@@ -763,6 +769,20 @@ def _celery_ping(broker_url: str, backend_url: str, names: List[str],
     finally:
         app.close()
     return {name: reply for item in replies for name, reply in item.items()}
+
+
+def _celery_consume(broker_url: str, backend_url: str, names: List[str], queue: str,
+                    on: bool) -> None:
+    from celery import Celery
+
+    app = Celery(broker=broker_url, backend=backend_url)
+    try:
+        control = app.control.add_consumer if on else app.control.cancel_consumer
+        replies = control(queue, destination=names, reply=True, timeout=10)
+    finally:
+        app.close()
+    if len(replies) != len(names):
+        raise ServiceError(f"not every worker of {names} answered: {replies}")
 
 
 def _celery_node_name(name: str, hostname: str) -> str:
