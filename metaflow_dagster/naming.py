@@ -177,6 +177,14 @@ SUSPENDED, NOT_SUSPENDED = "true", "false"
 # Op tags: the foreach an op is mapped over (the per-foreach cap), and @timeout.
 TAG_FOREACH = "metaflow/foreach"
 TAG_OP_TIMEOUT = "dagster/op_execution_timeout"
+# The run's title (`create --workflow-title` on every run, `trigger --run-title` on one):
+# the Runs list shows it.
+TAG_TITLE = "metaflow/title"
+# Dagster's own run tags: the run queue starts queued runs of a higher priority first;
+# the daemon re-executes a failed run from its failure up to max_retries times.
+TAG_PRIORITY = "dagster/priority"
+TAG_MAX_RETRIES = "dagster/max_retries"
+TAG_RETRY_STRATEGY = "dagster/retry_strategy"
 
 # --- Executors ---------------------------------------------------------------------
 
@@ -218,6 +226,8 @@ RESULT_FOREACH_SPLITS = "foreach_num_splits"
 # Metaflow's text of each foreach item (`_foreach_values`), for the splits' mapping keys.
 RESULT_FOREACH_VALUES = "foreach_values"
 RESULT_SWITCH_STEP = "switch_step"
+# The steps the task's self.next() named (Metaflow's `_transition`; [] if it named none).
+RESULT_NEXT_STEPS = "next_steps"
 # The task's artifacts as the op shows them (task/artifacts.py, artifact_rows).
 RESULT_ARTIFACTS = "artifacts"
 
@@ -259,6 +269,7 @@ FORKSERVER_ENV = "METAFLOW_DAGSTER_FORKSERVER"
 
 DAGSTER_URL_ENV = "METAFLOW_DAGSTER_URL"
 UI_URL_ENV = "METAFLOW_DAGSTER_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
 # What the failure of a run that ran past --workflow-timeout says (runtime/ops.py,
 # runtime/tasks.py); the user's commands report such a run as TIMED_OUT.
@@ -269,6 +280,15 @@ WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
 # server`), which serves a card at <base>/card/<Flow>/<run>/<step>/<task>/<hash>.
 CARD_SERVER_URL_ENV = "METAFLOW_DAGSTER_CARD_SERVER_URL"
 DEFAULT_CARD_SERVER_URL = "http://localhost:8324"
+# Where notifications link to the Dagster UI (UI_URL_ENV, the same as our commands use),
+# PagerDuty's Events API v2 endpoint (another region's, e.g.
+# https://events.eu.pagerduty.com/v2/enqueue), and how often the notification sensors
+# look for finished runs (seconds; Dagster's run-status sensors default to 30).
+PAGERDUTY_EVENTS_URL_ENV = "METAFLOW_DAGSTER_PAGERDUTY_EVENTS_URL"
+NOTIFY_INTERVAL_ENV = "METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS"
+# The definitions file's resource key of each notification channel.
+NOTIFY_RESOURCE_KEYS = {"msteams": "notify_msteams", "pagerduty": "notify_pagerduty",
+                        "slack": "notify_slack"}
 
 # --- Assets ------------------------------------------------------------------------
 

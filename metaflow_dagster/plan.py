@@ -144,8 +144,17 @@ class FlowPlan:
     triggers: Dict[str, list] = field(default_factory=dict)
     # @exit_hook function names: {"on_success": [...], "on_error": [...]}.
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
-    # The flow's docstring (the job's and the flow asset's description).
+    # The job's and the flow asset's description: `create --workflow-description`, then
+    # the flow's docstring.
     description: Optional[str] = None
+    # Job tags of every run: `--workflow-title` (naming.TAG_TITLE), `--workflow-priority`
+    # (Dagster's run queue order) and `--run-retries` (Dagster's whole-run retries).
+    title: Optional[str] = None
+    priority: Optional[int] = None
+    run_retries: int = 0
+    # `--notify-*`: "events" (a list of "error", "success") and "channels" (channel name
+    # -> the environment variable holding its webhook URL or key; never the secret).
+    notifications: Dict[str, object] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
     def step(self, name: str) -> StepPlan:

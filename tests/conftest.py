@@ -31,3 +31,18 @@ def user_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_stray_datastore(tmp_path_factory):
+    """Metaflow's local datastore is the first `.metaflow` folder found walking up from a
+    flow's directory: one left above the tests' temporary directories (e.g. /tmp/.metaflow,
+    from a flow once run in /tmp) would take every test's runs, and the Client reading
+    from a test's own folder would find none of them. Refuse to start instead."""
+    folder = tmp_path_factory.getbasetemp().resolve()
+    for parent in folder.parents:
+        stray = parent / ".metaflow"
+        if stray.is_dir():
+            pytest.exit("%s would hold the datastore of every test's flows (Metaflow looks "
+                        "for .metaflow in each parent folder): remove it, or run pytest "
+                        "with --basetemp elsewhere." % stray, returncode=2)

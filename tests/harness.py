@@ -186,10 +186,12 @@ def built_job(compiled: Compiled):
     return load_definitions(compiled.defs_file).defs.get_job_def(compiled.job_name)
 
 
-def executor_of(job, run_config: Optional[dict] = None, instance=None):
-    """The executor a run of `job` with `run_config` gets (built, not run), looked through
-    the wrappers that add to any executor's run (runtime/run_heartbeat.py, and
-    runtime/multiprocess.py's run supervision)."""
+def executor_of(job, run_config: Optional[dict] = None, instance=None, wrapped: bool = False):
+    """The executor a run of `job` with `run_config` gets (built, not run): the one
+    that runs the steps, looked through the wrappers that check the run's end
+    (runtime/end_check.py), send its heartbeat (runtime/run_heartbeat.py) and
+    supervise its worker (runtime/multiprocess.py); with
+    wrapped=True, the executor as built."""
     from dagster import DagsterInstance, InitExecutorContext
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.system_config.objects import ResolvedRunConfig
@@ -199,7 +201,7 @@ def executor_of(job, run_config: Optional[dict] = None, instance=None):
         executor = job.executor_def.executor_creation_fn(InitExecutorContext(
             job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config,
             instance=instance))
-    while hasattr(executor, "_inner"):
+    while not wrapped and hasattr(executor, "_inner"):
         executor = executor._inner
     return executor
 

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 from ..plan import FlowPlan, StepPlan
 from .compute_layer import compute_layer
 from .layout import layout_ops
+from .notifications import notification_plan
 from .parameters import parameter_plans
 from .validate import validate
 
@@ -30,6 +31,16 @@ class CompileOptions:
     # Non-secret Metaflow settings of the tasks (see plan.FlowPlan.settings).
     settings: Dict[str, str] = field(default_factory=dict)
     exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
+    workflow_title: Optional[str] = None
+    workflow_description: Optional[str] = None
+    workflow_priority: Optional[int] = None
+    run_retries: int = 0
+    notify_on_error: bool = False
+    notify_on_success: bool = False
+    # Channel name (notifications.CHANNEL_OPTIONS) -> the option's value, `env:NAME`.
+    notify_channels: Dict[str, Optional[str]] = field(default_factory=dict)
+    # A literal secret is kept in `.env` (the CLI writes it), the plan names its variable.
+    notify_secrets_to_env_file: bool = False
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
@@ -59,8 +70,20 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         triggers=dict(options.triggers),
         settings=dict(options.settings),
         exit_hooks=dict(options.exit_hooks),
-        description=graph.doc or None,
+        description=_description(options.workflow_description, graph.doc),
+        title=(options.workflow_title or "").strip() or None,
+        priority=options.workflow_priority,
+        run_retries=options.run_retries,
+        notifications=notification_plan(job_name, options.notify_on_error,
+                                        options.notify_on_success, options.notify_channels),
     )
+
+
+def _description(given: Optional[str], docstring: Optional[str]) -> Optional[str]:
+    """`--workflow-description`, then the flow's docstring (Argo shows the given one
+    instead of the docstring; a Dagster job has room for both)."""
+    parts = [text.strip() for text in (given, docstring) if text and text.strip()]
+    return "\n\n".join(parts) or None
 
 
 def job_name_for(flow_name: str, project: Dict[str, str]) -> str:

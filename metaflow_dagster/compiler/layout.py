@@ -9,7 +9,10 @@ Every step is its own op, except where Dagster cannot express the flow:
   meet at a join, which Dagster's optional outputs cannot feed.
 A top-level switch becomes an op with one optional output per case; only the
 taken case's ops run, the others are skipped, and the step where the branches
-meet takes a fan-in list that holds the one branch that ran.
+meet takes a fan-in list that holds the one branch that ran, whatever that step
+is (linear, a split, a foreach, another switch, the end): Dagster skips an op
+with separate inputs as soon as one of them is missing, and an op with a fan-in
+list only when all are. A join's inputs all run, so they stay separate.
 """
 
 from typing import Dict, List, Optional
@@ -42,7 +45,7 @@ def layout_ops(steps: List[StepPlan]) -> List[OpPlan]:
                 steps=members,
                 inputs=parent_ops,
                 input_outputs=input_outputs,
-                fan_in=len(parent_ops) > 1 and step.type in ("linear", "end"),
+                fan_in=len(parent_ops) > 1 and step.type != "join",
                 mapped_by=dagster_stack[-1] if dagster_stack else None,
                 collects=step.type == "join"
                 and by_name[step.joins].type == "foreach"

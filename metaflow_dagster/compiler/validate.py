@@ -4,6 +4,7 @@ import keyword
 from typing import List
 
 from ..plan import reachable
+from . import notifications
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
@@ -70,6 +71,11 @@ def _options(flow, graph, options):
         yield "--pool-limit must be at least 1 (got %d)." % options.pool_limit
     if options.pool is not None and (not options.pool or any(c.isspace() for c in options.pool)):
         yield "--pool must be a name without spaces (got %r)." % options.pool
+    if options.run_retries < 0:
+        yield "--run-retries must be at least 0 (got %d)." % options.run_retries
+    yield from notifications.problems(options.notify_on_error, options.notify_on_success,
+                                      options.notify_channels,
+                                      options.notify_secrets_to_env_file)
 
 
 CHECKS = [_parallel_steps, _recursive_switches, _reserved_names, _options]

@@ -11,6 +11,7 @@ from metaflow._vendor import click
 from metaflow.flowspec import FlowStateItems
 from metaflow.user_configs.config_options import ConfigInput
 
+from ..compiler import notifications
 from ..compiler.compile import CompileOptions, compile_flow
 from ..compiler.render import render
 from ..compiler.schedules import ScheduleNotSupported, schedule_spec
@@ -21,6 +22,7 @@ from ..naming import EXECUTORS, executor_package_missing
 from .code_package import package_flow
 from .command import DagsterCommand, DagsterGroup, Errors, plain_text
 from .datastore_access import datastore_writes
+from .env_file import save_secrets
 from .job_name import definitions_file, project_info
 from .production_token import resolve_token, token_prefix
 from .registry import record_deployment
@@ -62,25 +64,68 @@ def dagster(obj):
               "limit already (`dagster instance concurrency set` changes it later).")
 @click.option("--workflow-timeout", default=None, type=int,
               help="Fail a run once it has run this many seconds.")
+@click.option("--workflow-priority", default=None, type=int, help="Priority of every run of "
+              "the job (Dagster's dagster/priority tag): the instance's run queue starts "
+              "queued runs of a higher priority first. `trigger --workflow-priority` sets a "
+              "run's own.")
+@click.option("--workflow-title", default=None, help="Title of every run of the job (the "
+              "metaflow/title tag the Runs list shows; `trigger --run-title` sets a run's own).")
+@click.option("--workflow-description", default=None, help="The job's description in the "
+              "Dagster UI, before the flow's docstring.")
+@click.option("--run-retries", default=0, show_default=True, type=int, help="Re-execute a "
+              "failed run from its failure up to this many times (Dagster's run retries: "
+              "needs the daemon and `run_retries: {enabled: true}` in dagster.yaml). The "
+              "retry continues the same Metaflow run with new attempts of the failed tasks.")
+@click.option("--notify-on-error/--no-notify-on-error", default=False, show_default=True,
+              help="Notify the channels below when a run fails (for good: not while Dagster "
+              "will retry it).")
+@click.option("--notify-on-success/--no-notify-on-success", default=False, show_default=True,
+              help="Notify the channels below when a run succeeds.")
+@click.option("--notify-slack-webhook-url", default=None, metavar="env:NAME",
+              help="Slack incoming webhook: the environment variable of the Dagster daemon "
+              "holding its URL.")
+@click.option("--notify-pager-duty-integration-key", "--notify-pagerduty-integration-key",
+              "notify_pager_duty_integration_key", default=None, metavar="env:NAME",
+              help="PagerDuty Events API v2: the environment variable of the Dagster daemon "
+              "holding the integration (routing) key.")
+@click.option("--notify-msteams-webhook-url", default=None, metavar="env:NAME",
+              help="Microsoft Teams incoming webhook (Workflows or legacy connector): the "
+              "environment variable of the Dagster daemon holding its URL.")
+@click.option("--notify-secrets-to-env-file", is_flag=True, default=False,
+              help="Accept a literal secret in the --notify-* options: keep it in the .env "
+              "file beside the definitions file (which Dagster's CLI loads from the directory "
+              "it starts in), never in the definitions file.")
 @click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
               show_default=True, help="Whether the @schedule starts running or stopped.")
 @click.option("--authorize", default=None, help="Production token of the current deployment, "
               "to replace a deployment someone else made.")
 @click.option("--generate-new-token", is_flag=True, default=False,
               help="Start a new production namespace for this deployment.")
-@click.option("--given-token", default=None, help="Use this production token.")
+@click.option("--given-token", "--new-token", "given_token", default=None,
+              help="Use this production token (--new-token is Argo's name).")
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
 @click.pass_obj
 def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, pool,
-           pool_limit, workflow_timeout,
+           pool_limit, workflow_timeout, workflow_priority, workflow_title,
+           workflow_description, run_retries, notify_on_error, notify_on_success,
+           notify_slack_webhook_url, notify_pager_duty_integration_key,
+           notify_msteams_webhook_url, notify_secrets_to_env_file,
            schedule_status, authorize, generate_new_token, given_token,
            deployer_attribute_file):
+    # Metaflow's own checks of the graph (and pylint, unless --no-pylint), as
+    # `python flow.py check` and `argo-workflows create` make them: a flow they refuse
+    # fails here, with their message, before anything is written.
+    obj.check(obj.graph, obj.flow, obj.environment, pylint=obj.pylint)
     if name and "project" in obj.flow._flow_decorators:
         raise click.ClickException(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
-    missing = executor_package_missing(executor, _module_found)
+    notify_channels = {"slack": notify_slack_webhook_url,
+                       "pagerduty": notify_pager_duty_integration_key,
+                       "msteams": notify_msteams_webhook_url}
+    missing = executor_package_missing(executor, _module_found) or \
+        notifications.package_missing(notify_channels, _module_found)
     if missing:
         raise click.ClickException(missing)
     if decospecs:
@@ -101,6 +146,14 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         project=project_info(obj),
         settings=task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
+        workflow_title=workflow_title,
+        workflow_description=workflow_description,
+        workflow_priority=workflow_priority,
+        run_retries=run_retries,
+        notify_on_error=notify_on_error,
+        notify_on_success=notify_on_success,
+        notify_channels=notify_channels,
+        notify_secrets_to_env_file=notify_secrets_to_env_file,
     )
     try:
         options = replace(options, schedule=_schedule(obj.flow, schedule_status),
@@ -116,7 +169,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
             given_token, generate_new_token,
         )
         plan = replace(plan, package=package_flow(obj, file))
-    text = render(plan, _regenerate_command(file))
+    secrets = notifications.literal_secrets(plan.job_name, notify_channels)
+    text = render(plan, _regenerate_command(file, secrets))
+    if secrets:
+        _save_secrets(obj, file, secrets)
     write_atomically(file, text)
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
                                obj.metadata.metadata_str(), deployer_attribute_file)
@@ -208,10 +264,27 @@ def _attach_decorators(obj, decospecs):
     )
 
 
-def _regenerate_command(file):
+def _save_secrets(obj, file, secrets):
+    path = save_secrets(os.path.dirname(os.path.abspath(file)), secrets)
+    obj.echo("Warning: kept the secrets given on the command line in %s (%s), readable by "
+             "you only: keep it out of version control, and start `dagster dev` or the "
+             "daemon in that directory so that Dagster loads it (or set the variables in "
+             "their environment). Your shell's history holds them too."
+             % (path, ", ".join(sorted(secrets))), fg="yellow")
+
+
+def _hide(arg, hidden):
+    """`arg` (a value, or `--option=value`) with a secret value replaced."""
+    option, equals, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+    return option + equals + hidden.get(value, value)
+
+
+def _regenerate_command(file, secrets=None):
     """The command that made this file, as typed (minus the directories of the flow
-    and of the file, and the Deployer API's one-off attribute file)."""
-    args = [os.path.basename(a) if a == file else a for a in sys.argv[1:]]
+    and of the file, and the Deployer API's one-off attribute file); a secret given
+    on the command line reads as the variable that keeps it (`env:NAME`)."""
+    hidden = {value: "env:%s" % name for name, value in (secrets or {}).items()}
+    args = [os.path.basename(a) if a == file else _hide(a, hidden) for a in sys.argv[1:]]
     if "--deployer-attribute-file" in args:
         at = args.index("--deployer-attribute-file")
         del args[at:at + 2]

@@ -35,17 +35,28 @@ def _target(deployer):
     return target_for(env.get(DAGSTER_URL_ENV) or None, env.get("DAGSTER_HOME") or None)
 
 
-def _run_command(deployer, command_name: str, with_attributes: bool, **kwargs):
-    """Run `python flow.py [top-level options] dagster <command> ...` the way the
-    Argo deployer runs its commands; return what the command wrote to the
+def _end_step(deployer) -> Optional[str]:
+    """The flow's end step, as the deployment's identifier (the deployer's name) has
+    it; None if it does not say."""
+    try:
+        return DeploymentRecord.from_identifier(deployer.name).end_step
+    except ValueError:
+        return None
+
+
+def _run_command(deployer, command_name: str, with_attributes: bool, extra_args=(),
+                 **kwargs):
+    """Run `python flow.py [top-level options] dagster <command> ... [extra_args]` the
+    way the Argo deployer runs its commands; return what the command wrote to the
     attribute file (or None), raise if the command failed."""
     group = get_lower_level_group(
         deployer.api, deployer.top_level_kwargs, deployer.TYPE, deployer.deployer_kwargs
     )
     if not with_attributes:
         command = getattr(group, command_name)(**kwargs)
-        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
-                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        pid = deployer.spm.run_command([sys.executable, *command, *extra_args],
+                                       env=deployer.env_vars, cwd=deployer.cwd,
+                                       show_output=deployer.show_output)
         command_obj = deployer.spm.get(pid)
         command_obj.sync_wait()
         if command_obj.process.returncode != 0:
@@ -54,8 +65,9 @@ def _run_command(deployer, command_name: str, with_attributes: bool, **kwargs):
     with temporary_fifo() as (attribute_file_path, attribute_file_fd):
         command = getattr(group, command_name)(
             deployer_attribute_file=attribute_file_path, **kwargs)
-        pid = deployer.spm.run_command([sys.executable, *command], env=deployer.env_vars,
-                                       cwd=deployer.cwd, show_output=deployer.show_output)
+        pid = deployer.spm.run_command([sys.executable, *command, *extra_args],
+                                       env=deployer.env_vars, cwd=deployer.cwd,
+                                       show_output=deployer.show_output)
         command_obj = deployer.spm.get(pid)
         content = handle_timeout(attribute_file_fd, command_obj, deployer.file_read_timeout)
         command_obj.sync_wait()
@@ -97,7 +109,8 @@ class DagsterTriggeredRun(TriggeredRun):
         target, state = self._state()
         if state is None:
             return None, None, False
-        return runs.metaflow_status(target, state), state.status, state.finished
+        return (runs.metaflow_status(target, state, _end_step(self.deployer)), state.status,
+                state.finished)
 
     @property
     def dagster_run_id(self) -> Optional[str]:
@@ -139,32 +152,70 @@ class DagsterTriggeredRun(TriggeredRun):
                                    % (self.pathspec, timeout))
             time.sleep(check_interval)
 
-    def _run_id_command(self, command_name: str) -> bool:
+    def _run_id_command(self, command_name: str, **kwargs) -> bool:
         try:
-            _run_command(self.deployer, command_name, False, run_id=self.pathspec.split("/")[1])
+            _run_command(self.deployer, command_name, False,
+                         run_id=self.pathspec.split("/")[1], **kwargs)
         except RuntimeError:
             return False
         return True
 
-    def terminate(self) -> bool:
-        """Terminate the run (`python flow.py dagster terminate`): its running tasks
-        are stopped and it ends ABORTED. True if the request was made."""
-        return self._run_id_command("terminate")
+    def terminate(self, **kwargs) -> bool:
+        """
+        Terminate the run (`python flow.py dagster terminate`): its running tasks are
+        stopped and it ends ABORTED.
 
-    def suspend(self) -> bool:
-        """Suspend the run (`python flow.py dagster suspend`): its running tasks
-        finish, no new task starts until `unsuspend()`. True if it worked."""
-        return self._run_id_command("suspend")
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the termination with the deployment's production token (needed
+            unless you deployed the flow, as on Argo Workflows).
 
-    def unsuspend(self) -> bool:
-        """Let a suspended run start new tasks again. True if it worked."""
-        return self._run_id_command("unsuspend")
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("terminate", **kwargs)
 
-    def resume(self, step_to_rerun: Optional[str] = None) -> "DagsterTriggeredRun":
-        """Start a new run that clones what succeeded in this one (see
-        `DagsterDeployedFlow.resume`)."""
+    def suspend(self, **kwargs) -> bool:
+        """
+        Suspend the run (`python flow.py dagster suspend`): its running tasks finish,
+        no new task starts until `unsuspend()`.
+
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the suspension with the deployment's production token.
+
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("suspend", **kwargs)
+
+    def unsuspend(self, **kwargs) -> bool:
+        """
+        Let a suspended run start new tasks again.
+
+        Parameters
+        ----------
+        authorize : str, optional, default None
+            Authorize the unsuspension with the deployment's production token.
+
+        Returns
+        -------
+        bool
+            True if the command was successful, False otherwise.
+        """
+        return self._run_id_command("unsuspend", **kwargs)
+
+    def resume(self, step_to_rerun: Optional[str] = None, **kwargs) -> "DagsterTriggeredRun":
+        """Start a new run that clones what succeeded in this one, with these
+        Parameter values (see `DagsterDeployedFlow.resume`)."""
         return DagsterDeployedFlow(self.deployer).resume(
-            origin_run_id=self.pathspec.split("/")[1], step_to_rerun=step_to_rerun)
+            origin_run_id=self.pathspec.split("/")[1], step_to_rerun=step_to_rerun, **kwargs)
 
 
 class DagsterDeployedFlow(DeployedFlow):
@@ -205,7 +256,8 @@ class DagsterDeployedFlow(DeployedFlow):
         Parameters
         ----------
         **kwargs : Any
-            Values of the flow's Parameters.
+            Values of the flow's Parameters; and `workflow_priority` (int) and
+            `run_title` (str), this run's own priority and title.
 
         Returns
         -------
@@ -216,7 +268,7 @@ class DagsterDeployedFlow(DeployedFlow):
                                definitions_file=self.definitions_file, **_cli_values(kwargs))
         return DagsterTriggeredRun(deployer=self.deployer, content=content)
 
-    def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None
+    def resume(self, origin_run_id: str, step_to_rerun: Optional[str] = None, **kwargs
                ) -> DagsterTriggeredRun:
         """
         Start a new run that clones the tasks that succeeded in an earlier run and runs
@@ -228,13 +280,21 @@ class DagsterDeployedFlow(DeployedFlow):
             The Metaflow run id (or a Dagster run id) of the run to resume.
         step_to_rerun : str, optional
             Run this step and all steps after it again.
+        **kwargs : Any
+            Values of the flow's Parameters for the new run; the others keep the origin
+            run's values. The steps that run read the new values; a cloned task keeps
+            the artifacts (Parameters included) of its origin task, so give
+            `step_to_rerun` to run again a step that read a Parameter you change.
 
         Returns
         -------
         DagsterTriggeredRun
             The new run.
         """
-        content = _run_command(self.deployer, "resume", True,
+        # Given after the command's own options: `resume` takes any of the flow's
+        # Parameters, none of them required, none defaulted (see run_commands.py).
+        extra_args = _parameter_args(self.record.definitions_file, kwargs, "resume")
+        content = _run_command(self.deployer, "resume", True, extra_args,
                                definitions_file=self.definitions_file,
                                origin_run_id=origin_run_id, step_to_rerun=step_to_rerun)
         return DagsterTriggeredRun(deployer=self.deployer, content=content)
@@ -248,20 +308,31 @@ class DagsterDeployedFlow(DeployedFlow):
         return True
 
     @classmethod
-    def from_deployment(cls, identifier: str, metadata: Optional[str] = None
+    def from_deployment(cls, identifier: str, metadata: Optional[str] = None,
+                        dagster_home: Optional[str] = None, **deployer_options
                         ) -> "DagsterDeployedFlow":
         """
-        The deployed flow of an identifier (`deployed_flow.name`), in any process.
+        The deployed flow of an identifier, in any process.
 
         Parameters
         ----------
         identifier : str
-            The deployment's identifier, or the path of its definitions file.
+            The deployment's identifier (`deployed_flow.name`); or, looked up among the
+            deployments of the Dagster home, the path of its definitions file or its job
+            name: the flow name, `project.branch.FlowName` for an @project flow (as
+            `current.project_flow_name` gives it, e.g. `myproj.test.b1.MyFlow`; in any
+            case), or the name given to `create --name`.
         metadata : str, optional
             Metaflow metadata of the runs (default: the current one).
+        dagster_home : str, optional
+            The Dagster home whose deployments a name is looked up in (default:
+            DAGSTER_HOME, or ~/.metaflow_dagster/dagster_home when it is unset).
+        **deployer_options
+            `show_output`, `profile`, `env`, `file_read_timeout` of the Deployer that
+            runs the deployment's commands.
         """
-        record = _record(identifier)
-        deployer = Deployer(record.flow_file, cwd=record.cwd,
+        record = _record(identifier, dagster_home)
+        deployer = Deployer(record.flow_file, cwd=record.cwd, **deployer_options,
                             **_project_kwargs(record.branch_name)).dagster(
             dagster_url=record.dagster_url, dagster_home=record.dagster_home)
         deployer.name = record.identifier()
@@ -304,6 +375,31 @@ class DagsterDeployedFlow(DeployedFlow):
         return DagsterTriggeredRun(deployer=deployed.deployer, content=content)
 
 
+def _parameter_args(definitions_file: str, kwargs: dict, method: str) -> list:
+    """`--<parameter> <value>` for each Parameter given by its Python name (as the click
+    API names options: dashes as underscores), checked against the Parameters the
+    deployment was compiled with."""
+    from .definitions import DefinitionsFile
+
+    if not kwargs:
+        return []
+    known = {p.name.replace("-", "_").lower(): p
+             for p in DefinitionsFile(definitions_file).plan.parameters}
+    args = []
+    for key, value in kwargs.items():
+        param = known.get(key.lower())
+        if param is None:
+            raise TypeError("%s() got an unexpected keyword argument %r: the flow's "
+                            "Parameters are %s" % (method, key, ", ".join(sorted(known))
+                                                   or "none"))
+        if value is None:
+            continue
+        if param.type == "json" and not isinstance(value, str):
+            value = json.dumps(value)
+        args += ["--" + param.name, str(value)]
+    return args
+
+
 def _project_kwargs(branch_name: Optional[str]) -> dict:
     """The Deployer's options that give an @project branch, as Argo's from_deployment
     derives them (a user branch is the current user's)."""
@@ -317,14 +413,34 @@ def _project_kwargs(branch_name: Optional[str]) -> dict:
     return {}
 
 
-def _record(identifier: str) -> DeploymentRecord:
-    """An identifier, or the path of a definitions file."""
+def _record(identifier: str, dagster_home: Optional[str] = None) -> DeploymentRecord:
+    """The deployment of an identifier; of the path of a definitions file or of a job
+    name, among those recorded in the Dagster home."""
     if identifier.lstrip().startswith("{"):
         return DeploymentRecord.from_identifier(identifier)
-    from .definitions import DefinitionsFile
+    from ..compiler.compile import job_name_for
+    from .home import dagster_home as resolve_home
 
-    job = DefinitionsFile(identifier)
-    record = DeploymentRecord.for_plan(job.plan, job.path)
-    if not os.path.isabs(record.flow_file):
-        raise ValueError("Cannot find the flow file of %s" % identifier)
-    return record
+    records = registered_deployments(dagster_home)
+    if os.path.isfile(identifier):
+        path = os.path.abspath(identifier)
+        matches = [r for r in records if r.definitions_file == path]
+    else:
+        # `project.branch.Flow` is the job name before it is made a Dagster name; Argo's
+        # template names are the same, lower-cased.
+        job_name = job_name_for(identifier, {}).lower()
+        matches = [r for r in records if r.job_name.lower() == job_name]
+    if len(matches) == 1:
+        return matches[0]
+    home = resolve_home(dagster_home)
+    if not matches:
+        raise ValueError(
+            "No Dagster deployment %r in the Dagster home %s (its deployments: %s). Give "
+            "`deployed_flow.name`, the path of the definitions file, or the job name "
+            "(`project.branch.FlowName` for an @project flow), with the Dagster home "
+            "`dagster create` used." % (identifier, home, ", ".join(
+                sorted(r.job_name for r in records)) or "none"))
+    raise ValueError(
+        "%r names %d Dagster deployments in %s: %s. Give `deployed_flow.name` or the path "
+        "of the definitions file." % (identifier, len(matches), home, ", ".join(
+            sorted(r.definitions_file for r in matches))))

@@ -62,6 +62,33 @@ class DagsterDeployer(DeployerImpl):
 
         return DagsterDeployedFlow
 
+    def from_deployment(self, identifier: str, metadata: Optional[str] = None):
+        """
+        The deployed flow of an identifier, looked up in this deployer's Dagster home
+        (see `DagsterDeployedFlow.from_deployment`). Its commands run with this
+        deployer's `show_output`, `profile`, `env` and `file_read_timeout`; the flow
+        file, its directory and @project branch are the deployment's.
+
+        Parameters
+        ----------
+        identifier : str
+            `deployed_flow.name`, the path of the definitions file, or the job name
+            (`project.branch.FlowName` for an @project flow).
+        metadata : str, optional
+            Metaflow metadata of the runs (default: the current one).
+
+        Returns
+        -------
+        DagsterDeployedFlow
+            The deployed flow.
+        """
+        from .deployed_flow import DagsterDeployedFlow
+
+        return DagsterDeployedFlow.from_deployment(
+            identifier, metadata, dagster_home=self.env_vars.get("DAGSTER_HOME") or None,
+            show_output=self.show_output, profile=self.profile, env=self.env,
+            file_read_timeout=self.file_read_timeout)
+
     def create(self, **kwargs):
         """
         Compile the flow into a Dagster definitions file.
@@ -84,6 +111,19 @@ class DagsterDeployer(DeployerImpl):
             Most tasks of one foreach running at once.
         workflow_timeout : int, optional
             Fail a run once it has run this many seconds.
+        workflow_priority : int, optional
+            Every run's place in the run queue (dagster/priority, higher first).
+        workflow_title : str, optional
+            Every run's title (the metaflow/title tag).
+        workflow_description : str, optional
+            The job's description, before the flow's docstring.
+        run_retries : int, optional, default 0
+            Re-execute a failed run from its failure up to this many times.
+        notify_on_error, notify_on_success : bool, optional, default False
+            Notify the channels below when a run fails for good / succeeds.
+        notify_slack_webhook_url, notify_msteams_webhook_url,
+        notify_pager_duty_integration_key : str, optional
+            "env:NAME": the environment variable of the Dagster daemon holding the secret.
 
         Returns
         -------

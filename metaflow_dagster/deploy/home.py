@@ -27,7 +27,9 @@ from .errors import CommandError
 # What a dagster.yaml we write holds: no telemetry (no banner in our commands'
 # output), and run monitoring, so that a daemon (`dagster dev`) fails runs stuck
 # starting or cancelling and enforces dagster/max_runtime. (Runs whose worker dies
-# are failed by the runs' own reaper, runtime/workers.py.)
+# are failed by the runs' own reaper, runtime/workers.py.) Run retries, so that the
+# daemon retries the runs of jobs made with `create --run-retries` (the others have no
+# dagster/max_retries tag and are not retried).
 DAGSTER_YAML = """\
 # Written by metaflow-dagster when it created this Dagster home.
 telemetry:
@@ -35,6 +37,8 @@ telemetry:
 run_monitoring:
   enabled: true
   poll_interval_seconds: 30
+run_retries:
+  enabled: true
 """
 
 

@@ -32,16 +32,10 @@ def token_prefix(job_name: str, project: dict) -> str:
 
 def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
                   authorize=None, given_token=None, generate_new_token=False) -> str:
-    previous = read_record(flow_datastore._storage_impl, job_name)
+    previous = check_authorized(flow_datastore, job_name, prefix, authorize,
+                                "To deploy a new version", "dagster create --authorize TOKEN")
     if previous is not None:
-        prev_user, prev_token = previous
-        authorize = _strip(authorize) if authorize else load_token(prefix)
-        # The user who deployed the previous version may always redeploy.
-        if prev_user != get_username() and authorize != prev_token:
-            raise IncorrectProductionToken(
-                "Job *%s* was deployed by *%s*. To deploy a new version, use their "
-                "production token: `dagster create --authorize TOKEN`." % (job_name, prev_user)
-            )
+        prev_token = previous[1]
     else:
         echo("It seems this is the first time you are deploying *%s* to Dagster." % job_name)
         prev_token = None
@@ -64,6 +58,22 @@ def resolve_token(echo, flow_datastore, job_name, prefix, is_project,
     echo("To analyze results of this production flow add this line in your notebooks:")
     echo('    namespace("production:%s")' % token, fg="green")
     return token
+
+
+def check_authorized(flow_datastore, job_name, prefix, authorize, doing, command):
+    """Whoever deployed the job may act on it; anyone else needs its production token
+    (`authorize`, or the one this user keeps for `prefix`), as on Argo Workflows.
+    Returns the deployment's (owner, token), None for a job never deployed."""
+    previous = read_record(flow_datastore._storage_impl, job_name)
+    if previous is None:
+        return None
+    owner, token = previous
+    authorize = _strip(authorize) if authorize else load_token(prefix)
+    if owner != get_username() and authorize != token:
+        raise IncorrectProductionToken(
+            "Job *%s* was deployed by *%s*. %s, use their production token: `%s`."
+            % (job_name, owner, doing, command))
+    return previous
 
 
 def _strip(token: str) -> str:

@@ -34,6 +34,9 @@ class DeploymentRecord:
     dagster_url: Optional[str] = None
     # The @project branch (`test.x`, `prod`...) the deployment was made for.
     branch_name: Optional[str] = None
+    # The flow's end step: a run that did not run it has not succeeded (None in
+    # records written before this field existed).
+    end_step: Optional[str] = None
 
     def identifier(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -61,6 +64,7 @@ class DeploymentRecord:
             dagster_home=resolve_home(),
             dagster_url=os.environ.get(DAGSTER_URL_ENV) or None,
             branch_name=plan.project.get("branch_name"),
+            end_step=plan.end_step,
         )
 
     def _registry_path(self) -> Optional[str]:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from .. import naming
 from .runs import STEP_FINISHED, RunState, StepState
 
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_UI_URL = naming.DEFAULT_UI_URL
 # Lines of the end of a failed step's error shown by `dagster status` (after its first
 # line, which names the task and attempt, and the lines that say why the task failed).
 ERROR_TAIL_LINES = 8
@@ -18,10 +18,10 @@ def ui_url(target, run_id: str) -> str:
 
 
 def describe_state(state: RunState, flow_name: str, status: str, flow_file: str = "flow.py",
-                   ui_base: Optional[str] = None) -> List[str]:
+                   ui_base: Optional[str] = None, end_step: Optional[str] = None) -> List[str]:
     """What `dagster status` prints: the run's state (Metaflow's word, then
     Dagster's), then each step's, then for each failed step its error, its attempts
-    and where its logs are."""
+    and where its logs are, and whether the end step (`end_step`) was skipped."""
     suspended = state.tags.get(naming.TAG_SUSPENDED) == naming.SUSPENDED
     lines = ["Run %s of job %s (Metaflow run %s/%s): %s (Dagster %s)%s" % (
         state.run_id, state.job_name, flow_name, state.metaflow_run_id, status, state.status,
@@ -40,6 +40,10 @@ def describe_state(state: RunState, flow_name: str, status: str, flow_file: str 
         lines.append("Failed steps:")
     for step in failed:
         lines += _failure(state, step, flow_file, ui_base)
+    if any(s.key == end_step and s.status == "SKIPPED" for s in steps):
+        lines.append("The end step %s was skipped: the Metaflow run did not finish. Regenerate "
+                     "the definitions file with `python %s dagster create`."
+                     % (end_step, flow_file))
     return lines
 
 

@@ -19,6 +19,7 @@ from metaflow import parameters
 from metaflow._vendor import click
 
 from .. import naming
+from ..compiler.parameters import flow_parameters
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
@@ -57,6 +58,13 @@ def _url_option(func):
 
 def _run_id_option(help_text):
     return click.option("--run-id", required=True, help=help_text)
+
+
+def _authorize_option(what):
+    return click.option(
+        "--authorize", default=None,
+        help="Authorize the %s with the deployment's production token (needed unless you "
+        "deployed the job)." % what)
 
 
 def _wait_options(func):
@@ -168,7 +176,7 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
         if state.finished:
             break
         time.sleep(FOLLOW_INTERVAL_SECONDS)
-    status = runs.metaflow_status(target, state)
+    status = runs.metaflow_status(target, state, obj.graph.end_step)
     line = "Run %s/%s ended %s (Dagster %s)." % (
         obj.flow.name, state.metaflow_run_id, status, state.status)
     if status != runs.SUCCEEDED:
@@ -180,20 +188,36 @@ def _follow(obj, target, plan, run_id, verbose, logs=True, shown=None):
 @parameters.add_custom_parameters(deploy_mode=False)
 @click.command(cls=DagsterCommand, help="Start a run of the compiled job on Dagster and return "
                "at once (or, with --wait, once it has finished).")
+@click.option("--workflow-priority", default=None, type=int,
+              help="This run's priority in the instance's run queue (dagster/priority), "
+              "instead of the job's (`create --workflow-priority`).")
+@click.option("--run-title", default=None,
+              help="This run's title (the metaflow/title tag the Runs list shows).")
 @_wait_options
 @_run_options
 @click.pass_obj
 def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
-            deployer_attribute_file=None, wait=False, verbose=False, logs=True, **kwargs):
+            deployer_attribute_file=None, wait=False, verbose=False, logs=True,
+            workflow_priority=None, run_title=None, **kwargs):
 
     with Errors():
         target = target_for(dagster_url)
         job = _job_to_launch(obj, definitions_file, target)
         config = run_config(job.plan, command_line_values(obj.flow, kwargs))
-        run_id = _start(obj, job, target, config, {}, run_id_file, deployer_attribute_file,
-                        "Triggered a run of")
+        run_id = _start(obj, job, target, config, _run_tags(workflow_priority, run_title),
+                        run_id_file, deployer_attribute_file, "Triggered a run of")
         if wait:
             _follow(obj, target, job.plan, run_id, verbose, logs)
+
+
+def _run_tags(priority, title) -> dict:
+    """A run's own tags, over the job's (create --workflow-priority, --workflow-title)."""
+    tags = {}
+    if priority is not None:
+        tags[naming.TAG_PRIORITY] = str(priority)
+    if title and title.strip():
+        tags[naming.TAG_TITLE] = title.strip()
+    return tags
 
 
 @click.command(cls=DagsterCommand, help="Show the state of a run on Dagster and of each of "
@@ -218,9 +242,11 @@ def status(obj, run_id=None, definitions_file=None, dagster_url=None, wait=False
                 raise CommandError("No run of job %s (flow %s) in %s." % (
                     job, obj.flow.name, target.describe()))
         # Plain lines on stdout, for people and scripts alike.
+        end_step = obj.graph.end_step
         for line in report.describe_state(state, obj.flow.name,
-                                          runs.metaflow_status(target, state),
-                                          os.path.basename(sys.argv[0]), target.ui_base):
+                                          runs.metaflow_status(target, state, end_step),
+                                          os.path.basename(sys.argv[0]), target.ui_base,
+                                          end_step):
             click.echo(line)
         if wait:
             _follow(obj, target, _plan_if_any(obj, definitions_file), state.run_id, verbose,
@@ -257,13 +283,15 @@ def _unfinished_run(obj, target, run_id, doing):
 @_run_id_option("Dagster run id or Metaflow run id.")
 @click.option("--wait", is_flag=True, default=False,
               help="Return once the run has ended (its tasks stopped).")
+@_authorize_option("termination")
 @_url_option
 @click.pass_obj
-def terminate(obj, run_id, wait=False, dagster_url=None):
+def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
 
     with Errors():
         target = target_for(dagster_url)
         state = runs.find_run(target, obj.flow.name, run_id)
+        _check_authorized(obj, state, authorize, "terminate")
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
             # Nothing of it is left running (see runtime/workers.py): done.
@@ -283,8 +311,19 @@ def terminate(obj, run_id, wait=False, dagster_url=None):
         if wait:
             state = _wait_for(target, state, lambda s: s.finished)
             obj.echo("Run %s/%s ended %s (Dagster %s)." % (
-                obj.flow.name, state.metaflow_run_id, runs.metaflow_status(target, state),
-                state.status))
+                obj.flow.name, state.metaflow_run_id,
+                runs.metaflow_status(target, state, obj.graph.end_step), state.status))
+
+
+def _check_authorized(obj, state, authorize, command):
+    """Only whoever deployed the run's job, or who has its production token, may act on
+    its runs (as `argo-workflows terminate | suspend` check)."""
+    from .production_token import check_authorized, token_prefix
+
+    check_authorized(obj.flow_datastore, state.job_name,
+                     token_prefix(state.job_name, project_info(obj)), authorize,
+                     "To %s its run %s" % (command, state.metaflow_run_id),
+                     "dagster %s --authorize TOKEN --run-id %s" % (command, state.run_id))
 
 
 def _wait_for(target, state, done, timeout=None):
@@ -300,10 +339,11 @@ def _wait_for(target, state, done, timeout=None):
                "task starts until `dagster unsuspend` (the run carries the tag %s)."
                % naming.TAG_SUSPENDED)
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("suspension")
 @_url_option
 @click.pass_obj
-def suspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend")
+def suspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.SUSPENDED, "suspend", authorize)
     obj.echo("Suspended %s/%s (Dagster run %s): running tasks finish, no new task starts "
              "until `dagster unsuspend`." % (
                  obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
@@ -311,25 +351,51 @@ def suspend(obj, run_id, dagster_url=None):
 
 @click.command(cls=DagsterCommand, help="Let a suspended run start new tasks again.")
 @_run_id_option("Dagster run id or Metaflow run id.")
+@_authorize_option("unsuspension")
 @_url_option
 @click.pass_obj
-def unsuspend(obj, run_id, dagster_url=None):
-    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend")
+def unsuspend(obj, run_id, authorize=None, dagster_url=None):
+    state = _tag_suspended(obj, run_id, dagster_url, naming.NOT_SUSPENDED, "unsuspend",
+                           authorize)
     obj.echo("Unsuspended %s/%s (Dagster run %s)." % (
         obj.flow.name, state.metaflow_run_id, state.run_id), bold=True)
 
 
-def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
+def _tag_suspended(obj, run_id, dagster_url, value: str, command: str, authorize=None):
     """Set the run's suspended tag (runtime/suspension.py reads it); the run's state."""
     with Errors():
         target = target_for(dagster_url)
         state = _unfinished_run(obj, target, run_id, command)
+        _check_authorized(obj, state, authorize, command)
         target.tag_run(state.run_id, {naming.TAG_SUSPENDED: value})
     return state
 
 
+def _parameter_overrides(cmd):
+    """The flow's Parameters as options of `resume`, none required and none with a
+    default: a value given replaces the origin run's, the others keep it. (Metaflow's
+    own add_custom_parameters would fill in the defaults, and a default would then
+    replace the origin run's value.)"""
+    # The click API restores these before it lists a command's options, so a process
+    # that loads several flows does not keep the options of the first.
+    cmd.original_params = list(cmd.params)
+    flow_cls = getattr(parameters.current_flow, "flow_cls", None)
+    if flow_cls is None:
+        return cmd
+    for _, param in list(flow_parameters(flow_cls))[::-1]:
+        kwargs = dict(param.option_kwargs(False), default=None, required=False,
+                      show_default=False)
+        kwargs["help"] = " ".join(
+            filter(None, [kwargs.get("help"), "[default: the origin run's value]"]))
+        cmd.params.insert(0, click.Option(("--" + param.name,), **kwargs))
+    return cmd
+
+
+@_parameter_overrides
 @click.command(cls=DagsterCommand, help="Start a new run that clones the steps that succeeded "
-               "in an earlier run and runs the others, as `python flow.py resume` does.")
+               "in an earlier run and runs the others, as `python flow.py resume` does. The "
+               "run keeps the origin run's Parameters, but those given here; the steps it "
+               "runs read the new values, the tasks it clones keep what they had.")
 @click.option("--origin-run-id", required=True,
               help="The run to resume: its Metaflow run id or a Dagster run id.")
 @click.option("--step-to-rerun", default=None,
@@ -339,7 +405,7 @@ def _tag_suspended(obj, run_id, dagster_url, value: str, command: str):
 @click.pass_obj
 def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagster_url=None,
            run_id_file=None, deployer_attribute_file=None, wait=False, verbose=False,
-           logs=True):
+           logs=True, **kwargs):
     from ..runtime import resume as resume_runtime
 
     with Errors():
@@ -351,10 +417,15 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
             rerun = resume_runtime.rerun_steps(job.plan, step_to_rerun)
         except ValueError as error:
             raise CommandError(str(error)) from None
-        config = run_config(job.plan, origin_run_values(obj.flow, job.plan, origin))
+        values = origin_run_values(obj.flow, job.plan, origin)
+        given = command_line_values(obj.flow, kwargs)
+        config = run_config(job.plan, dict(values, **given))
         tags = resume_runtime.resume_tags(origin, rerun)
         obj.echo("Resuming %s/%s%s." % (obj.flow.name, origin, (
             ": re-running %s" % ", ".join(rerun)) if rerun else ""))
+        for name, value in sorted(given.items()):
+            obj.echo("    Parameter %s: %r (the origin run had %r)" % (
+                name, value, values.get(name)))
         run_id = _start(obj, job, target, config, tags, run_id_file, deployer_attribute_file,
                         "Started a resume run of")
         if wait:

@@ -115,14 +115,29 @@ def metaflow_run_of(target, flow_name: str, run_id: str) -> str:
     return find_run(target, flow_name, run_id).metaflow_run_id
 
 
-def metaflow_status(target, state: RunState) -> str:
+def metaflow_status(target, state: RunState, end_step: Optional[str]) -> str:
     """The run's state in Metaflow's words; TIMED_OUT for a run that failed on its
-    --workflow-timeout (its failure says so)."""
+    --workflow-timeout (its failure says so); FAILED for a run Dagster calls
+    successful that did not run `end_step`, the flow's end step (None: unknown)."""
     status = METAFLOW_STATUS.get(state.status, RUNNING)
+    if status == SUCCEEDED and not end_ran(state, end_step):
+        return FAILED
     if status == FAILED and any(naming.WORKFLOW_TIMEOUT_PHRASE in message
                                 for message in target.failure_messages(state.run_id)):
         return TIMED_OUT
     return status
+
+
+def end_ran(state: RunState, end_step: Optional[str]) -> bool:
+    """Whether the run ran the flow's end step (its op has the step's name), as far
+    as its step states tell: a Metaflow run is complete only once its end step has
+    run. A re-execution of some other steps is what Dagster says it is."""
+    if end_step is None:
+        return True
+    end = [step for step in state.steps if step.key == end_step]
+    if not end:
+        return state.parent_run_id is not None
+    return end[0].status == "SUCCESS"
 
 
 def latest_job_run(target, flow_name: str, job_name: str) -> Optional[RunState]:

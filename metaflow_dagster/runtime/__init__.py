@@ -7,11 +7,13 @@ This package's names are the one import surface of generated files.
 from .executor import metaflow_task_executor
 from .flow_executor import flow_executor
 from .multiprocess import metaflow_multiprocess_executor
+from .notifications import SlackWebhook, notification_sensors
 from .ops import FlowRuntime
 from .outputs import task_paths_io_manager
 from .sensors import event_sensor, finish_sensor
 
 __all__ = [
-    "FlowRuntime", "event_sensor", "finish_sensor", "flow_executor",
-    "metaflow_multiprocess_executor", "metaflow_task_executor", "task_paths_io_manager",
+    "FlowRuntime", "SlackWebhook", "event_sensor", "finish_sensor", "flow_executor",
+    "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
+    "task_paths_io_manager",
 ]

@@ -20,6 +20,7 @@ from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import STOP_STATUSES, watching_run
 from .tasks import ParametersFailed, Task, TaskLauncher, next_task
+from .transitions import check_transition
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
 EXIT_DISALLOW_RETRY = 202
@@ -39,8 +40,8 @@ class FlowRuntime:
         return cls(FlowPlan.from_json(text))
 
     @classmethod
-    def plan_of(cls, job_name: str) -> Optional[FlowPlan]:
-        """The plan of a job loaded in this process, if it is one of ours."""
+    def plan_of_job(cls, job_name: str) -> Optional[FlowPlan]:
+        """The plan of a compiled job loaded in this process; None for another job."""
         runtime = cls._by_job.get(job_name)
         return runtime.plan if runtime is not None else None
 
@@ -151,6 +152,7 @@ class FlowRuntime:
                           "metaflow_attempt": attempt},
                 allow_retries=outcome.returncode != EXIT_DISALLOW_RETRY,
             )
+        check_transition(step, result, self._pathspec(pathspec))
         return result
 
     def _task_done(self, context, launcher, done: Optional[dict] = None):

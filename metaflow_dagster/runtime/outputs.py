@@ -124,4 +124,4 @@ class TaskPathsIOManager(IOManager):
 def task_paths_io_manager(init_context) -> TaskPathsIOManager:
     from .ops import FlowRuntime
 
-    return TaskPathsIOManager(init_context.instance.storage_directory(), FlowRuntime.plan_of)
+    return TaskPathsIOManager(init_context.instance.storage_directory(), FlowRuntime.plan_of_job)

@@ -18,6 +18,7 @@ from .. import naming
 from ..plan import FlowPlan, OpPlan
 from .processes import TaskCancelled, TaskTimeout
 from .tasks import Task, TaskLauncher, next_task
+from .transitions import check_transition
 
 
 class RegionRunner:
@@ -70,6 +71,8 @@ class RegionRunner:
             else:
                 self.on_task_done(task.pathspec(self.launcher.run_id), attempt, outcome)
                 if outcome.returncode == 0:
+                    check_transition(step, result, "%s/%s" % (
+                        self.plan.flow_name, task.pathspec(self.launcher.run_id)))
                     return result
                 failure = outcome.error_tail()
             if self.cancel.is_set():

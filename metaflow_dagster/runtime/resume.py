@@ -57,13 +57,14 @@ def task_result(flow_ds, plan: FlowPlan, run_id: str, step: str, task_id: str) -
     if "_task_ok" not in task_ds or not task_ds["_task_ok"]:
         return None
     kind = plan.step(step).type
-    result = {}
+    transition = task_ds["_transition"] if "_transition" in task_ds else None
+    result = {naming.RESULT_NEXT_STEPS: list(transition[0]) if transition else []}
     if kind == "foreach":
         result[naming.RESULT_FOREACH_SPLITS] = task_ds["_foreach_num_splits"]
         if "_foreach_values" in task_ds:
             result[naming.RESULT_FOREACH_VALUES] = task_ds["_foreach_values"]
-    elif kind == "split-switch":
-        result[naming.RESULT_SWITCH_STEP] = task_ds["_transition"][0][0]
+    elif kind == "split-switch" and transition:
+        result[naming.RESULT_SWITCH_STEP] = transition[0][0]
     return result
 
 

@@ -251,7 +251,7 @@ class TaskLauncher:
                 artifacts = result.pop(naming.RESULT_ARTIFACTS, None)
                 if artifacts is not None:
                     self.reported_artifacts[task.pathspec(self.run_id)] = artifacts
-            elif outcome.returncode == 0 and remote and step.type in ("foreach", "split-switch"):
+            elif outcome.returncode == 0 and remote:
                 # The task ran in a container: what it reported is in its artifacts.
                 result = task_result(plan_datastore(self.plan), self.plan, self.run_id,
                                      task.step, task.task_id) or {}

@@ -4,7 +4,8 @@ orchestrator needs to know next, so the Dagster op need not read it back:
 
 - the number of foreach splits of a foreach step, and Metaflow's text of each item
   (the splits' labels in Dagster),
-- the branch a switch step took,
+- the branch a switch step took, and the steps any step's self.next() named (the
+  op checks them against the graph, as Metaflow's runtime does),
 - its artifacts as the op shows them (artifacts.py), read here, where the
   datastore is open already, rather than by another process after the task,
 
@@ -27,10 +28,13 @@ from ..naming import (
     DAGSTER_OP_ENV,
     DAGSTER_RUN_ID_ENV,
     PARAMETERS_READY_ENV,
+    PARAMETERS_STEP,
+    PARAMETERS_TASK_ID,
     RESULT_ARTIFACTS,
     RESULT_FILE_ENV,
     RESULT_FOREACH_SPLITS,
     RESULT_FOREACH_VALUES,
+    RESULT_NEXT_STEPS,
     RESULT_SWITCH_STEP,
     TRIGGERS_ENV,
 )
@@ -67,6 +71,8 @@ class DagsterInternalDecorator(StepDecorator):
         inputs,
     ):
         self._task_datastore = task_datastore
+        if step_name != graph.start_step:
+            _read_parameters_of_resumed_run(task_datastore, inputs, run_id)
         triggers = json.loads(os.environ.get(TRIGGERS_ENV) or "[]")
         if triggers:
             from metaflow import current
@@ -97,13 +103,14 @@ class DagsterInternalDecorator(StepDecorator):
         if not is_task_ok or not result_file:
             return
         node = graph[step_name]
-        result = {}
+        next_steps = list(flow._transition[0]) if flow._transition else []
+        result = {RESULT_NEXT_STEPS: next_steps}
         if node.type == "foreach":
             result[RESULT_FOREACH_SPLITS] = flow._foreach_num_splits
             # None unless METAFLOW_INCLUDE_FOREACH_STACK (on by default).
             result[RESULT_FOREACH_VALUES] = getattr(flow, "_foreach_values", None)
-        if node.type == "split-switch":
-            result[RESULT_SWITCH_STEP] = flow._transition[0][0]
+        if node.type == "split-switch" and next_steps:
+            result[RESULT_SWITCH_STEP] = next_steps[0]
         # Metaflow calls task_finished once the task's datastore is written whole.
         try:
             result[RESULT_ARTIFACTS] = artifact_rows(self._task_datastore)
@@ -111,6 +118,33 @@ class DagsterInternalDecorator(StepDecorator):
             pass  # a display matter only: the op then reads them from the datastore
         with open(result_file, "w") as f:
             json.dump(result, f)
+
+
+def _read_parameters_of_resumed_run(task_datastore, inputs, run_id) -> None:
+    """In a resumed run, a task reads the Parameters of its own run, not those its
+    inputs carry: an input may be a task cloned from the origin run, and a resume can
+    be given new values (`dagster resume --alpha 2`). Metaflow gives a task the
+    Parameters of its first input, lazily (Task._init_parameters), and a task's
+    artifacts inherit its input's: pointing the inputs and the task's own datastore
+    at this run's _parameters task does both. The start task reads that task already."""
+    from metaflow import current
+
+    if not current.get("origin_run_id"):
+        return
+    # Set by Metaflow when the task initialised its Parameters (the flow's class
+    # attributes are properties by then).
+    names = current.get("parameter_names") or []
+    if not names:
+        return
+    parameters_ds = task_datastore.parent_datastore.get_task_datastore(
+        run_id, PARAMETERS_STEP, PARAMETERS_TASK_ID)
+    for datastore in list(inputs) + [task_datastore]:
+        # TaskDataStore.passdown_partial, which refuses a datastore open for reading
+        # (as the inputs are): the same records of the same stored objects.
+        for name in names:
+            if name in parameters_ds._objects:
+                datastore._objects[name] = parameters_ds._objects[name]
+                datastore._info[name] = parameters_ds._info[name]
 
 
 def _once_per_process(flow, graph) -> None:

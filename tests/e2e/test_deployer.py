@@ -300,3 +300,123 @@ def test_two_branch_deployments_never_touch_each_other(tmp_path):
         assert s["namespace"] == "production:%s" % s["token"]
         assert {"project_branch:test.%s" % branch, "production:%s" % s["token"]} <= set(
             s["tags"])
+
+
+# --- resume with new Parameter values ------------------------------------------------------
+
+RESUME_PARAMS = "resume_params_flow"
+
+
+def _executed(directory):
+    """(step, task id) of each task that ran (cloned ones do not), from executions.log."""
+    path = directory / "executions.log"
+    return [tuple(line.split()) for line in path.read_text().splitlines()]
+
+
+def test_resume_takes_parameters_and_the_steps_it_runs_read_them(tmp_path, dagster_home):
+    """The shape of Metaflow's UX suite (test_resume.py, deployer mode): a foreach run
+    fails on the item a Parameter names; resumed with another value (the Parameter's
+    default, given explicitly), the failed split runs again and reads it, the splits
+    that succeeded are cloned, the Parameters not given keep the origin run's values."""
+    directory, deployed = _deploy(tmp_path, dagster_home, RESUME_PARAMS)
+    failed = deployed.trigger(fail_on=2, label="origin")
+    failed.wait_for_completion(check_interval=1, timeout=150)
+    assert failed.status == "FAILED"
+    client(directory)
+    ran_before = len(_executed(directory))
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fail_onn'.*fail_on"):
+        deployed.resume(origin_run_id=failed.run.id, fail_onn=-1)
+
+    resumed = deployed.resume(origin_run_id=failed.run.id, fail_on=-1)
+    resumed.wait_for_completion(check_interval=1, timeout=150)
+    assert resumed.status == "SUCCEEDED"
+    run = resumed.run
+    assert run.successful and run.id != failed.run.id
+    assert run["join"].task.data.results == [2, 4, 6]
+    assert run["end"].task.data.final == (-1, "origin")  # label: the origin run's
+    splits = {t.data.result: t for t in run["process"]}
+    assert splits[4].data.seen_fail_on == -1  # the split that ran again read the new value
+    # The splits that had succeeded were cloned, with what they had.
+    assert [t.data.seen_fail_on for r, t in sorted(splits.items()) if r != 4] == [2, 2]
+    assert all("origin-task-id" in t.metadata_dict for r, t in splits.items() if r != 4)
+    ran = sorted(step for step, _ in _executed(directory)[ran_before:])
+    assert ran == ["end", "join", "process"]
+
+    # From the triggered run, with step_to_rerun: everything from start runs again.
+    again = resumed.resume(step_to_rerun="start", label="again")
+    again.wait_for_completion(check_interval=1, timeout=150)
+    assert again.status == "SUCCEEDED"
+    run = again.run
+    assert run["end"].task.data.final == (-1, "again")
+    assert all(t.data.label == "again" for t in run["process"])
+    assert not any("origin-task-id" in t.metadata_dict for s in run for t in s)
+
+
+# --- from_deployment by name; terminate / suspend of another user's deployment ------------
+
+
+def test_from_deployment_by_dotted_job_name_by_path_and_from_the_deployer(
+        tmp_path, dagster_home, monkeypatch):
+    """As Argo's template names: `project.branch.FlowName` (in any case) finds the
+    @project deployment among those of the Dagster home; so do its job name and the
+    path of its definitions file; `Deployer(flow).dagster().from_deployment` gives the
+    deployment with that deployer's options."""
+    from metaflow import DeployedFlow, Deployer
+
+    directory = flow_dir(tmp_path, "prod_project_flow")
+    flow_file = str(directory / "prod_project_flow.py")
+    deployed = Deployer(flow_file, show_output=False, cwd=str(directory), branch="b1").dagster(
+        dagster_home=str(dagster_home)).create()
+    Deployer(flow_file, show_output=False, cwd=str(directory), branch="b2").dagster(
+        dagster_home=str(dagster_home)).create()
+
+    from_deployer = Deployer(flow_file, show_output=False, env={"FROM_DEPLOYER": "1"}).dagster(
+        dagster_home=str(dagster_home)).from_deployment("prod_demo.test.b1.ProdProjectFlow")
+    assert from_deployer.name == deployed.name
+    assert from_deployer.deployer.env_vars["FROM_DEPLOYER"] == "1"
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    for identifier in ("prod_demo.test.b1.prodprojectflow", "prod_demo_test_b1_ProdProjectFlow",
+                       deployed.definitions_file, deployed.name):
+        assert DeployedFlow.from_deployment(identifier, impl="dagster").name == deployed.name
+        assert DeployedFlow.from_dagster(identifier).job_name == deployed.job_name
+    with pytest.raises(ValueError, match="No Dagster deployment 'prod_demo.test.b3.Prod"
+                       "ProjectFlow'.*prod_demo_test_b1_ProdProjectFlow, prod_demo_test_b2_"):
+        DeployedFlow.from_dagster("prod_demo.test.b3.ProdProjectFlow")
+
+    # The recovered deployment runs on its own branch.
+    triggered = from_deployer.trigger()
+    triggered.wait_for_completion(check_interval=1, timeout=150)
+    assert triggered.status == "SUCCEEDED"
+    client(directory)
+    assert triggered.run["start"].task.data.branch_name == "test.b1"
+
+
+ANOTHER_USER = """
+import json
+import sys
+
+from metaflow import DeployedFlow
+
+identifier, run_id, token = sys.argv[1:]
+run = DeployedFlow.get_triggered_run(identifier, run_id, impl="dagster")
+print(json.dumps([run.suspend(), run.terminate(), run.terminate(authorize="production:wrong"),
+                  run.status, run.terminate(authorize="production:" + token)]))
+"""
+
+
+def test_another_user_terminates_or_suspends_only_with_the_production_token(
+        tmp_path, dagster_home):
+    """As on Argo: whoever deployed the flow may stop its runs; anyone else needs the
+    deployment's production token (`terminate(authorize=...)`, `suspend(authorize=...)`)."""
+    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
+    triggered = deployed.trigger(gate="never-opened")
+    assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
+    seen = fresh_python(ANOTHER_USER, deployed.name, triggered.pathspec.split("/")[1],
+                        deployed.production_token, cwd=tmp_path, dagster_home=dagster_home,
+                        METAFLOW_USER="someone-else",
+                        METAFLOW_TOKEN_HOME=tmp_path / "their-tokens")
+    assert seen == [False, False, False, "RUNNING", True]
+    triggered.wait_for_completion(check_interval=1, timeout=60)
+    assert (triggered.status, triggered.dagster_status) == ("ABORTED", "CANCELED")
+    assert _suspended_tag(dagster_home, triggered) is None  # the refused suspend did nothing

@@ -277,7 +277,7 @@ def test_reexecute_from_failure_through_graphql(dev_server):
     failed = field(triggered, "Dagster run id")
     assert wait_for(target, failed).status == "FAILURE"
     seen = graphql(url).run_state(failed)  # the webserver sees it, and why it failed
-    assert seen.status == "FAILURE" and metaflow_status(graphql(url), seen) == "FAILED"
+    assert seen.status == "FAILURE" and metaflow_status(graphql(url), seen, "end") == "FAILED"
     assert any("split 1 fails" in m or "Step body" in m
                for m in graphql(url).failure_messages(failed)), graphql(url).failure_messages(
         failed)

@@ -78,7 +78,8 @@ def test_the_readme_recipes_run_as_written(tmp_path):
         outputs.append(output)
     everything = "\n".join(outputs)
     # The last block defines the downstream asset (it runs in tests/e2e/test_dagster_view_runs.py).
-    create_and_wait, job_execute, shell, other_home, deployer, event, _downstream = outputs
+    create_and_wait, job_execute, shell, other_home, deployer, event, operations, \
+        _downstream = outputs
 
     # The default Dagster home: created by the first command that needed it, said once.
     default_home = Path(env["HOME"]) / ".metaflow_dagster" / "dagster_home"
@@ -109,11 +110,16 @@ def test_the_readme_recipes_run_as_written(tmp_path):
     assert printed[1] == "SUCCEEDED", printed
     assert re.fullmatch(r"Run\('MyFlow/dagster-\w+'\)", printed[2]), printed
     assert re.search(r"^Event data_ready sent \(id [\w-]+\)\.$", event, re.M)
+    assert "ended SUCCEEDED" in operations
 
     # What the recipes left in the instance, read back as the UI would show it.
     from dagster import DagsterInstance
 
     with DagsterInstance.from_config(str(default_home)) as instance:
         statuses = [r.status.value for r in instance.get_runs()]
-    # trigger --wait, job execute, suspended run, its resume, terminated run, two Deployer runs
-    assert sorted(statuses) == sorted(["SUCCESS"] * 6 + ["CANCELED"]), statuses
+        titled = [(r.tags.get("dagster/priority"), r.tags.get("metaflow/title"))
+                  for r in instance.get_runs() if "metaflow/title" in r.tags]
+    # trigger --wait, job execute, suspended run, its resume, terminated run, two Deployer
+    # runs, the run with a priority and a title
+    assert sorted(statuses) == sorted(["SUCCESS"] * 7 + ["CANCELED"]), statuses
+    assert titled == [("10", "rerun for Q3")], titled

@@ -88,6 +88,58 @@ def test_switch_runs_only_the_taken_branch(tmp_path, dagster_home, value, taken,
     assert run["end"].task.data.branch_taken == taken
 
 
+# Wherever a switch's cases meet, the meeting step runs with the one case that ran,
+# and so do the steps after it, the end too (a linear meeting step: test above).
+def _taken_case(tmp_path, dagster_home, name, config, taken, not_taken):
+    _, result, run = run_shape(tmp_path, dagster_home, name, {"ops": {"start": {"config": config}}})
+    statuses = {}  # op -> the statuses of its steps (a mapped op has one a split)
+    for key, status in step_statuses(result).items():
+        statuses.setdefault(key.split("[")[0], set()).add(status)
+    # (The body of a foreach that was skipped has no step at all: it never mapped.)
+    assert {s: statuses.get(s, {"SKIPPED"}) for s in not_taken} == {
+        s: {"SKIPPED"} for s in not_taken}
+    assert {s: statuses[s] for s in taken} == {s: {"SUCCESS"} for s in taken}
+    assert {s.id for s in run} == set(taken) | {"start", "end"}
+    assert run["end"].task.successful
+    return run
+
+
+@pytest.mark.parametrize("optional_mode,fan_mode,trail", [
+    ("skip", "run", ["start", "fan_gate", "fan_out", "join_step", "end"]),
+    ("run", "skip", ["start", "optional_step", "fan_gate", "end"]),
+])
+def test_switch_cases_meet_at_a_switch(tmp_path, dagster_home, optional_mode, fan_mode, trail):
+    steps = ["optional_step", "fan_gate", "fan_out", "fan_step", "join_step"]
+    taken = [s for s in steps if s in trail or (s == "fan_step" and "fan_out" in trail)]
+    run = _taken_case(tmp_path, dagster_home, "switch_meets_at_switch_flow",
+                      {"optional_mode": optional_mode, "fan_mode": fan_mode},
+                      taken, [s for s in steps if s not in taken])
+    assert run["end"].task.data.trail == trail
+    if fan_mode == "run":
+        assert run["join_step"].task.data.doubled == [2, 4]
+
+
+def test_switch_cases_meet_at_a_foreach(tmp_path, dagster_home):
+    run = _taken_case(tmp_path, dagster_home, "switch_meets_at_foreach_flow", {"route": "b"},
+                      ["b", "fan", "body", "join"], ["a"])
+    assert run["join"].task.data.labels == ["b1", "b2", "b3"]
+    assert len(list(run["body"])) == 3
+    assert run["end"].task.data.branch == "b"
+
+
+def test_switch_cases_meet_at_a_split(tmp_path, dagster_home):
+    run = _taken_case(tmp_path, dagster_home, "switch_meets_at_split_flow", {"route": "a"},
+                      ["a", "fork", "x", "y", "join"], ["b"])
+    assert run["join"].task.data.labels == ["ax", "ay"]
+    assert run["end"].task.data.branch == "a"
+
+
+def test_switch_cases_meet_at_the_end(tmp_path, dagster_home):
+    run = _taken_case(tmp_path, dagster_home, "switch_meets_at_end_flow", {"route": "b"},
+                      ["b"], ["a"])
+    assert run["end"].task.data.result == "ended after b"
+
+
 def test_switch_inside_a_foreach(tmp_path, dagster_home):
     _, _, run = run_shape(tmp_path, dagster_home, "switch_in_foreach_flow")
     assert run["join"].task.data.records == [(1, "small"), (3, "small"), (7, "big"),

@@ -199,3 +199,30 @@ def test_an_s3_bucket_that_refuses_is_named(tmp_path, s3_service):
     _refused_for_its_datastore(flow_file, tmp_path, proc,
                                "the S3 location s3://no-such-bucket/metaflow",
                                "point METAFLOW_DATASTORE_SYSROOT_S3 at a bucket")
+
+
+def test_metaflows_graph_checks_refuse_a_flow_before_anything_is_written(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "unknown_step_flow.py")
+    proc = create(flow_file, expect_ok=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # Metaflow's own words, as `python flow.py check` says them.
+    check = subprocess.run([PYTHON, flow_file.name, "check"], cwd=flow_file.parent,
+                           capture_output=True, text=True, env=env_for())
+    assert check.returncode == 1
+    message = "Step start specifies a self.next() transition to an unknown step, ending."
+    found = "Validity checker found an issue in file %s on line 10:\n    %s" % (
+        flow_file, message)
+    assert found in check.stderr and found in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyError" not in proc.stderr
+    assert list(flow_file.parent.glob("*.py")) == [flow_file]
+    assert not (tmp_path / "tokens").exists()
+
+
+def test_create_runs_pylint_as_metaflow_does_unless_told_not_to(tmp_path):
+    flow_file = copy_flow(tmp_path, FLOWS / "linear_flow.py")
+    with_pylint = create(flow_file).stderr
+    without = create(flow_file, top_args=["--no-pylint"]).stderr
+    assert "The graph looks good!" in with_pylint and "The graph looks good!" in without
+    # Pylint itself, when installed, else Metaflow's notice that it is not.
+    assert "Running pylint..." in with_pylint
+    assert "Running pylint..." not in without and "Pylint" not in without

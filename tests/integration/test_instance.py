@@ -9,10 +9,12 @@ from harness import FLOWS, PYTHON, copy_flow, env_for
 from metaflow_dagster.deploy.home import open_instance
 
 
-def test_a_new_home_gets_run_monitoring(tmp_path):
+def test_a_new_home_gets_run_monitoring_and_run_retries(tmp_path):
     with open_instance(str(tmp_path)) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["poll_interval_seconds"] == 30
+        # Only jobs made with `create --run-retries` have retries (dagster/max_retries).
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 0
 
 
 def test_a_damaged_instance_names_its_directory_and_what_to_do(tmp_path):

@@ -31,7 +31,7 @@ users:
 
 
 def executor_for(job, run_config, instance):
-    """The executor a run would get (harness.executor_of looks through the wrappers)."""
+    """The executor that would run the steps of a run."""
     return executor_of(job, run_config, instance)
 
 
@@ -123,6 +123,17 @@ def test_every_executor_gets_the_per_foreach_cap(foreach_job, k8s_instance):
         assert executor._tag_concurrency_limits == [own, gpu]
     k8s = executor_for(foreach_job, choose("k8s", job_namespace="flows"), k8s_instance)
     assert k8s._tag_concurrency_limits == [FOREACH_LIMIT]
+
+
+def test_every_executor_fails_a_run_that_skipped_its_end_step(foreach_job, k8s_instance):
+    from metaflow_dagster.runtime.end_check import EndMustRun
+
+    with DagsterInstance.ephemeral() as instance:
+        for name in ("metaflow", "multiprocess", "celery"):
+            assert isinstance(executor_of(foreach_job, choose(name), instance, wrapped=True),
+                              EndMustRun), name
+    assert isinstance(executor_of(foreach_job, choose("k8s", job_namespace="flows"),
+                                  k8s_instance, wrapped=True), EndMustRun)
 
 
 def test_k8s_needs_the_k8s_run_launcher_and_says_so(foreach_job):

@@ -124,6 +124,59 @@ def test_a_switch_has_one_optional_output_per_case_and_the_merge_takes_either():
         "branches": ("FAN_IN", [("high", "result"), ("low", "result")])}
 
 
+def _switch_meeting_at(kind):
+    """start -(switch)-> {a | b} -> m, where m is a step of `kind`, then on to end."""
+    meeting = "end" if kind == "end" else "m"
+    head = [
+        step("start", "split-switch", ["a", "b"], switch_cases={"x": "a", "y": "b"}),
+        step("a", "linear", [meeting], ["start"]),
+        step("b", "linear", [meeting], ["start"]),
+    ]
+    tails = {
+        "linear": [step("m", "linear", ["end"], ["a", "b"]),
+                   step("end", "end", [], ["m"])],
+        "split": [step("m", "split", ["x", "y"], ["a", "b"], matching_join="j"),
+                  step("x", "linear", ["j"], ["m"]),
+                  step("y", "linear", ["j"], ["m"]),
+                  step("j", "join", ["end"], ["x", "y"], joins="m"),
+                  step("end", "end", [], ["j"])],
+        "foreach": [step("m", "foreach", ["body"], ["a", "b"], matching_join="j"),
+                    step("body", "linear", ["j"], ["m"], foreach_stack=["m"]),
+                    step("j", "join", ["end"], ["body"], joins="m"),
+                    step("end", "end", [], ["j"])],
+        "split-switch": [step("m", "split-switch", ["c", "d"], ["a", "b"],
+                              switch_cases={"c": "c", "d": "d"}),
+                         step("c", "linear", ["end"], ["m"]),
+                         step("d", "linear", ["end"], ["m"]),
+                         step("end", "end", [], ["c", "d"])],
+        "end": [step("end", "end", [], ["a", "b"])],
+    }
+    return head + tails[kind]
+
+
+@pytest.mark.parametrize("kind", ["linear", "split", "foreach", "split-switch", "end"])
+def test_the_step_where_a_switchs_cases_meet_takes_a_fan_in_list_whatever_its_type(kind):
+    # Dagster skips an op as soon as one of its separate inputs is missing: with one
+    # input per case, the meeting step (and all after it, the end too) would never run.
+    plan = plan_of(_switch_meeting_at(kind))
+    meeting = "end" if kind == "end" else "m"
+    assert plan.op(meeting).fan_in and plan.op(meeting).inputs == ["a", "b"]
+    _, job = build(plan)
+    assert dependencies(job)[meeting] == {
+        "branches": ("FAN_IN", [("a", "result"), ("b", "result")])}
+    assert [op.name for op in plan.ops if op.fan_in] == [meeting] + (
+        ["end"] if kind == "split-switch" else [])
+
+
+def test_a_join_takes_each_branch_as_its_own_input():
+    # Every branch of a split runs: the join waits for each of them.
+    plan = plan_of(_switch_meeting_at("split"))
+    assert not plan.op("j").fan_in
+    _, job = build(plan)
+    assert dependencies(job)["j"] == {"x": ("DIRECT", [("x", "result")]),
+                                      "y": ("DIRECT", [("y", "result")])}
+
+
 def test_parameters_are_typed_config_fields_of_the_start_op():
     params = [ParameterPlan("alpha", "alpha", "float", 0.5, help="Learning rate"),
               ParameterPlan("n-rows", "n_rows", "int", None, required=True)]

@@ -9,7 +9,13 @@ from metaflow_dagster.compiler.layout import layout_ops
 from metaflow_dagster.deploy.command import plain_text
 from metaflow_dagster.deploy.deployed_flow import _project_kwargs
 from metaflow_dagster.deploy.report import describe_state, progress_lines
-from metaflow_dagster.deploy.runs import FINISHED, METAFLOW_STATUS, RunState, StepState
+from metaflow_dagster.deploy.runs import (
+    FINISHED,
+    METAFLOW_STATUS,
+    RunState,
+    StepState,
+    metaflow_status,
+)
 from metaflow_dagster.plan import FlowPlan, StepPlan
 
 
@@ -58,6 +64,40 @@ def test_status_shows_both_words_and_a_suspension():
     unsuspended = _state(tags={naming.TAG_SUSPENDED: naming.NOT_SUSPENDED})
     assert describe_state(unsuspended, "HandFlow", "RUNNING")[0].endswith(
         "): RUNNING (Dagster STARTED)")
+
+
+class _NoTimeouts:
+    """A target whose runs failed on nothing that says timeout."""
+
+    def failure_messages(self, run_id):
+        return []
+
+
+def test_a_run_dagster_calls_successful_did_not_succeed_unless_its_end_step_ran():
+    # Dagster counts a skipped step as no failure: a run that skipped its end step
+    # (a definitions file written by an older version, run before its executor failed
+    # such runs) ends SUCCESS, yet the Metaflow run never finished.
+    skipped_end = _state(("start", "SUCCESS"), ("body[0]", "SUCCESS"), ("join", "SKIPPED"),
+                         ("end", "SKIPPED"), status="SUCCESS")
+    assert metaflow_status(_NoTimeouts(), skipped_end, "end") == "FAILED"
+    lines = describe_state(skipped_end, "HandFlow", "FAILED", "hand_flow.py", None, "end")
+    assert lines[0].endswith("): FAILED (Dagster SUCCESS)")
+    assert lines[-1] == ("The end step end was skipped: the Metaflow run did not finish. "
+                         "Regenerate the definitions file with `python hand_flow.py dagster "
+                         "create`.")
+    no_end = _state(("start", "SUCCESS"), status="SUCCESS")
+    assert metaflow_status(_NoTimeouts(), no_end, "end") == "FAILED"
+    # The end step has a name of the flow's choosing.
+    assert metaflow_status(_NoTimeouts(), no_end, "start") == "SUCCEEDED"
+
+    ran = _state(("start", "SUCCESS"), ("end", "SUCCESS"), status="SUCCESS")
+    assert metaflow_status(_NoTimeouts(), ran, "end") == "SUCCEEDED"
+    assert not any("skipped" in line for line in describe_state(
+        ran, "HandFlow", "SUCCEEDED", "hand_flow.py", None, "end"))
+    # A re-execution of some steps (not the end) continues a Metaflow run: Dagster says.
+    some_steps = RunState("r2", "SUCCESS", "HandFlow", root_run_id="r1", parent_run_id="r1",
+                          steps=[StepState("body[1]", "SUCCESS")])
+    assert metaflow_status(_NoTimeouts(), some_steps, "end") == "SUCCEEDED"
 
 
 def test_errors_lose_metaflows_bold_markers_only():
