@@ -101,8 +101,8 @@ def flow_executor(default: str, foreach_limit: int, pool: Optional[str] = None,
         config = _with_foreach_limit(config, foreach_limit)
         _ensure_pool_limit(init_context.instance, pool, pool_limit)
         # Metaflow's run heartbeat, from the run worker whatever the executor.
-        return HeartbeatingExecutor(EndMustRun(_create(choice, config, init_context)),
-                                    FlowRuntime.plan_of_job)
+        return EndMustRun(HeartbeatingExecutor(_create(choice, config, init_context),
+                                               FlowRuntime.plan_of_job))
 
     return metaflow_flow_executor
 
