@@ -1,6 +1,6 @@
 """What Dagster's view of a task costs: the seconds the op spends, after its task has
 succeeded, reading the task's artifacts and cards for its output metadata
-(runtime/metadata.py), and the end op's flow-asset materialization.
+(runtime/report/metadata.py), and the end op's flow-asset materialization.
 
     python bench/metadata_cost.py                    # foreach.py at width 20, 3 rounds
     python bench/metadata_cost.py --width 100 --card
@@ -36,7 +36,7 @@ TIMER = r'''
 import json, statistics, sys, time
 from metaflow_dagster.deploy.definitions import DefinitionsFile
 from metaflow_dagster.runtime.datastore import plan_datastore
-from metaflow_dagster.runtime.metadata import flow_materialization, task_metadata
+from metaflow_dagster.runtime.report.metadata import flow_materialization, task_metadata
 
 plan = DefinitionsFile(sys.argv[1]).plan
 run_id, rounds = sys.argv[2], int(sys.argv[3])

@@ -16,7 +16,7 @@ Phases per Dagster step (all from event-log timestamps, except those marked *):
               the first time in a process)
   post        end of save-logs* -> STEP_SUCCESS (outputs, IO manager, events)
 The starred timestamps come from a small wrapper the profiler appends to the
-generated definitions file around runtime.tasks.run_process and
+generated definitions file around runtime.launch.launcher.run_process and
 runtime.job.save_task_logs; it writes JSON lines to $MFD_PROFILE_FILE.
 """
 
@@ -42,7 +42,7 @@ PROFILE_PATCH = '''
 def _mfd_profile():
     import functools, json, os, sys, threading, time
     import metaflow_dagster.runtime.ops as ops_mod
-    import metaflow_dagster.runtime.tasks as tasks_mod
+    import metaflow_dagster.runtime.launch.launcher as tasks_mod
     path = os.environ["MFD_PROFILE_FILE"]
     lock = threading.Lock()
 

@@ -75,8 +75,9 @@ FLOWS = {
 COLD_INSTANCE = False  # --cold-instance: count the creation of DAGSTER_HOME's storage too
 COLD_PACKAGE = False  # --cold-package: count unpacking the job's code package on this host
 # A deployment's first run on a host fetches and unpacks its code package (~0.7 s here,
-# once; runtime/code_package.py); every later run finds it unpacked.
-WARM_PACKAGE = ("import runpy; from metaflow_dagster.runtime.code_package import code_package; "
+# once; runtime/launch/code_package.py); every later run finds it unpacked.
+WARM_PACKAGE = ("import runpy; "
+                "from metaflow_dagster.runtime.launch.code_package import code_package; "
                 "code_package(runpy.run_path('job_dagster.py')['FLOW'].plan)")
 DEFAULT_FLOWS = ["linear6", "branch4", "foreach20", "foreach100", "nested10x10"]
 QUICK_FLOWS = ["linear6", "foreach20"]

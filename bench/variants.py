@@ -20,8 +20,8 @@ VARIANTS = {
                        "threads of the run process, each task its own process forked from a "
                        "task template)"),
     "dagster-fresh": Variant("dagster", "the generated job with every task a fresh "
-                             "interpreter (METAFLOW_DAGSTER_FORKSERVER=0: no task template)",
-                             env={"METAFLOW_DAGSTER_FORKSERVER": "0"}),
+                             "interpreter (METAFLOW_DAGSTER_TASK_TEMPLATE=0: no task template)",
+                             env={"METAFLOW_DAGSTER_TASK_TEMPLATE": "0"}),
     "multiprocess": Variant("dagster", "`dagster create --executor multiprocess`: Dagster's "
                             "stock executor, one forkserver process per op",
                             create_args=["--executor", "multiprocess"]),

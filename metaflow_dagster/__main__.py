@@ -28,7 +28,7 @@ def send_event_command(name, pairs):
     from .deploy.command import plain_text
     from .deploy.errors import CommandError
     from .deploy.events import listening_deployments, send_event
-    from .deploy.home import dagster_home, open_instance
+    from .deploy.targets.home import dagster_home, open_instance
 
     try:
         home = dagster_home()
@@ -60,7 +60,7 @@ def home_command():
     creating it if need be: `DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev ...`."""
     from .deploy.command import plain_text
     from .deploy.errors import CommandError
-    from .deploy.home import dagster_home
+    from .deploy.targets.home import dagster_home
 
     try:
         click.echo(dagster_home())

@@ -165,7 +165,7 @@ TAG_RESUME_ORIGIN = "metaflow/resume_origin_run_id"
 TAG_RESUME_RERUN_STEPS = "metaflow/resume_rerun_steps"
 # "<dagster run id>@<host>:<pid>:<start time>" of the process executing a run (the run
 # worker): set by `dagster trigger` when it starts one, and by the executors at the start
-# of every run (runtime/workers.py).
+# of every run (runtime/executors/workers.py).
 TAG_RUN_WORKER = "metaflow/dagster_run_worker"
 # Set on a run that was failed because its worker died before the run finished: why.
 TAG_RUN_WORKER_LOST = "metaflow/dagster_run_worker_lost"
@@ -259,11 +259,11 @@ def sysroot_env(datastore: str) -> str:
 # --- Environment of the Dagster process running the ops -----------------------------
 
 # Where ops unpack code packages, one directory per package sha (default: a folder
-# under the system's temporary directory, see runtime/code_package.py).
+# under the system's temporary directory, see runtime/launch/code_package.py).
 PACKAGE_CACHE_ENV = "METAFLOW_DAGSTER_PACKAGE_CACHE"
 # "0": start every task as a fresh interpreter instead of forking it from a task
-# template that has imported Metaflow already (runtime/task_forkserver.py).
-FORKSERVER_ENV = "METAFLOW_DAGSTER_FORKSERVER"
+# template that has imported Metaflow already (runtime/launch/task_template.py).
+TASK_TEMPLATE_ENV = "METAFLOW_DAGSTER_TASK_TEMPLATE"
 
 # --- Environment of the user's commands --------------------------------------------
 
@@ -272,7 +272,7 @@ UI_URL_ENV = "METAFLOW_DAGSTER_UI_URL"
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
 # What the failure of a run that ran past --workflow-timeout says (runtime/ops.py,
-# runtime/tasks.py); the user's commands report such a run as TIMED_OUT.
+# runtime/launch/launcher.py); the user's commands report such a run as TIMED_OUT.
 WORKFLOW_TIMEOUT_PHRASE = "exceeded its workflow timeout"
 # --- Environment of the Dagster processes -------------------------------------------
 
@@ -306,7 +306,7 @@ def flow_asset_key(flow_name: str, project=None, branch=None) -> list:
 
 EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
-# The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/home.py).
+# The Dagster home of the user's commands when DAGSTER_HOME is unset (deploy/targets/home.py).
 DEFAULT_DAGSTER_HOME = "~/.metaflow_dagster/dagster_home"
 # Where `dagster create` keeps each deployment's owner and production token, in the
 # flow's datastore (read back by the ops at run time).

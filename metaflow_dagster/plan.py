@@ -131,7 +131,7 @@ class FlowPlan:
     tags: List[str] = field(default_factory=list)
     namespace: Optional[str] = None
     max_workers: int = 100
-    # The default executor, one of naming.EXECUTORS (runtime/flow_executor.py); run
+    # The default executor, one of naming.EXECUTORS (runtime/executors/selector.py); run
     # config can choose another.
     executor: str = "metaflow"
     # The Dagster pool every op of the job is in, and the limit the executor gives

@@ -1,25 +1,25 @@
 """Tasks never outlive the process that launched them.
 
 Each Metaflow task runs in its own process group, so that a timeout or a
-cancellation kills the task and its children at once (runtime/processes.py). But
+cancellation kills the task and its children at once (runtime/launch/processes.py). But
 if the process that launched it dies by a signal it cannot catch (SIGKILL, the
 OOM killer), nobody is left to do that, and the tasks would run on as orphans.
 Two guards (Linux: /proc and prctl):
 
 - The first time a process launches a task, it starts a *reaper*: this module
   run as a program (`python -m metaflow_dagster.reaper`: standard library only,
-  ~15 MB, 50 ms of CPU to start), holding the read end of a pipe whose write end
+  small and quick to start), holding the read end of a pipe whose write end
   only the launching process holds. When that process ends, the kernel closes the
   pipe; the reaper kills every process whose environment carries the launcher's
   mark (`TASK_OWNER_ENV`, inherited by the task's whole tree whatever group or
   session it moved to) and exits. Each task's mark also names the task, so a task
-  that fails or is stopped has its whole tree killed at once (runtime/processes.py).
+  that fails or is stopped has its whole tree killed at once (runtime/launch/processes.py).
 - The task process itself also arms a parent-death signal, SIGKILL, before any
   user code runs (task/parent_death.py), for the case the reaper is killed too.
   (Armed in the child between fork and exec it would cost the launcher a full
-  fork instead of a vfork: 30 ms per task in a 200 MB run worker, with the GIL held.)
+  fork instead of a vfork, for every task, with the GIL held.)
 
-The executors start one more reaper per run in the run worker (runtime/workers.py):
+The executors start one more reaper per run in the run worker (runtime/executors/workers.py):
 it marks by the Dagster run id, and when the worker dies before it has released
 the reaper (the end of the run), it also reports the run as failed.
 
@@ -39,6 +39,7 @@ import uuid
 from typing import Iterable, List, Optional
 
 from .naming import TASK_OWNER_ENV
+from .process_groups import signal_process
 
 # Scans of /proc until no marked process is left (each kill makes a zombie, which
 # the scan skips, so a round only finds processes that were forked meanwhile).
@@ -125,11 +126,8 @@ def kill_marked(marks: Iterable[str]) -> int:
         if not found:
             break
         for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
+            if signal_process(pid, signal.SIGKILL):
                 killed.add(pid)
-            except ProcessLookupError:
-                pass
         time.sleep(0.05)
     return len(killed)
 

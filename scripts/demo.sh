@@ -18,8 +18,13 @@ echo "==> Compiling examples/hello_flow.py into $DEFS"
 .venv/bin/python examples/hello_flow.py dagster create "$DEFS"
 
 echo "==> Running the HelloFlow job on Dagster"
+# Dagster's console logger at INFO: the run's steps and results, without its DEBUG lines.
+printf 'loggers:\n  console:\n    config:\n      log_level: INFO\n' > build/demo_run_config.yaml
 rc=0
-.venv/bin/dagster job execute -f "$DEFS" -j HelloFlow || rc=$?
+# `dagster job execute` is what the README's recipes run too; Dagster 1.13 calls it
+# superseded by `dg launch`, which needs the separate dagster-dg-cli package.
+PYTHONWARNINGS="ignore:Function \`job_execute_command\` is superseded" \
+    .venv/bin/dagster job execute -f "$DEFS" -j HelloFlow -c build/demo_run_config.yaml || rc=$?
 
 echo "==> Result"
 # The local Metaflow datastore (.metaflow) lives next to the flow file, because

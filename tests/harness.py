@@ -189,20 +189,22 @@ def built_job(compiled: Compiled):
 def executor_of(job, run_config: Optional[dict] = None, instance=None, wrapped: bool = False):
     """The executor a run of `job` with `run_config` gets (built, not run): the one
     that runs the steps, looked through the wrappers that check the run's end
-    (runtime/end_check.py), send its heartbeat (runtime/run_heartbeat.py) and
-    supervise its worker (runtime/multiprocess.py); with
-    wrapped=True, the executor as built."""
+    (runtime/executors/end_check.py), send its heartbeat
+    (runtime/executors/run_heartbeat.py) and supervise its worker
+    (runtime/executors/multiprocess.py); with wrapped=True, the executor as built."""
     from dagster import DagsterInstance, InitExecutorContext
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.system_config.objects import ResolvedRunConfig
+
+    from metaflow_dagster.runtime.executors.wrapping import WrappingExecutor
 
     config = ResolvedRunConfig.build(job, run_config or {}).execution.execution_engine_config
     with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
         executor = job.executor_def.executor_creation_fn(InitExecutorContext(
             job=InMemoryJob(job), executor_def=job.executor_def, executor_config=config,
             instance=instance))
-    while not wrapped and hasattr(executor, "_inner"):
-        executor = executor._inner
+    while not wrapped and isinstance(executor, WrappingExecutor):
+        executor = executor.inner
     return executor
 
 
@@ -222,7 +224,7 @@ def forked_from_template(pid: int) -> bool:
     with open("/proc/%d/stat" % pid) as f:
         ppid = int(f.read().rsplit(")", 1)[1].split()[1])
     with open("/proc/%d/cmdline" % ppid, "rb") as f:
-        return b"metaflow_dagster.task.forkserver" in f.read()
+        return b"metaflow_dagster.task.template" in f.read()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
@@ -354,6 +356,22 @@ def job_runs(dagster_home: Path, job_name: str) -> list:
 
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         return list(reversed(instance.get_runs(filters=RunsFilter(job_name=job_name))))
+
+
+def sensor_ticked_after(dagster_home: Path, sensor_name: str, timestamp: float) -> bool:
+    """True once the daemon has finished a tick of the sensor that began after
+    `timestamp`: whatever the sensor had to start by then, it has asked for."""
+    from dagster import DagsterInstance
+    from dagster._core.definitions.run_request import InstigatorType
+    from dagster._core.scheduler.instigation import TickStatus
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.name == sensor_name:
+                ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id,
+                                           after=timestamp)
+                return any(tick.status != TickStatus.STARTED for tick in ticks)
+    return False
 
 
 def wait_for_runs(dagster_home: Path, job_name: str, count: int, timeout: float,

@@ -1,7 +1,8 @@
 """Flow + graph + options -> plan. Pure: no click objects, no file I/O."""
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, field, fields, make_dataclass
 from typing import Dict, List, Optional
 
 from ..plan import FlowPlan, StepPlan
@@ -11,71 +12,73 @@ from .notifications import notification_plan
 from .parameters import parameter_plans
 from .validate import validate
 
+# The plan's fields that `dagster create`'s options (and the Deployer's, and the
+# component's) give as they are; the compiler derives the others from the flow.
+FROM_OPTIONS = (
+    "flow_file", "job_name", "tags", "namespace", "max_workers", "executor", "pool",
+    "pool_limit", "workflow_timeout_seconds", "top_level_args", "project", "schedule",
+    "triggers", "settings", "exit_hooks", "run_retries",
+)
+# Left unset, these come from the flow: the job is named after the flow (and its
+# @project), and its pool after the job.
+FROM_FLOW_UNLESS_GIVEN = ("job_name", "pool")
 
-@dataclass(frozen=True)
-class CompileOptions:
-    # The flow file, relative to the root of the code package (its directory).
-    flow_file: str
-    job_name: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-    namespace: Optional[str] = None
-    max_workers: int = 100
-    executor: str = "metaflow"
-    pool: Optional[str] = None
-    pool_limit: Optional[int] = None
-    workflow_timeout_seconds: Optional[int] = None
-    top_level_args: List[str] = field(default_factory=list)
-    project: Dict[str, str] = field(default_factory=dict)
-    schedule: Optional[Dict[str, str]] = None
-    triggers: Dict[str, list] = field(default_factory=dict)
-    # Non-secret Metaflow settings of the tasks (see plan.FlowPlan.settings).
-    settings: Dict[str, str] = field(default_factory=dict)
-    exit_hooks: Dict[str, List[str]] = field(default_factory=dict)
-    workflow_title: Optional[str] = None
-    workflow_description: Optional[str] = None
-    workflow_priority: Optional[int] = None
-    run_retries: int = 0
-    notify_on_error: bool = False
-    notify_on_success: bool = False
+
+def _option_field(plan_field):
+    """One of CompileOptions' fields: the plan's own, with its type and default."""
+    if plan_field.name in FROM_FLOW_UNLESS_GIVEN:
+        return plan_field.name, Optional[str], field(default=None)
+    if plan_field.default_factory is not MISSING:
+        return plan_field.name, plan_field.type, field(default_factory=plan_field.default_factory)
+    if plan_field.default is not MISSING:
+        return plan_field.name, plan_field.type, field(default=plan_field.default)
+    return plan_field.name, plan_field.type
+
+
+# Options the compiler turns into plan fields of other names or shapes (title,
+# description, priority, notifications).
+OTHER_OPTIONS = [
+    ("workflow_title", Optional[str], field(default=None)),
+    ("workflow_description", Optional[str], field(default=None)),
+    ("workflow_priority", Optional[int], field(default=None)),
+    ("notify_on_error", bool, field(default=False)),
+    ("notify_on_success", bool, field(default=False)),
     # Channel name (notifications.CHANNEL_OPTIONS) -> the option's value, `env:NAME`.
-    notify_channels: Dict[str, Optional[str]] = field(default_factory=dict)
+    ("notify_channels", Dict[str, Optional[str]], field(default_factory=dict)),
     # A literal secret is kept in `.env` (the CLI writes it), the plan names its variable.
-    notify_secrets_to_env_file: bool = False
+    ("notify_secrets_to_env_file", bool, field(default=False)),
+]
+
+CompileOptions = make_dataclass(
+    "CompileOptions",
+    [_option_field(f) for f in fields(FlowPlan) if f.name in FROM_OPTIONS] + OTHER_OPTIONS,
+    frozen=True)
+CompileOptions.__module__ = __name__
+CompileOptions.__doc__ = """The options of a compile: the plan's fields in FROM_OPTIONS
+(flow_file, relative to the root of the code package, is the one without a default),
+then OTHER_OPTIONS."""
 
 
 def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
     """Raises validate.NotSupported listing every problem found."""
     validate(flow, graph, options)
     steps = [step_plan(graph, graph[name]) for name in graph.sorted_nodes]
-    job_name = options.job_name or job_name_for(graph.name, options.project)
+    given = {name: copy.copy(getattr(options, name)) for name in FROM_OPTIONS}
+    given["job_name"] = options.job_name or job_name_for(graph.name, options.project)
+    given["pool"] = options.pool or given["job_name"]
     return FlowPlan(
         flow_name=graph.name,
-        flow_file=options.flow_file,
-        job_name=job_name,
         start_step=graph.start_step,
         end_step=graph.end_step,
         steps=steps,
         ops=layout_ops(steps),
         parameters=parameter_plans(flow),
-        top_level_args=list(options.top_level_args),
-        tags=list(options.tags),
-        namespace=options.namespace,
-        max_workers=options.max_workers,
-        executor=options.executor,
-        pool=options.pool or job_name,
-        pool_limit=options.pool_limit,
-        workflow_timeout_seconds=options.workflow_timeout_seconds,
-        project=dict(options.project),
-        schedule=options.schedule,
-        triggers=dict(options.triggers),
-        settings=dict(options.settings),
-        exit_hooks=dict(options.exit_hooks),
         description=_description(options.workflow_description, graph.doc),
         title=(options.workflow_title or "").strip() or None,
         priority=options.workflow_priority,
-        run_retries=options.run_retries,
-        notifications=notification_plan(job_name, options.notify_on_error,
+        notifications=notification_plan(given["job_name"], options.notify_on_error,
                                         options.notify_on_success, options.notify_channels),
+        **given,
     )
 
 

@@ -6,7 +6,7 @@ task's command line (`runtime_step_cli`): @kubernetes turns `step` into `kuberne
 step` plus the code package and the pod's resources (@resources merged in, @timeout
 as the run time limit), @batch into `batch step`. The ops launch these tasks the
 same way, so the decorator itself is asked, once, at create time; the runtime adds
-the code package and the task's own options (runtime/tasks.py).
+the code package and the task's own options (runtime/launch/launcher.py).
 """
 
 import sys

@@ -324,7 +324,7 @@ def _job_function(plan: FlowPlan) -> str:
 def _executor(plan: FlowPlan) -> str:
     """The executor --executor chose, switchable in run config (execution: config:
     {celery: {...}}); whichever runs, --max-workers caps each foreach, and the job's
-    pool gets --pool-limit (runtime/flow_executor.py)."""
+    pool gets --pool-limit (runtime/executors/selector.py)."""
     args = {"default": plan.executor, "foreach_limit": plan.max_workers}
     if plan.pool_limit:
         args.update(pool=plan.pool, pool_limit=plan.pool_limit)

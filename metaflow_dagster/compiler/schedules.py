@@ -9,6 +9,8 @@ and refuses, naming the expression, whatever has no exact equivalent.
 
 import zoneinfo
 
+from .errors import CreateError
+
 # The shortcut flags in the precedence ScheduleDecorator.flow_init applies (cron first).
 SHORTCUT_CRONS = (
     ("weekly", "0 0 * * 0"),
@@ -24,7 +26,7 @@ _REWRITE_HINT = (
 )
 
 
-class ScheduleNotSupported(ValueError):
+class ScheduleNotSupported(CreateError, ValueError):
     """A @schedule that no Dagster schedule can reproduce exactly."""
 
 

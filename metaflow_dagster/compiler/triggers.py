@@ -16,10 +16,11 @@ mirror `ArgoWorkflows._process_triggers` so a flow triggers the same way on both
 from metaflow import current
 
 from ..naming import EVENT_NAME_RE
+from .errors import CreateError
 from .parameters import flow_parameters
 
 
-class TriggerNotSupported(ValueError):
+class TriggerNotSupported(CreateError, ValueError):
     """A @trigger / @trigger_on_finish form this integration cannot deploy."""
 
 

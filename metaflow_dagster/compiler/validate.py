@@ -5,6 +5,7 @@ from typing import List
 
 from ..plan import reachable
 from . import notifications
+from .errors import CreateError
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
@@ -17,7 +18,9 @@ DAGSTER_DISALLOWED_NAMES = frozenset(keyword.kwlist) | {
 RESERVED_STEP_NAMES = DAGSTER_DISALLOWED_NAMES | {"job", "op", "Definitions"}
 
 
-class NotSupported(Exception):
+class NotSupported(CreateError):
+    """Constructs of the flow that no Dagster job can run, all of them at once."""
+
     def __init__(self, flow_name: str, problems: List[str]):
         self.flow_name = flow_name
         self.problems = problems

@@ -1,3 +1,4 @@
 """The user's shell and Python: the `python flow.py dagster ...` commands, Metaflow's
-Deployer API, the targets runs go to (the embedded instance of DAGSTER_HOME, or a
-webserver's GraphQL API) and the registry of deployments."""
+Deployer API and the registry of deployments here; what `create` packages with a
+deployment in packaging/; the targets runs go to (the embedded instance of the Dagster
+home, or a webserver's GraphQL API) in targets/."""

@@ -13,21 +13,21 @@ from metaflow.user_configs.config_options import ConfigInput
 
 from ..compiler import notifications
 from ..compiler.compile import CompileOptions, compile_flow
+from ..compiler.errors import CreateError
 from ..compiler.render import render
-from ..compiler.schedules import ScheduleNotSupported, schedule_spec
-from ..compiler.triggers import TriggerNotSupported, trigger_specs
-from ..compiler.validate import NotSupported
+from ..compiler.schedules import schedule_spec
+from ..compiler.triggers import trigger_specs
 from ..files import write_atomically
 from ..naming import EXECUTORS, executor_package_missing
-from .code_package import package_flow
-from .command import DagsterCommand, DagsterGroup, Errors, plain_text
-from .datastore_access import datastore_writes
+from .command import DagsterCommand, DagsterGroup
 from .env_file import save_secrets
 from .job_name import definitions_file, project_info
-from .production_token import resolve_token, token_prefix
+from .packaging.code_package import package_flow
+from .packaging.datastore_access import datastore_writes
+from .packaging.production_token import resolve_token, token_prefix
+from .packaging.task_settings import read_task_settings
 from .registry import record_deployment
 from .run_commands import COMMANDS
-from .task_settings import task_settings
 
 
 @click.group()
@@ -118,7 +118,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
     # fails here, with their message, before anything is written.
     obj.check(obj.graph, obj.flow, obj.environment, pylint=obj.pylint)
     if name and "project" in obj.flow._flow_decorators:
-        raise click.ClickException(
+        raise CreateError(
             "--name is not supported for @project flows: the job is named after the project "
             "and branch. Use --branch instead.")
     notify_channels = {"slack": notify_slack_webhook_url,
@@ -127,7 +127,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
     missing = executor_package_missing(executor, _module_found) or \
         notifications.package_missing(notify_channels, _module_found)
     if missing:
-        raise click.ClickException(missing)
+        raise CreateError(missing)
     if decospecs:
         _attach_decorators(obj, decospecs)
     file = definitions_file(obj, file, name)
@@ -144,7 +144,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         workflow_timeout_seconds=workflow_timeout,
         top_level_args=top_level_args(obj),
         project=project_info(obj),
-        settings=task_settings(obj),
+        settings=read_task_settings(obj),
         exit_hooks=_exit_hooks(obj.flow),
         workflow_title=workflow_title,
         workflow_description=workflow_description,
@@ -155,13 +155,10 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         notify_channels=notify_channels,
         notify_secrets_to_env_file=notify_secrets_to_env_file,
     )
-    try:
-        options = replace(options, schedule=_schedule(obj.flow, schedule_status),
-                          triggers=_triggers(obj.flow, options.project))
-        plan = compile_flow(obj.flow, obj.graph, options)
-    except (NotSupported, ScheduleNotSupported, TriggerNotSupported) as error:
-        raise click.ClickException(plain_text(str(error))) from None
-    with Errors(), datastore_writes(obj.flow_datastore):
+    options = replace(options, schedule=_schedule(obj.flow, schedule_status),
+                      triggers=_triggers(obj.flow, options.project))
+    plan = compile_flow(obj.flow, obj.graph, options)
+    with datastore_writes(obj.flow_datastore):
         # The token stays in the flow's datastore; the ops read it at run time.
         resolve_token(
             obj.echo, obj.flow_datastore, plan.job_name,
@@ -186,11 +183,11 @@ def _check_output_path(file):
     directory must not create a tree elsewhere, nor fail half-way."""
     directory = os.path.dirname(os.path.abspath(file))
     if not os.path.isdir(directory):
-        raise click.ClickException(
+        raise CreateError(
             "Cannot write the definitions file %s: the directory %s does not exist. Create "
             "it first, or give another path." % (file, directory))
     if os.path.isdir(file):
-        raise click.ClickException(
+        raise CreateError(
             "Cannot write the definitions file %s: it is a directory. Give a file name, "
             "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
 
@@ -201,8 +198,8 @@ def _module_found(module):
 
 def top_level_args(obj):
     """Metaflow options given before `dagster`, to repeat before every `step`. The
-    datastore, metadata and environment reach the tasks as settings (task_settings.py),
-    which the worker's environment may override."""
+    datastore, metadata and environment reach the tasks as settings
+    (packaging/task_settings.py), which the worker's environment may override."""
     root = click.get_current_context().find_root().params
     args = ["--quiet", "--no-pylint"]
     for deco in obj.flow._flow_decorators.values():

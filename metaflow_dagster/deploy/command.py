@@ -6,7 +6,11 @@ import re
 
 from metaflow._vendor import click
 
+from ..compiler.errors import CreateError
 from .errors import CommandError
+
+# What the user can fix, said in a message of its own: shown alone, exit code 1.
+USER_ERRORS = (CommandError, CreateError)
 
 # Metaflow's echo turns `*x*` into bold; a click error prints it as typed.
 _BOLD = re.compile(r"\*([^*\s][^*\n]*?)\*")
@@ -18,13 +22,14 @@ def plain_text(message: str) -> str:
 
 
 class Errors:
-    """A CommandError becomes a click error: one plain message, exit code 1."""
+    """A CommandError or a CreateError becomes a click error: one plain message,
+    exit code 1."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, tb):
-        if kind is not None and issubclass(kind, CommandError):
+        if kind is not None and issubclass(kind, USER_ERRORS):
             raise click.ClickException(plain_text(str(error))) from None
         return False
 
@@ -36,7 +41,12 @@ def _close(word: str, known) -> list:
 class DagsterCommand(click.Command):
     """`--alpah` says "Did you mean --alpha?" (Metaflow's click only suggests
     options that start with what was typed). An option that a flow Parameter of
-    the same name would shadow is refused: the value would go to one of them."""
+    the same name would shadow is refused: the value would go to one of them.
+    The user's errors (USER_ERRORS) print as one plain message."""
+
+    def invoke(self, ctx):
+        with Errors():
+            return super().invoke(ctx)
 
     def parse_args(self, ctx, args):
         names = [p.name for p in self.params]

@@ -24,7 +24,7 @@ from metaflow.runner.utils import get_lower_level_group, handle_timeout, tempora
 
 from ..naming import DAGSTER_URL_ENV
 from . import runs
-from .registry import DeploymentRecord, registered_deployments
+from .registry import RegisteredDeployment, registered_deployments
 
 
 def _target(deployer):
@@ -39,7 +39,7 @@ def _end_step(deployer) -> Optional[str]:
     """The flow's end step, as the deployment's identifier (the deployer's name) has
     it; None if it does not say."""
     try:
-        return DeploymentRecord.from_identifier(deployer.name).end_step
+        return RegisteredDeployment.from_identifier(deployer.name).end_step
     except ValueError:
         return None
 
@@ -224,8 +224,8 @@ class DagsterDeployedFlow(DeployedFlow):
     TYPE: ClassVar[Optional[str]] = "dagster"
 
     @property
-    def record(self) -> DeploymentRecord:
-        return DeploymentRecord.from_identifier(self.deployer.name)
+    def record(self) -> RegisteredDeployment:
+        return RegisteredDeployment.from_identifier(self.deployer.name)
 
     @property
     def definitions_file(self) -> str:
@@ -240,7 +240,7 @@ class DagsterDeployedFlow(DeployedFlow):
         """The deployment's production token (its runs are in the Metaflow namespace
         `production:<token>`), as its ops read it from the flow's datastore; None once
         the definitions file or the deployment's record is gone."""
-        from ..runtime.production import TokenMissing, production_token
+        from ..runtime.launch.production_token import TokenMissing, production_token
         from .definitions import DefinitionsFile
         from .errors import CommandError
 
@@ -413,13 +413,13 @@ def _project_kwargs(branch_name: Optional[str]) -> dict:
     return {}
 
 
-def _record(identifier: str, dagster_home: Optional[str] = None) -> DeploymentRecord:
+def _record(identifier: str, dagster_home: Optional[str] = None) -> RegisteredDeployment:
     """The deployment of an identifier; of the path of a definitions file or of a job
     name, among those recorded in the Dagster home."""
     if identifier.lstrip().startswith("{"):
-        return DeploymentRecord.from_identifier(identifier)
+        return RegisteredDeployment.from_identifier(identifier)
     from ..compiler.compile import job_name_for
-    from .home import dagster_home as resolve_home
+    from .targets.home import dagster_home as resolve_home
 
     records = registered_deployments(dagster_home)
     if os.path.isfile(identifier):

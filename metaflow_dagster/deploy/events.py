@@ -1,6 +1,6 @@
 """Sending a Metaflow event to the Dagster instance, where the event sensors of
 compiled flows pick it up (the Dagster counterpart of `ArgoEvent(name).publish()`).
-The event's layout is runtime/events.py's."""
+The event's layout is runtime/triggers/events.py's."""
 
 import json
 import time
@@ -10,16 +10,16 @@ from typing import List, Optional
 from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 
 from ..naming import EVENT_NAME_RE
-from ..runtime.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
-from .home import dagster_home
+from ..runtime.triggers.events import EVENT_ID_KEY, PAYLOAD_KEY, TIMESTAMP_KEY, event_asset_key
+from .targets.home import dagster_home
 
 
 def send_event(name: str, payload: dict, instance: "DagsterInstance | None" = None) -> str:
     """Record event `name` with `payload`; return its id.
 
     `instance` defaults to the one of the Dagster home (DAGSTER_HOME, or the default one,
-    see home.py). The timestamp is whole epoch seconds because metaflow.events.Trigger
-    converts only int timestamps to datetimes.
+    see targets/home.py). The timestamp is whole epoch seconds because
+    metaflow.events.Trigger converts only int timestamps to datetimes.
     """
     if not EVENT_NAME_RE.match(name):
         raise ValueError(

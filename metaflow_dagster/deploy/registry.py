@@ -3,7 +3,7 @@
 A deployment is a definitions file. Its identifier is a JSON object naming the
 file, the job, the flow and where runs go (DAGSTER_HOME, or a webserver URL), so
 `DeployedFlow.from_deployment(identifier)` needs nothing else. Each deployment is
-also recorded in the Dagster home of the commands (home.py), for
+also recorded in the Dagster home of the commands (deploy/targets/home.py), for
 `list_deployed_flows`.
 """
 
@@ -15,13 +15,13 @@ from typing import List, Optional
 
 from ..files import write_atomically
 from ..naming import DAGSTER_URL_ENV
-from .home import dagster_home as resolve_home
+from .targets.home import dagster_home as resolve_home
 
 REGISTRY_DIR = os.path.join("metaflow_dagster", "deployments")
 
 
 @dataclass(frozen=True)
-class DeploymentRecord:
+class RegisteredDeployment:
     """What identifies a deployment: its definitions file and where its runs go."""
 
     definitions_file: str
@@ -42,7 +42,7 @@ class DeploymentRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_identifier(cls, identifier: str) -> "DeploymentRecord":
+    def from_identifier(cls, identifier: str) -> "RegisteredDeployment":
         try:
             data = json.loads(identifier)
             return cls(**data)
@@ -54,7 +54,7 @@ class DeploymentRecord:
 
     @classmethod
     def for_plan(cls, plan, definitions_file: str, flow_file: str, cwd: str
-                 ) -> "DeploymentRecord":
+                 ) -> "RegisteredDeployment":
         return cls(
             definitions_file=os.path.abspath(definitions_file),
             flow_name=plan.flow_name,
@@ -94,12 +94,12 @@ def _registry_entries(dagster_home: Optional[str]):
         path = os.path.join(directory, name)
         with open(path) as f:
             try:
-                yield path, DeploymentRecord.from_identifier(f.read())
+                yield path, RegisteredDeployment.from_identifier(f.read())
             except ValueError:
                 continue
 
 
-def registered_deployments(dagster_home: Optional[str] = None) -> List[DeploymentRecord]:
+def registered_deployments(dagster_home: Optional[str] = None) -> List[RegisteredDeployment]:
     """Deployments recorded in the Dagster home whose definitions file still exists."""
     return [record for _, record in _registry_entries(dagster_home)
             if os.path.isfile(record.definitions_file)]
@@ -114,11 +114,11 @@ def forget_deployment(definitions_file: str, dagster_home: Optional[str] = None)
 
 
 def record_deployment(plan, definitions_file: str, flow_file: str, cwd: str, metadata: str,
-                      deployer_attribute_file: Optional[str] = None) -> DeploymentRecord:
+                      deployer_attribute_file: Optional[str] = None) -> RegisteredDeployment:
     """Called by `dagster create` (in the flow's directory `cwd`): record the
     deployment and, for the Deployer API, hand its identifier back through the
     attribute file."""
-    record = DeploymentRecord.for_plan(plan, definitions_file, flow_file, cwd)
+    record = RegisteredDeployment.for_plan(plan, definitions_file, flow_file, cwd)
     record.register()
     if deployer_attribute_file:
         with open(deployer_attribute_file, "w", encoding="utf-8") as f:

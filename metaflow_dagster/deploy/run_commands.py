@@ -1,10 +1,10 @@
 """`python flow.py dagster trigger | status | terminate | suspend | unsuspend |
-resume | delete`: the run lifecycle.
+resume | delete`: what becomes of runs.
 
 The commands work on the definitions file `dagster create` wrote (by default the
 one named after the job the same options give, job_name.py) and send runs to the
-Dagster instance of the Dagster home (home.py), or with --dagster-url (or
-METAFLOW_DAGSTER_URL) to a running Dagster webserver (see targets.py).
+Dagster instance of the Dagster home (deploy/targets/home.py), or with --dagster-url (or
+METAFLOW_DAGSTER_URL) to a running Dagster webserver (see deploy/targets/__init__.py).
 
 This module is imported with every Metaflow command: Dagster is imported inside
 the commands only (none of the modules imported here imports it at the top).
@@ -23,11 +23,11 @@ from ..compiler.parameters import flow_parameters
 from . import report, runs
 from .command import DagsterCommand, Errors
 from .errors import CommandError
-from .graphql import GraphQLTarget
 from .job_name import definitions_file as default_file
 from .job_name import job_name, project_info
 from .parameters import command_line_values, origin_run_values, run_config
 from .targets import target_for
+from .targets.graphql import GraphQLTarget
 from .task_output import TaskOutput
 
 # Seconds between two looks at a run `trigger --wait` follows.
@@ -109,13 +109,13 @@ class ServerJob:
 
     def __init__(self, obj):
         from ..compiler.compile import CompileOptions, compile_flow
-        from ..compiler.validate import NotSupported
+        from ..compiler.errors import CreateError
 
         options = CompileOptions(flow_file=os.path.basename(sys.argv[0]),
                                  project=project_info(obj))
         try:
             self.plan = compile_flow(obj.flow, obj.graph, options)
-        except NotSupported as error:
+        except CreateError as error:
             raise CommandError(str(error)) from None
         self.job_name = self.plan.job_name
 
@@ -294,7 +294,7 @@ def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
         _check_authorized(obj, state, authorize, "terminate")
         lost = state.tags.get(naming.TAG_RUN_WORKER_LOST)
         if state.finished and lost:
-            # Nothing of it is left running (see runtime/workers.py): done.
+            # Nothing of it is left running (see runtime/executors/workers.py): done.
             obj.echo("Run %s/%s has already ended (%s): %s" % (
                 obj.flow.name, state.metaflow_run_id, state.status, lost), bold=True)
             return
@@ -318,7 +318,7 @@ def terminate(obj, run_id, wait=False, authorize=None, dagster_url=None):
 def _check_authorized(obj, state, authorize, command):
     """Only whoever deployed the run's job, or who has its production token, may act on
     its runs (as `argo-workflows terminate | suspend` check)."""
-    from .production_token import check_authorized, token_prefix
+    from .packaging.production_token import check_authorized, token_prefix
 
     check_authorized(obj.flow_datastore, state.job_name,
                      token_prefix(state.job_name, project_info(obj)), authorize,

@@ -1,5 +1,5 @@
 """Runs of a compiled job as the user's commands see them, whichever target
-(targets.py) they are on."""
+(deploy/targets/__init__.py) they are on."""
 
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional

@@ -4,12 +4,12 @@ import threading
 from functools import lru_cache
 
 from ..plan import FlowPlan
-from .settings import apply_to_process, datastore_location
+from .launch.settings import apply_to_process, datastore_location
 
 
 @lru_cache(maxsize=None)
 def flow_datastore(flow_name: str, ds_type: str, ds_root: str):
-    from ..task.logs import open_flow_datastore  # imports metaflow
+    from ..task.datastore import open_flow_datastore  # imports metaflow
 
     return open_flow_datastore(flow_name, ds_type, ds_root)
 

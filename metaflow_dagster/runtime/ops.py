@@ -9,17 +9,16 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import naming
 from ..plan import FlowPlan, OpPlan
-from .code_package import PackageUnavailable
 from .hooks import run_exit_hooks
-from .logs import save_task_logs
-from .metadata import flow_materialization, task_metadata
-from .processes import TaskCancelled, TaskTimeout
-from .production import TokenMissing
+from .launch import DeploymentUnavailable
+from .launch.launcher import ParametersFailed, Task, TaskLauncher, next_task
+from .launch.processes import TaskCancelled, TaskTimeout
 from .region import RegionRunner
+from .report.metadata import flow_materialization, task_metadata
+from .report.metaflow_logs import save_task_logs
 from .resume import Reuse, ReusedOutcome
 from .run_tags import tag_run_once
 from .run_watch import STOP_STATUSES, watching_run
-from .tasks import ParametersFailed, Task, TaskLauncher, next_task
 from .transitions import check_transition
 
 # Metaflow's exit code for a task that must not be retried (METAFLOW_EXIT_DISALLOW_RETRY).
@@ -54,10 +53,11 @@ class FlowRuntime:
         if runtime is None:
             return
         try:
-            launcher = TaskLauncher(runtime.plan, "", dagster_run_id, "")
-        except (PackageUnavailable, TokenMissing):
+            launcher = TaskLauncher.outside_the_run(runtime.plan, dagster_run_id,
+                                                    "task_template")
+        except DeploymentUnavailable:
             return  # the op reports it
-        launcher.prepare_forkserver()
+        launcher.prepare_task_template()
 
     def run_op(self, context, op_name: str, *inputs) -> Iterator[Output]:
         # The run's termination stops the op's tasks on every executor (run_watch.py).
@@ -125,7 +125,7 @@ class FlowRuntime:
     def run_exit_hooks(self, context, kind: str) -> None:
         """Called by the job's success/failure hooks (see runtime/hooks.py)."""
         with _deployment_errors():
-            launcher = TaskLauncher(self.plan, "", context.run_id, "exit_hook")
+            launcher = TaskLauncher.outside_the_run(self.plan, context.run_id, "exit_hook")
         run_exit_hooks(self.plan, context, kind, launcher.base_env, launcher.code.flow_file,
                        launcher.cwd)
 
@@ -174,7 +174,7 @@ class FlowRuntime:
 
     def _task_metadata(self, context, launcher: TaskLauncher, pathspec: str, attempt: int,
                        card_tasks=None) -> Optional[dict]:
-        """The task's metadata (runtime/metadata.py); None, with a warning in the op's
+        """The task's metadata (runtime/report/metadata.py); None, with a warning in the op's
         log, if it cannot be read: the task has succeeded, its op must not fail."""
         try:
             return task_metadata(self.plan, pathspec, attempt, card_tasks,
@@ -185,7 +185,7 @@ class FlowRuntime:
             return None
 
     def _flow_materialization(self, context, launcher: TaskLauncher, end_pathspec: str):
-        """The flow asset's materialization (runtime/metadata.py), after the end task."""
+        """The flow asset's materialization (runtime/report/metadata.py), after the end task."""
         try:
             materialization = flow_materialization(
                 self.plan, launcher.run_id, end_pathspec,
@@ -258,7 +258,7 @@ def _deployment_errors():
     the op at once, saying why and which setting to fix (retrying would not help)."""
     try:
         yield
-    except (PackageUnavailable, TokenMissing) as error:
+    except DeploymentUnavailable as error:
         raise Failure(description=str(error), allow_retries=False) from None
 
 

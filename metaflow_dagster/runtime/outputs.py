@@ -25,8 +25,8 @@ from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 
 from ..naming import S3_ENDPOINT_ENV
 from ..plan import FlowPlan
-from .preflight import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
-from .settings import apply_to_process, datastore_location, setting_source
+from .launch.preflight import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+from .launch.settings import apply_to_process, datastore_location, setting_source
 
 OUTPUTS_DIR = "dagster-outputs"
 

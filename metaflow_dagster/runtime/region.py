@@ -16,8 +16,8 @@ from dagster import Failure
 
 from .. import naming
 from ..plan import FlowPlan, OpPlan
-from .processes import TaskCancelled, TaskTimeout
-from .tasks import Task, TaskLauncher, next_task
+from .launch.launcher import Task, TaskLauncher, next_task
+from .launch.processes import TaskCancelled, TaskTimeout
 from .transitions import check_transition
 
 

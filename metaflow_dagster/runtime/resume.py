@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from .. import naming
 from ..plan import FlowPlan, OpPlan, reachable
 from .datastore import plan_datastore
-from .processes import TaskOutcome
+from .launch.processes import TaskOutcome
 
 
 def rerun_steps(plan: FlowPlan, step_to_rerun: Optional[str]) -> List[str]:

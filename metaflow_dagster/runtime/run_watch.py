@@ -13,8 +13,8 @@ The metaflow executor binds its own cancel event (the run process sees the
 termination itself); ops under it start no watcher.
 
 The same binding gives the tasks the streams that reach the step's logs
-(step_logs.py). When the op ends, the process's task templates for the run are
-retired (task_forkserver.py): in a process that outlives the op, a Celery worker's
+(runtime/launch/step_logs.py). When the op ends, the process's task templates for the run are
+retired (runtime/launch/task_template.py): in a process that outlives the op, a Celery worker's
 say, they would otherwise idle on, marked with the run (another op of the run there
 starts a new one).
 """
@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Iterator, Optional
 
-from . import processes
-from .step_logs import step_streams
-from .task_forkserver import retire_run_templates
+from .launch import processes
+from .launch.step_logs import step_streams
+from .launch.task_template import retire_run_templates
 
 POLL_SECONDS = 1.0
 # A run in any of these states has no use for the op's tasks any more.

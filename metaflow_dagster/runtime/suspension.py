@@ -1,11 +1,11 @@
 """Suspended runs (`dagster suspend`, `TriggeredRun.suspend()`): while a run
 carries the tag naming.TAG_SUSPENDED = "true", no new task of it starts; the
 tasks that run finish. The task launcher asks before starting each task, clones
-included (tasks.py); a task held back waits, looking again every second, until
+included (runtime/launch/launcher.py); a task held back waits, looking again every second, until
 the run is unsuspended or terminated.
 
-Reading the run record costs ~10-30 ms (a connection to the run storage each
-time), so the answer is shared by the op threads of a run process and read at
+Reading the run record opens a connection to the run storage each time, so the
+answer is shared by the op threads of a run process and read at
 most once a second: a suspension takes effect within a second.
 """
 
@@ -15,7 +15,7 @@ import time
 from typing import Dict, Optional, Tuple
 
 from .. import naming
-from .processes import TaskCancelled
+from .launch.processes import TaskCancelled
 
 POLL_SECONDS = 1.0
 READ_ATTEMPTS = 5

@@ -1,5 +1,5 @@
 """A finished task's artifacts, read from Metaflow's datastore for the op's metadata
-(runtime/artifacts.py renders them): names, types and sizes, with small values shown.
+(runtime/report/artifacts.py renders them): names, types and sizes, with small values shown.
 
 The index of the task's latest attempt (one small file) gives names, types and sizes;
 only the values shown are loaded, in one batch. A value is shown only when all of these
@@ -44,7 +44,7 @@ AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=]
 def read_artifacts(flow: str, ds_type: str, ds_root: str, task_path: str) -> List[dict]:
     """artifact_rows of a task (run_id/step/task_id) in a flow's datastore (in a child
     of the task template)."""
-    from .logs import open_flow_datastore
+    from .datastore import open_flow_datastore
 
     return stored_artifact_rows(open_flow_datastore(flow, ds_type, ds_root), task_path)
 

@@ -157,7 +157,7 @@ def _once_per_process(flow, graph) -> None:
 
 
 def _wait_for_parameters(ready_file: str) -> None:
-    """Wait until the op says `flow.py init` has exited (see runtime/tasks.py,
+    """Wait until the op says `flow.py init` has exited (see runtime/launch/launcher.py,
     ParametersInit); give up if the op's process is gone."""
     parent = os.getppid()
     while not os.path.exists(ready_file):

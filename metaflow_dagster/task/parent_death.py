@@ -22,7 +22,7 @@ def die_with_launcher() -> None:
     launcher = os.environ.pop(LAUNCHER_PID_ENV, None)
     if not launcher or not sys.platform.startswith("linux"):
         return
-    import ctypes  # only here: ~3 ms, and no other part of a task imports it
+    import ctypes  # only here: no other part of a task imports it
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4

@@ -9,6 +9,7 @@ import re
 import subprocess
 
 import pytest
+from commands import embedded, field, flow_dir, mf, wait_for
 from harness import (
     DAGSTER,
     EXAMPLES,
@@ -21,7 +22,6 @@ from harness import (
     load_definitions,
     output_metadata,
 )
-from lifecycle_support import embedded, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
 

@@ -168,15 +168,15 @@ def test_s3_deployment_runs_elsewhere_after_the_flow_directory_is_deleted(
     # A later version of the flow, with a step renamed: triggering the deployed job
     # from it (`dagster trigger` and `status`) still runs the deployed code.
     edited = edited_copy(tmp_path)
-    lifecycle_env = dict(worker_env(), DAGSTER_HOME=str(dagster_home))
+    commands_env = dict(worker_env(), DAGSTER_HOME=str(dagster_home))
     trigger = subprocess.run(
         [PYTHON, edited.name, "dagster", "trigger", "--definitions-file", str(server.defs_file),
          "--n", "4"], cwd=edited.parent, capture_output=True, text=True, timeout=300,
-        env=lifecycle_env)
+        env=commands_env)
     assert trigger.returncode == 0, trigger.stdout + trigger.stderr
     runs = wait_for_runs(dagster_home, plan.job_name, count=2, timeout=600)
     status = subprocess.run([PYTHON, edited.name, "dagster", "status"], cwd=edited.parent,
-                            capture_output=True, text=True, timeout=300, env=lifecycle_env)
+                            capture_output=True, text=True, timeout=300, env=commands_env)
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()
     assert runs[-1].run_id in lines[0] and lines[0].endswith(": SUCCEEDED (Dagster SUCCESS)"), \

@@ -8,16 +8,17 @@ fresh Python process, `production_token`, `delete`, `terminate`, `suspend` and
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from commands import client, embedded, flow_dir
 from harness import PYTHON, env_for, wait_until
-from lifecycle_support import client, embedded, flow_dir
 
 from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
-FLOW = "lifecycle_deployer_flow"
+FLOW = "deployer_flow"
 
 
 def fresh_python(script: str, *args, cwd, dagster_home=None, timeout=400, **env) -> dict:
@@ -79,17 +80,17 @@ def test_deployer_round_trip(tmp_path, dagster_home, monkeypatch):
         str(directory / ("%s.py" % FLOW)),
         show_output=False,
         cwd=str(directory),
-        env={"LIFECYCLE_DEPLOYER_VAR": "from-deployer-env"},
-        decospecs=['environment:vars={"LIFECYCLE_WITH_VAR": "from-with"}'],
+        env={"DEPLOYER_ENV_VAR": "from-deployer-env"},
+        decospecs=['environment:vars={"DEPLOYER_WITH_VAR": "from-with"}'],
         branch="feature",
         config_value=[("cfg", {"greeting": "hi"})],
     )
     deployed = deployer.dagster(dagster_home=str(dagster_home)).create()
     assert isinstance(deployed, DagsterDeployedFlow)
-    assert deployed.flow_name == "LifecycleDeployerFlow"
-    assert deployed.job_name == "lifecycle_test_feature_LifecycleDeployerFlow"
+    assert deployed.flow_name == "DeployerFlow"
+    assert deployed.job_name == "deployer_test_feature_DeployerFlow"
     assert deployed.definitions_file == str(
-        directory / "lifecycle_test_feature_lifecycledeployerflow_dagster.py")
+        directory / "deployer_test_feature_deployerflow_dagster.py")
 
     # Several Parameters at once, a structured one included.
     triggered = deployed.trigger(count=7, weights={"k": [1, 2]}, label="two words")
@@ -186,7 +187,7 @@ def test_a_run_past_its_workflow_timeout_reads_timed_out(tmp_path, dagster_home)
 
 
 def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
-    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
+    directory, deployed = _deploy(tmp_path, dagster_home, "gate_flow")
     triggered = deployed.trigger(gate="never-opened")
     assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
     assert triggered.terminate() is True
@@ -198,7 +199,15 @@ def test_a_terminated_run_reads_aborted(tmp_path, dagster_home):
 
 # --- suspend / unsuspend ------------------------------------------------------------------
 
-SUSPEND = "lifecycle_suspend_flow"
+SUSPEND = "suspend_flow"
+
+
+def _held_back(dagster_home, step) -> bool:
+    """Has an op said, in the step logs Dagster captured, that the task of `step`
+    waits until the run is unsuspended (runtime/suspension.py)?"""
+    phrase = "/%s/t starts once it is unsuspended." % step
+    return any(phrase in path.read_text(errors="replace")
+               for path in Path(dagster_home).rglob("*.err"))
 
 
 def _steps_log(directory):
@@ -227,7 +236,8 @@ def test_a_suspended_run_starts_no_new_task_until_unsuspended(tmp_path, dagster_
     (directory / "a_gate").touch()
     assert wait_until(lambda: ("a", "end") in _steps_log(directory), 60)
     held_from = time.time()
-    time.sleep(8)
+    # b's op says, in its captured logs, that its task waits for the run to be unsuspended.
+    assert wait_until(lambda: _held_back(dagster_home, "b"), 60)
     assert ("b", "start") not in _steps_log(directory), _steps_log(directory)
     assert (triggered.status, triggered.is_running) == ("RUNNING", True)
     state = embedded(dagster_home).run_state(triggered.dagster_run_id)
@@ -409,7 +419,7 @@ def test_another_user_terminates_or_suspends_only_with_the_production_token(
         tmp_path, dagster_home):
     """As on Argo: whoever deployed the flow may stop its runs; anyone else needs the
     deployment's production token (`terminate(authorize=...)`, `suspend(authorize=...)`)."""
-    directory, deployed = _deploy(tmp_path, dagster_home, "lifecycle_gate_flow")
+    directory, deployed = _deploy(tmp_path, dagster_home, "gate_flow")
     triggered = deployed.trigger(gate="never-opened")
     assert wait_until(lambda: triggered.dagster_status == "STARTED", 120, interval=1)
     seen = fresh_python(ANOTHER_USER, deployed.name, triggered.pathspec.split("/")[1],

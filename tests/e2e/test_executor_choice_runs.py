@@ -6,8 +6,8 @@ Run with `-s` to see the time from terminate to the last task process gone."""
 import time
 
 import pytest
+from commands import embedded, field, mf, wait_for
 from harness import compile_flow, execute, process_alive, wait_until
-from lifecycle_support import embedded, field, mf, wait_for
 
 pytestmark = pytest.mark.e2e
 

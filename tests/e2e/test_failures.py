@@ -259,9 +259,9 @@ def test_a_run_dagster_calls_successful_without_its_end_step_is_failed(tmp_path,
     assert "The end step end was skipped: the Metaflow run did not finish." in status
 
     from metaflow_dagster.deploy.deployed_flow import DagsterDeployedFlow
-    from metaflow_dagster.deploy.registry import DeploymentRecord
+    from metaflow_dagster.deploy.registry import RegisteredDeployment
 
-    identifier = DeploymentRecord(
+    identifier = RegisteredDeployment(
         str(compiled.defs_file), compiled.flow_name, compiled.job_name,
         str(compiled.flow_dir / "switch_meets_at_foreach_flow.py"), str(compiled.flow_dir),
         dagster_home=str(dagster_home), end_step="end").identifier()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import services
+from commands import client, embedded, executions, field, flow_dir, mf, wait_for
 from harness import (
     PYTHON,
     compile_flow,
@@ -25,15 +26,14 @@ from harness import (
     process_alive,
     wait_until,
 )
-from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
-from metaflow_dagster.runtime.workers import parse_worker_tag
+from metaflow_dagster.runtime.executors.workers import parse_worker_tag
 
 pytestmark = pytest.mark.e2e
 
 ORPHAN = "orphan_flow"
-# The goals of issue 14.
+# How soon a dead worker's tasks are gone and its run is failed, at the most.
 TASKS_GONE_SECONDS = 15
 FAILURE_SECONDS = 60
 

@@ -27,12 +27,16 @@ from harness import (
     metaflow_run,
     quiet_instance,
     result_of,
+    sensor_ticked_after,
     wait_for_runs,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT = 180  # seconds for a daemon-launched run of a two-step flow, on a busy box
+# A sensor ticks every few seconds (minimum_interval_seconds); the daemon may lag on a busy box.
+SENSOR_TICK_TIMEOUT = 60
 
 
 # --- schedules, evaluated in-process -------------------------------------------------------
@@ -170,7 +174,10 @@ def _send_events(dev):
 def _check_event_runs(dev, sent):
     compiled = dev.flows["prod_event_flow"]
     wait_for_runs(dev.dagster_home, compiled.job_name, len(sent), RUN_TIMEOUT)
-    time.sleep(6)  # one more sensor interval: nothing else may start
+    # One more tick of the sensor after that: nothing else may start.
+    since = time.time()
+    assert wait_until(lambda: sensor_ticked_after(
+        dev.dagster_home, "%s_event_sensor" % compiled.job_name, since), SENSOR_TICK_TIMEOUT)
     runs = job_runs(dev.dagster_home, compiled.job_name)
     assert len(runs) == len(sent), [(r.run_id, r.run_config) for r in runs]
     seen = []
@@ -188,7 +195,10 @@ def _check_finish_trigger(dev, upstream_result):
     downstream = dev.flows["prod_downstream_flow"]
     assert upstream_result.success, upstream_result.output[-3000:]
     (run,) = wait_for_runs(dev.dagster_home, downstream.job_name, 1, RUN_TIMEOUT)
-    time.sleep(6)
+    since = time.time()
+    assert wait_until(lambda: sensor_ticked_after(
+        dev.dagster_home, "%s_finish_sensor" % downstream.job_name, since),
+        SENSOR_TICK_TIMEOUT)
     assert len(job_runs(dev.dagster_home, downstream.job_name)) == 1
     result = result_of(dev.dagster_home, run)
     assert result.success, failure_messages(dev.dagster_home, result.dagster_run_id)

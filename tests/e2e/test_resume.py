@@ -8,14 +8,14 @@ import collections
 import subprocess
 
 import pytest
+from commands import client, embedded, executions, field, flow_dir, mf, wait_for
 from harness import PYTHON, compile_flow, env_for, execute, latest_run, output_metadata
-from lifecycle_support import client, embedded, executions, field, flow_dir, mf, wait_for
 
 from metaflow_dagster import naming
 
 pytestmark = pytest.mark.e2e
 
-RESUME = "lifecycle_resume_flow"
+RESUME = "resume_flow"
 
 
 def _cloned(run):
@@ -38,7 +38,7 @@ def test_resume_reruns_only_the_failed_split(tmp_path, dagster_home):
     resumed = mf(directory, RESUME, "dagster", "resume", "--origin-run-id", origin_run,
                  dagster_home=dagster_home)
     origin_metaflow_run = naming.metaflow_run_id(origin_run)
-    assert "Resuming LifecycleResumeFlow/%s" % origin_metaflow_run in resumed.stderr
+    assert "Resuming ResumeFlow/%s" % origin_metaflow_run in resumed.stderr
     assert wait_for(target, field(resumed, "Dagster run id")).status == "SUCCESS"
 
     assert executions(directory) - before == {
@@ -132,7 +132,7 @@ def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagst
     steps_run = collections.Counter(step for step, _, _ in ran)
     assert steps_run == {"body": 1, "join": 1, "end": 1}
     metaflow = client(directory)
-    local = metaflow.Flow("LifecycleResumeFlow").latest_run
+    local = metaflow.Flow("ResumeFlow").latest_run
     assert local.successful and not local.id.startswith(naming.RUN_ID_PREFIX)
     assert local["start"].task.metadata_dict["origin-run-id"] == failed.metaflow_run_id
 
@@ -145,11 +145,11 @@ def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagst
     # Only the failed split and what follows ran, the split as its next attempt.
     assert executions(directory) - before == {
         ("body", "t-1", "1"): 1, ("join", "t", "0"): 1, ("end", "t", "0"): 1}
-    run = metaflow.Run("LifecycleResumeFlow/%s" % failed.metaflow_run_id)
+    run = metaflow.Run("ResumeFlow/%s" % failed.metaflow_run_id)
     assert run.successful
     assert {t.id: t.current_attempt for t in run["body"]} == {"t-0": 0, "t-1": 1}
     # The op's log names that attempt too, not Dagster's retry number (0).
-    assert "LifecycleResumeFlow/%s/body/t-1 (attempt 1)" % failed.metaflow_run_id in \
+    assert "ResumeFlow/%s/body/t-1 (attempt 1)" % failed.metaflow_run_id in \
         _op_log(dagster_home, child.dagster_run_id, "body[1]")
     first_attempt = metaflow.Task(run["body"]["t-1"].pathspec, attempt=0)
     assert not first_attempt.successful
@@ -159,7 +159,7 @@ def test_reexecution_continues_the_run_and_metaflow_resume_works(tmp_path, dagst
 def test_reexecuting_a_nested_foreach_runs_only_what_failed(tmp_path, dagster_home):
     """One op runs each outer split's inner foreach (a region): re-executed, it
     skips the region's tasks that already succeeded in the run."""
-    compiled = compile_flow(tmp_path, "lifecycle_region_flow")
+    compiled = compile_flow(tmp_path, "region_flow")
     directory = compiled.flow_dir
     (directory / "fail_inner").touch()
     failed = execute(compiled, dagster_home)
@@ -172,6 +172,6 @@ def test_reexecuting_a_nested_foreach_runs_only_what_failed(tmp_path, dagster_ho
     assert executions(directory) - before == {
         ("inner", "t-1-1", "1"): 1, ("inner_join", "t-1", "0"): 1,
         ("outer_join", "t", "0"): 1, ("end", "t", "0"): 1}
-    run = client(directory).Run("LifecycleRegionFlow/%s" % failed.metaflow_run_id)
+    run = client(directory).Run("RegionFlow/%s" % failed.metaflow_run_id)
     assert run.successful and run["end"].task.data.results == ["x1", "x2", "y1", "y2"]
     assert run["inner"]["t-1-1"].current_attempt == 1

@@ -61,7 +61,7 @@ def process_facts():
         "ppid": os.getppid(),
         "pgid": os.getpgid(0),
         "sid": os.getsid(0),
-        "parent_is_template": b"metaflow_dagster.task.forkserver" in b" ".join(parent),
+        "parent_is_template": b"metaflow_dagster.task.template" in b" ".join(parent),
         "argv": list(sys.argv),
         "orig_argv": list(sys.orig_argv),
         "cmdline": own,

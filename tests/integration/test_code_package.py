@@ -14,7 +14,7 @@ import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("defs", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from metaflow_dagster.runtime.code_package import code_package
+from metaflow_dagster.runtime.launch.code_package import code_package
 package = code_package(module.FLOW.plan)
 print(json.dumps({"root": package.root, "flow_file": package.flow_file, "env": package.env}))
 """

@@ -1,4 +1,4 @@
-"""The lifecycle commands before any run starts: which definitions file each finds
+"""The run commands before any run starts: which definitions file each finds
 (named after the job, so @project branches never share one), and how they say
 what is wrong (plain text, a suggestion for a typo)."""
 
@@ -8,7 +8,7 @@ import pytest
 from harness import FLOWS, PYTHON, copy_flow, create, env_for
 
 from metaflow_dagster.deploy.errors import CommandError
-from metaflow_dagster.deploy.graphql import GraphQLTarget
+from metaflow_dagster.deploy.targets.graphql import GraphQLTarget
 
 PROJECT = "prod_project_flow"
 

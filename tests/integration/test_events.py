@@ -13,12 +13,12 @@ from harness import FLOWS, copy_flow, create, env_for
 
 from metaflow_dagster.__main__ import cli
 from metaflow_dagster.deploy.events import send_event
-from metaflow_dagster.runtime.events import event_asset_key, read_event
+from metaflow_dagster.runtime.triggers.events import event_asset_key, read_event
 
 
 @pytest.fixture(scope="module")
 def home_and_instance():
-    """One instance for the module (creating one costs ~0.6 s); tests use distinct names."""
+    """One instance for the module (creating one is slow); tests use distinct names."""
     with temp_instance() as pair:
         yield pair
 

@@ -18,8 +18,8 @@ spec.loader.exec_module(module)
 plan = module.FLOW.plan
 assert "metaflow" not in sys.modules
 from metaflow_dagster.runtime.attempts import AttemptCounter
-from metaflow_dagster.runtime.code_package import code_package
-from metaflow_dagster.runtime.logs import save_task_logs
+from metaflow_dagster.runtime.launch.code_package import code_package
+from metaflow_dagster.runtime.report.metaflow_logs import save_task_logs
 errors = []
 def attempt():
     try:

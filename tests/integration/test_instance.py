@@ -6,7 +6,7 @@ import subprocess
 
 from harness import FLOWS, PYTHON, copy_flow, env_for
 
-from metaflow_dagster.deploy.home import open_instance
+from metaflow_dagster.deploy.targets.home import open_instance
 
 
 def test_a_new_home_gets_run_monitoring_and_run_retries(tmp_path):

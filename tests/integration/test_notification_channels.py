@@ -36,7 +36,7 @@ def test_unreachable_channels_fail_the_tick_within_seconds_naming_each(monkeypat
     from dagster_pagerduty import PagerDutyService
 
     from metaflow_dagster.runtime import SlackWebhook, notification_sensors
-    from metaflow_dagster.runtime.notifications import SEND_TIMEOUT_SECONDS
+    from metaflow_dagster.runtime.triggers.notifications import SEND_TIMEOUT_SECONDS
 
     refusing = "http://127.0.0.1:%d/hook" % free_port()  # nothing listens there
     silent = socket.socket()  # listens, never answers

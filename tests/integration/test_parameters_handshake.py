@@ -1,4 +1,4 @@
-"""`flow.py init` runs alongside the start task (runtime.tasks.ParametersInit);
+"""`flow.py init` runs alongside the start task (runtime.launch.launcher.ParametersInit);
 the start task waits for it in dagster_internal's step_init. Both sides here are
 real: a compiled flow's real `init` subprocess, and a real file handshake."""
 
@@ -12,7 +12,7 @@ from metaflow.exception import MetaflowException
 from metaflow_dagster import naming
 from metaflow_dagster.files import write_atomically
 from metaflow_dagster.runtime.datastore import plan_datastore
-from metaflow_dagster.runtime.tasks import ParametersFailed, ParametersInit, TaskLauncher
+from metaflow_dagster.runtime.launch.launcher import ParametersFailed, ParametersInit, TaskLauncher
 from metaflow_dagster.task.decorator import _wait_for_parameters
 
 

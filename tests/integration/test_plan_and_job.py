@@ -241,7 +241,7 @@ def test_resources_tags(built):
 
 
 def test_the_plan_names_every_decorator_of_a_step(built):
-    # What runtime/task_forkserver.py decides from (a step's own decorators).
+    # What runtime/launch/task_template.py decides from (a step's own decorators).
     plan = built["decorators_flow"].plan
     assert "resources" in plan.step("sized").decorators
     assert {"retry", "catch"} <= set(built["catch_divide_flow"].plan.step("divide").decorators)

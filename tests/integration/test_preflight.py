@@ -10,7 +10,7 @@ import pytest
 from harness import free_port
 
 from metaflow_dagster.plan import FlowPlan
-from metaflow_dagster.runtime import preflight, settings
+from metaflow_dagster.runtime.launch import preflight, settings
 
 
 @pytest.fixture(autouse=True)

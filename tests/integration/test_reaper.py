@@ -33,7 +33,7 @@ time.sleep(300)
 LAUNCHER = r"""
 import sys, threading
 from concurrent.futures import ThreadPoolExecutor
-from metaflow_dagster.runtime.processes import run_process
+from metaflow_dagster.runtime.launch.processes import run_process
 
 task, out = sys.argv[1], sys.argv[2]
 

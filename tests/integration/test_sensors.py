@@ -20,8 +20,8 @@ from metaflow.events import Trigger
 
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.events import send_event
-from metaflow_dagster.runtime import sensors
-from metaflow_dagster.runtime.sensors import event_sensor, finish_sensor
+from metaflow_dagster.runtime.triggers import sensors
+from metaflow_dagster.runtime.triggers.sensors import event_sensor, finish_sensor
 
 # --- a stand-in for a compiled flow: parameters are config of the start op ----------------------
 

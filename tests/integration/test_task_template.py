@@ -1,4 +1,4 @@
-"""The task template's own contract (runtime/task_forkserver.py, task/forkserver.py),
+"""The task template's own contract (runtime/launch/task_template.py, task/template.py),
 with real processes and no Dagster run: a forked task's output, exit status and
 process group reach the caller as a subprocess's would, and a task does not
 outlive its template."""
@@ -12,7 +12,7 @@ import pytest
 from harness import process_alive, wait_until
 
 from metaflow_dagster.plan import FlowPlan, OpPlan, StepPlan
-from metaflow_dagster.runtime import processes, task_forkserver
+from metaflow_dagster.runtime.launch import processes, task_template
 
 SCRIPT = '''\
 import metaflow
@@ -39,11 +39,11 @@ def starter_for(script):
     plan = FlowPlan(flow_name="F", flow_file=str(script), job_name="F", start_step="start",
                     end_step="start", steps=[step],
                     ops=[OpPlan(name="start", kind="step", step="start", steps=["start"])])
-    return task_forkserver.starter(plan, "start")
+    return task_template.starter(plan, "start")
 
 
 def test_output_and_exit_status_come_back_as_from_a_subprocess(script, monkeypatch):
-    monkeypatch.delenv("METAFLOW_DAGSTER_FORKSERVER", raising=False)
+    monkeypatch.delenv("METAFLOW_DAGSTER_TASK_TEMPLATE", raising=False)
     start = starter_for(script)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     outcome = processes.run_process([sys.executable, str(script), "3"], env, str(script.parent),
@@ -53,7 +53,7 @@ def test_output_and_exit_status_come_back_as_from_a_subprocess(script, monkeypat
     assert outcome.stdout == b"out from %d\n" % pid
     assert outcome.stderr == b"err from %d\n" % pid
     forked = start([sys.executable, str(script), "0"], env, str(script.parent))
-    assert isinstance(forked, task_forkserver.ForkedProcess)
+    assert isinstance(forked, task_template.ForkedProcess)
     assert forked.wait(timeout=60) == 0
     forked.close_pipes()
 
@@ -88,7 +88,7 @@ def test_a_task_dies_with_its_template(script, tmp_path):
         forked.close_pipes()
     # The next task is forked again, by a new template.
     again = start([sys.executable, str(script), "0"], env, str(script.parent))
-    assert isinstance(again, task_forkserver.ForkedProcess)
+    assert isinstance(again, task_template.ForkedProcess)
     assert again.wait(timeout=60) == 0
     again.close_pipes()
 
@@ -109,7 +109,7 @@ def test_a_retired_template_exits_once_its_running_task_has_ended(script, tmp_pa
     try:
         assert wait_until(pid_file.exists, 60)
         template = _parent(forked.pid)
-        task_forkserver.retire_run_templates("run-to-retire")
+        task_template.retire_run_templates("run-to-retire")
         time.sleep(2)
         assert process_alive(template) and process_alive(forked.pid)
         os.kill(forked.pid, signal.SIGTERM)
@@ -125,5 +125,5 @@ def test_a_retired_template_exits_once_its_running_task_has_ended(script, tmp_pa
         assert again.wait(timeout=60) == 0
     finally:
         again.close_pipes()
-    templates = [t.process.pid for t in task_forkserver._templates.values()]
+    templates = [t.process.pid for t in task_template._templates.values()]
     assert templates and template not in templates

@@ -1,4 +1,4 @@
-"""Runs whose worker is gone (runtime/workers.py), as every command of ours and the
+"""Runs whose worker is gone (runtime/executors/workers.py), as every command of ours and the
 start of every run check them: on a real SQLite instance, with run records made by
 hand and workers that are real processes, dead or alive."""
 
@@ -11,7 +11,7 @@ from _dagster_home import temp_instance
 from dagster import DagsterEventType, DagsterRunStatus, job, op
 
 from metaflow_dagster import naming
-from metaflow_dagster.runtime.workers import fail_runs_whose_worker_died, worker_tag
+from metaflow_dagster.runtime.executors.workers import fail_runs_whose_worker_died, worker_tag
 
 
 @op

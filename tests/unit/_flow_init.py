@@ -2,7 +2,7 @@
 (`set_parameter_context`, then `_init_flow_decorators`), so tests see `deco.triggers`
 etc. exactly as the compiler will."""
 
-from metaflow import current
+from metaflow import FlowSpec, current, step
 from metaflow.decorators import _init_flow_decorators
 from metaflow.parameters import set_parameter_context
 
@@ -49,3 +49,16 @@ def clear_project():
     for key in PROJECT_KEYS:
         if key in type(current).__dict__:
             delattr(type(current), key)
+
+
+class TwoStepFlow(FlowSpec):
+    """start -> end, nothing else: a base for flows that only add Parameters or
+    decorators."""
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass

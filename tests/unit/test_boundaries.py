@@ -1,13 +1,16 @@
-"""The package is laid out by the process its code runs in (see README, "How the
-code is organised"); these tests keep each room to what it may import, reading
-every import statement of the package, function-level ones included."""
+"""The package is laid out by the process its code runs in (README, "How the code
+is organised"). These tests read that section's tables and hold the tree to them:
+every folder and module is in a row, every row is in the tree, and each room
+imports only what its row allows, function-level imports included."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "metaflow_dagster"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = ROOT / "metaflow_dagster"
 PACKAGE = "metaflow_dagster"
 
 
@@ -51,42 +54,77 @@ def _ours(imports: set) -> set:
     return {m for m in imports if m in MODULES}
 
 
-def test_the_layout_is_what_the_readme_describes():
-    rooms = {m.split(".")[1] for m in MODULES if m.count(".") >= 1}
-    assert {"compiler", "runtime", "task", "deploy", "naming", "plan", "files"} <= rooms
+def _readme_tables():
+    """The section's tables: lists of rows, each a list of its cells."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## How the code is organised", 1)[1].split("\n## ", 1)[0]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif rows:
+            tables.append(rows[2:])  # past the header and its rule
+            rows = []
+    return tables
+
+
+def _names(cell: str) -> list:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def _room(name: str) -> str:
+    """A README name ("runtime/", "naming.py", "plan") as a module name of ours."""
+    return "%s.%s" % (PACKAGE, name.rstrip("/").replace(".py", "").replace("/", "."))
+
+
+ROOMS_TABLE, INSIDE_TABLE = _readme_tables()
+RULES = [(_names(row[0]), row[2], row[3]) for row in ROOMS_TABLE]
+ROOM_OF = {_room(name): rule for rule in RULES for name in rule[0]}
+
+
+def _rule_of(module: str):
+    for room in sorted(ROOM_OF, key=len, reverse=True):
+        if module == room or module.startswith(room + "."):
+            return room, ROOM_OF[room]
+    return None, None
+
+
+def test_every_folder_and_module_of_the_package_has_a_row():
+    top_level = {_module_name(p) for p in PACKAGE_DIR.iterdir()
+                 if p.suffix == ".py" and p.name != "__init__.py"}
+    top_level |= {"%s.%s" % (PACKAGE, p.name) for p in PACKAGE_DIR.iterdir()
+                  if (p / "__init__.py").exists()}
+    assert top_level == set(ROOM_OF)
     assert len(MODULES) > 30  # the package really was read
 
 
-@pytest.mark.parametrize("room", ["compiler", "task", "naming", "plan", "files"])
-def test_compile_time_and_task_side_code_never_imports_dagster(room):
-    offenders = {
-        module: sorted(m for m in imports if m.split(".")[0].startswith("dagster"))
-        for module, imports in MODULES.items() if _in(module, room)
-    }
-    assert {m: i for m, i in offenders.items() if i} == {}
+def test_the_rooms_inside_runtime_and_deploy_are_the_tree():
+    listed = {_room(name) for row in INSIDE_TABLE for name in _names(row[0])}
+    in_tree = set()
+    for room in ("runtime", "deploy"):
+        in_tree.add("%s.%s" % (PACKAGE, room))
+        in_tree |= {"%s.%s.%s" % (PACKAGE, room, p.name) for p in (PACKAGE_DIR / room).iterdir()
+                    if (p / "__init__.py").exists()}
+    assert listed == in_tree
 
 
-def test_the_runtime_never_imports_the_cli_or_the_compiler():
-    offenders = {
-        module: sorted(m for m in _ours(imports) if _in(m, "deploy", "compiler"))
-        for module, imports in MODULES.items() if _in(module, "runtime")
-    }
-    assert {m: i for m, i in offenders.items() if i} == {}
-
-
-def test_the_task_process_imports_only_shared_names():
-    offenders = {
-        module: sorted(m for m in _ours(imports)
-                       if not _in(m, "task", "naming", "plan") and m != PACKAGE)
-        for module, imports in MODULES.items() if _in(module, "task")
-    }
-    assert {m: i for m, i in offenders.items() if i} == {}
-
-
-def test_shared_modules_import_no_room():
-    for shared in ("naming", "plan", "files"):
-        imports = _ours(MODULES["%s.%s" % (PACKAGE, shared)])
-        assert imports <= {PACKAGE}, (shared, imports)
+@pytest.mark.parametrize("names,ours,never", RULES, ids=[" ".join(r[0]) for r in RULES])
+def test_each_room_imports_only_what_its_row_allows(names, ours, never):
+    rooms = [_room(name) for name in names]
+    allowed = None if ours == "everything" else {_room(n) for n in _names(ours)}
+    forbidden = set(re.findall(r"\w+", never))
+    offenders = {}
+    for module, imports in MODULES.items():
+        room, _ = _rule_of(module)
+        if room not in rooms:
+            continue
+        bad = sorted(m for m in imports if m.split(".")[0] in forbidden)
+        if allowed is not None:
+            bad += sorted(m for m in _ours(imports)
+                          if m != PACKAGE and _rule_of(m)[0] not in allowed | {room})
+        if bad:
+            offenders[module] = bad
+    assert offenders == {}
 
 
 def test_no_import_cycles():
@@ -112,10 +150,3 @@ def test_no_import_cycles():
     for module in sorted(graph):
         visit(module)
     assert cycles == []
-
-
-def test_the_reaper_imports_only_naming():
-    """It runs as a process of its own next to every run worker: stdlib and naming only."""
-    imports = MODULES["%s.reaper" % PACKAGE]
-    assert _ours(imports) <= {PACKAGE, "%s.naming" % PACKAGE}
-    assert not {m for m in imports if m.split(".")[0] in ("dagster", "metaflow")}

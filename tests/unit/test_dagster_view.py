@@ -10,8 +10,8 @@ from test_layout_and_render import FOREACH, build, plan_of, step
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.report import describe_state
 from metaflow_dagster.deploy.runs import RunState, StepState
-from metaflow_dagster.runtime.artifacts import Artifact, artifacts_markdown
-from metaflow_dagster.runtime.cards import html_markdown
+from metaflow_dagster.runtime.report.artifacts import Artifact, artifacts_markdown
+from metaflow_dagster.runtime.report.cards import html_markdown
 from metaflow_dagster.runtime.run_tags import trigger_text
 from metaflow_dagster.task.artifacts import looks_secret
 

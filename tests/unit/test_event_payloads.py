@@ -6,7 +6,7 @@ import logging
 import pytest
 from dagster import Field
 
-from metaflow_dagster.runtime.sensors import payload_config
+from metaflow_dagster.runtime.triggers.sensors import payload_config
 
 # One Parameter of each type, with a default and without one, as a compiled start op
 # declares them (a JSON Parameter is a str field).

@@ -1,4 +1,4 @@
-"""The executor of a compiled job (runtime/flow_executor.py), built from hand-made plans: run
+"""The executor of a compiled job (runtime/executors/selector.py), built from hand-made plans: run
 config chooses among metaflow, multiprocess, celery and k8s; unknown keys are rejected; every
 choice gets the per-foreach cap; a k8s step's pod gets the step's resources and deadline.
 
@@ -62,8 +62,8 @@ def test_run_config_chooses_any_executor_with_the_create_time_one_as_default(for
     from dagster._core.executor.multiprocess import MultiprocessExecutor
     from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
-    from metaflow_dagster.runtime.celery_steps import CeleryStepHandler
-    from metaflow_dagster.runtime.executor import MetaflowTaskExecutor
+    from metaflow_dagster.runtime.executors.celery import CeleryStepHandler
+    from metaflow_dagster.runtime.executors.threads import MetaflowTaskExecutor
 
     with DagsterInstance.ephemeral() as instance:
         assert isinstance(executor_for(foreach_job, {}, instance), MetaflowTaskExecutor)
@@ -126,7 +126,7 @@ def test_every_executor_gets_the_per_foreach_cap(foreach_job, k8s_instance):
 
 
 def test_every_executor_fails_a_run_that_skipped_its_end_step(foreach_job, k8s_instance):
-    from metaflow_dagster.runtime.end_check import EndMustRun
+    from metaflow_dagster.runtime.executors.end_check import EndMustRun
 
     with DagsterInstance.ephemeral() as instance:
         for name in ("metaflow", "multiprocess", "celery"):
@@ -137,15 +137,15 @@ def test_every_executor_fails_a_run_that_skipped_its_end_step(foreach_job, k8s_i
 
 
 def test_every_executor_sends_the_run_heartbeat(foreach_job):
-    from metaflow_dagster.runtime.run_heartbeat import HeartbeatingExecutor
+    from metaflow_dagster.runtime.executors.run_heartbeat import HeartbeatingExecutor
 
     with DagsterInstance.ephemeral() as instance:
         for name in ("metaflow", "multiprocess", "celery"):
             executor = executor_of(foreach_job, choose(name), instance, wrapped=True)
             wrappers = []
-            while hasattr(executor, "_inner"):
+            while hasattr(executor, "inner"):
                 wrappers.append(type(executor))
-                executor = executor._inner
+                executor = executor.inner
             assert HeartbeatingExecutor in wrappers, (name, wrappers)
 
 

@@ -208,7 +208,7 @@ def test_a_run_of_a_job_that_is_no_flow_is_named():
 def test_the_op_keeps_why_a_task_failed_above_a_long_stack():
     """The op reports the end of the task's stderr; Metaflow's reason stays in it
     however deep the stack (here 60 frames) that follows."""
-    from metaflow_dagster.runtime.processes import ERROR_TAIL_LINES, TaskOutcome
+    from metaflow_dagster.runtime.launch.processes import ERROR_TAIL_LINES, TaskOutcome
 
     stack = ['    >    File "/lib/deep.py", line %d, in f\n    >      g()' % n for n in range(60)]
     stderr = "\n".join(TIMEOUT_ERROR.splitlines()[1:5] + stack)

@@ -4,10 +4,10 @@ import datetime
 import zoneinfo
 
 import pytest
-from _flow_init import init_flow
+from _flow_init import TwoStepFlow, init_flow
 from dagster import ScheduleDefinition, build_schedule_context, job, op
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
-from metaflow import FlowSpec, schedule, step
+from metaflow import schedule
 
 from metaflow_dagster.compiler.schedules import (
     ScheduleNotSupported,
@@ -86,14 +86,8 @@ def test_unsupported_cron_is_refused_by_name(aws, reason):
 # --- schedule_spec ------------------------------------------------------------------------------
 
 
-class _Base(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
+class _Base(TwoStepFlow):
+    pass
 
 
 @schedule(weekly=True, timezone="Europe/Berlin")

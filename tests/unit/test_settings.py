@@ -1,5 +1,5 @@
 """The plan's Metaflow settings as they take effect on a worker: the worker's own
-environment wins, setting by setting (runtime/settings.py)."""
+environment wins, setting by setting (runtime/launch/settings.py)."""
 
 import os
 import sys
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from metaflow_dagster.plan import FlowPlan
-from metaflow_dagster.runtime import settings
+from metaflow_dagster.runtime.launch import settings
 
 
 def _plan(**plan_settings) -> FlowPlan:

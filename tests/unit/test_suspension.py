@@ -11,7 +11,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.storage.dagster_run import DagsterRun
 
 from metaflow_dagster import naming
-from metaflow_dagster.runtime.processes import TaskCancelled
+from metaflow_dagster.runtime.launch.processes import TaskCancelled
 from metaflow_dagster.runtime.suspension import SuspendGate
 
 

@@ -1,14 +1,12 @@
 """@trigger / @trigger_on_finish -> trigger_specs(), as Metaflow's decorators parse them."""
 
 import pytest
-from _flow_init import clear_project, init_flow
+from _flow_init import TwoStepFlow, clear_project, init_flow
 from metaflow import (
     Config,
-    FlowSpec,
     Parameter,
     current,
     project,
-    step,
     trigger,
     trigger_on_finish,
 )
@@ -24,19 +22,11 @@ def _no_project_leaks():
     clear_project()
 
 
-class _Base(FlowSpec):
+class _Base(TwoStepFlow):
     alpha = Parameter("alpha", default="a")
     beta = Parameter("Beta", default=1)
     learning_rate = Parameter("learning-rate", default=0.1)
     cfg = Config("cfg", default_value={"x": 1})
-
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
 
 
 @trigger(event="data.ready")

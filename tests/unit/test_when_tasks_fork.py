@@ -9,8 +9,8 @@ import pytest
 
 from metaflow_dagster import naming
 from metaflow_dagster.plan import FlowPlan, OpPlan, StepPlan
-from metaflow_dagster.runtime import task_forkserver
-from metaflow_dagster.task.forkserver import preamble_is_safe
+from metaflow_dagster.runtime.launch import task_template
+from metaflow_dagster.task.template import preamble_is_safe
 
 FLOW_FILE = __file__  # any existing .py file stands for the flow file
 
@@ -28,15 +28,15 @@ def argv(*top_args):
 
 
 def forkable(command, env=None) -> bool:
-    return task_forkserver._forkable(command, env or {})
+    return task_template._forkable(command, env or {})
 
 
 @pytest.mark.parametrize("decorators", [
     [], ["retry", "catch", "timeout"], ["environment", "card", "resources", "secrets"],
 ])
 def test_steps_whose_decorators_act_only_inside_the_task_may_fork(decorators, monkeypatch):
-    monkeypatch.delenv(naming.FORKSERVER_ENV, raising=False)
-    assert task_forkserver.starter(plan_with(decorators), "start") is not None
+    monkeypatch.delenv(naming.TASK_TEMPLATE_ENV, raising=False)
+    assert task_template.starter(plan_with(decorators), "start") is not None
 
 
 @pytest.mark.parametrize("decorators", [
@@ -46,14 +46,14 @@ def test_steps_whose_decorators_act_only_inside_the_task_may_fork(decorators, mo
 ])
 def test_compute_layers_other_interpreters_and_unknown_decorators_take_the_ordinary_path(
         decorators, monkeypatch):
-    monkeypatch.delenv(naming.FORKSERVER_ENV, raising=False)
-    assert task_forkserver.starter(plan_with(decorators), "start") is None
+    monkeypatch.delenv(naming.TASK_TEMPLATE_ENV, raising=False)
+    assert task_template.starter(plan_with(decorators), "start") is None
 
 
-def test_the_forkserver_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv(naming.FORKSERVER_ENV, "0")
-    assert task_forkserver.starter(plan_with([]), "start") is None
-    assert task_forkserver.starter(plan_with([]), None) is None
+def test_the_task_template_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(naming.TASK_TEMPLATE_ENV, "0")
+    assert task_template.starter(plan_with([]), "start") is None
+    assert task_template.starter(plan_with([]), None) is None
 
 
 def test_only_this_interpreter_running_a_flow_file_forks():
@@ -77,16 +77,16 @@ def test_tasks_share_a_template_unless_their_environments_differ():
     shared = {"PATH": "/bin", "METAFLOW_USER": "u"}
 
     def key(cwd="/flows", **env):
-        return task_forkserver.template_key(argv(), dict(shared, **env), cwd)
+        return task_template.template_key(argv(), dict(shared, **env), cwd)
 
-    per_task = [{name: "%s-%d" % (name, task) for name in task_forkserver.PER_TASK_ENV}
+    per_task = [{name: "%s-%d" % (name, task) for name in task_template.PER_TASK_ENV}
                 for task in range(2)]
     assert key(**per_task[0]) == key(**per_task[1]) == key()
     assert key(STEP_VAR="a") != key(STEP_VAR="b") != key()  # @environment
     assert key(METAFLOW_DEFAULT_DATASTORE="s3") != key()
     assert key(cwd="/elsewhere") != key()
     # The per-task variables are exactly those the runtime sets per task or op.
-    assert task_forkserver.PER_TASK_ENV == {
+    assert task_template.PER_TASK_ENV == {
         naming.RESULT_FILE_ENV, naming.PARAMETERS_READY_ENV, naming.DAGSTER_OP_ENV,
         naming.TRIGGERS_ENV, naming.TASK_OWNER_ENV}
 
