@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterable, List, Mapping, Optional
 
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 def reachable(successors: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set:

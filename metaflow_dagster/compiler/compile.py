@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 from ..plan import FlowPlan, StepPlan
 from .compute_layer import compute_layer
+from .job_options import JobOptions, apply_job_options
 from .layout import layout_ops
 from .notifications import notification_plan
 from .parameters import parameter_plans
@@ -38,6 +39,8 @@ def _option_field(plan_field):
 # Options the compiler turns into plan fields of other names or shapes (title,
 # description, priority, notifications).
 OTHER_OPTIONS = [
+    # The @schedule's status (its cron and timezone are the plan's `schedule`).
+    ("schedule_status", str, field(default="running")),
     ("workflow_title", Optional[str], field(default=None)),
     ("workflow_description", Optional[str], field(default=None)),
     ("workflow_priority", Optional[int], field(default=None)),
@@ -66,7 +69,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
     given = {name: copy.copy(getattr(options, name)) for name in FROM_OPTIONS}
     given["job_name"] = options.job_name or job_name_for(graph.name, options.project)
     given["pool"] = options.pool or given["job_name"]
-    return FlowPlan(
+    plan = FlowPlan(
         flow_name=graph.name,
         start_step=graph.start_step,
         end_step=graph.end_step,
@@ -80,6 +83,8 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
                                         options.notify_on_success, options.notify_channels),
         **given,
     )
+    # The same function applies them to a stored plan (the dg component).
+    return apply_job_options(plan, JobOptions.of(options))
 
 
 def _description(given: Optional[str], docstring: Optional[str]) -> Optional[str]:

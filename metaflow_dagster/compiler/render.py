@@ -7,32 +7,32 @@ the way the flow's `self.next(...)` calls do, then the plan itself.
 
 import shlex
 import textwrap
-from typing import Dict, List
+from typing import List
 
 from .. import __version__
-from ..naming import (
-    NOTIFY_RESOURCE_KEYS,
-    TAG_FOREACH,
-    TAG_MAX_RETRIES,
-    TAG_OP_TIMEOUT,
-    TAG_PRIORITY,
-    TAG_RETRY_STRATEGY,
-    TAG_TITLE,
-    flow_asset_key,
-)
 from ..plan import FlowPlan, OpPlan
+from .dagster_args import (
+    CONFIG_TYPES,
+    Argument,
+    Invocation,
+    config_parameters,
+    event_sensor_args,
+    executor_args,
+    finish_sensor_args,
+    flow_asset,
+    job_body,
+    job_tags,
+    notification_resources,
+    notification_sensor_args,
+    op_description,
+    op_input_names,
+    op_retry,
+    op_switch_cases,
+    op_tags,
+    start_op_name,
+)
 
 MAX_COLUMNS = 88
-# A pod's deadline comes this long after the step's @timeout: the op's own kill comes
-# first (5 s after Metaflow's, then SIGKILL 10 s later); the rest lets the pod start.
-K8S_DEADLINE_MARGIN_SECONDS = 120
-CONFIG_TYPES = {"str": "str", "int": "int", "float": "float", "bool": "bool", "json": "str"}
-# Each notification channel's Dagster resource: (module, class, the field its secret goes in).
-CHANNEL_RESOURCES = {
-    "msteams": ("dagster_msteams", "MSTeamsResource", "hook_url"),
-    "pagerduty": ("dagster_pagerduty", "PagerDutyService", "routing_key"),
-    "slack": ("metaflow_dagster.runtime", "SlackWebhook", "url"),
-}
 
 
 def render(plan: FlowPlan, regenerate_command: str) -> str:
@@ -136,12 +136,11 @@ def _shell_lines(command: str, indent: str) -> str:
 def _imports(plan: FlowPlan) -> str:
     names = {"AssetSpec", "Definitions", "job", "op"}
     for op in plan.ops:
-        step = plan.step(op.step)
         if op.kind == "foreach":
             names.add("DynamicOut")
         if op.kind == "switch":
             names.add("Out")
-        if op.kind != "region" and step.total_retries:
+        if op_retry(plan, op):
             names.add("RetryPolicy")
     if plan.parameters:
         names.add("Field")
@@ -157,8 +156,7 @@ def _imports(plan: FlowPlan) -> str:
     if plan.triggers.get("flows"):
         ours.add("finish_sensor")
     libraries = []
-    for channel in plan.notifications.get("channels", {}):
-        module, cls, _ = CHANNEL_RESOURCES[channel]
+    for _, module, cls, _, _ in notification_resources(plan):
         names.add("EnvVar")
         ours.add("notification_sensors")
         if module == "metaflow_dagster.runtime":
@@ -181,50 +179,35 @@ def _import_line(module: str, names) -> str:
 def _op(plan: FlowPlan, op: OpPlan) -> str:
     args = _op_args(plan, op)
     decorator = "@op" if not args else "@op(\n%s\n)" % ",\n".join("    " + a for a in args)
-    params = ["context"] + _input_names(op)
-    call = ", ".join(['context', repr(op.name)] + _input_names(op))
+    params = ["context"] + op_input_names(op)
+    call = ", ".join(['context', repr(op.name)] + op_input_names(op))
     return "%s\ndef %s(%s):\n    yield from FLOW.run_op(%s)" % (
         decorator, op.name, ", ".join(params), call)
 
 
-def _input_names(op: OpPlan) -> List[str]:
-    if op.fan_in:
-        return ["branches"]
-    if op.collects:
-        return ["splits"]
-    return list(op.inputs)
-
-
 def _op_args(plan: FlowPlan, op: OpPlan) -> List[str]:
-    step = plan.step(op.step)
     args = []
-    description = _op_description(plan, op)
+    description = op_description(plan, op)
     if description:
         args.append("description=%s" % _text(description, 4, len("description=") + 1))
     if op.kind == "foreach":
         args.append("out=DynamicOut(str)")
     elif op.kind == "switch":
-        cases = sorted(set(step.switch_cases.values()))
-        args.append("out={%s}" % ", ".join("%r: Out(str, is_required=False)" % c for c in cases))
-    if op.kind != "region" and step.total_retries:
-        delay = ", delay=%d" % step.retry_delay_seconds if step.retry_delay_seconds else ""
-        args.append("retry_policy=RetryPolicy(max_retries=%d%s)" % (step.total_retries, delay))
-    if op.step == plan.start_step and plan.parameters:
-        args.append("config_schema=%s" % _config_schema(plan))
+        args.append("out={%s}" % ", ".join(
+            "%r: Out(str, is_required=False)" % c for c in op_switch_cases(plan, op)))
+    retry = op_retry(plan, op)
+    if retry:
+        delay = ", delay=%d" % retry[1] if retry[1] else ""
+        args.append("retry_policy=RetryPolicy(max_retries=%d%s)" % (retry[0], delay))
+    parameters = config_parameters(plan, op)
+    if parameters:
+        args.append("config_schema=%s" % _config_schema(parameters))
     if plan.pool:
         args.append("pool=%r" % plan.pool)
-    tags = _op_tags(plan, op)
+    tags = op_tags(plan, op)
     if tags:
         args.append("tags=%s" % _py(tags, 4, len("tags=") + 1))
     return args
-
-
-def _op_description(plan: FlowPlan, op: OpPlan) -> str:
-    """The step's docstring; a region also says which steps it runs."""
-    parts = [plan.step(op.step).doc or ""]
-    if op.kind == "region":
-        parts.append("Runs the steps %s as one op." % ", ".join(op.steps))
-    return "\n\n".join(p for p in parts if p)
 
 
 def _description(plan: FlowPlan) -> List[str]:
@@ -234,60 +217,9 @@ def _description(plan: FlowPlan) -> List[str]:
     return ["DESCRIPTION = %s" % _text(plan.description, 0, len("DESCRIPTION = "))]
 
 
-def _op_tags(plan: FlowPlan, op: OpPlan) -> Dict[str, object]:
-    tags: Dict[str, object] = {}
-    timeouts = [plan.step(s).timeout_seconds for s in op.steps if plan.step(s).timeout_seconds]
-    if op.kind != "region" and timeouts:
-        tags[TAG_OP_TIMEOUT] = str(timeouts[0])
-    step = plan.step(op.step)
-    for key, value in step.resources.items():
-        tags["metaflow-resources/%s" % key] = value
-    # A step on Metaflow's compute layer gets its resources there; its op only waits.
-    k8s = {} if step.compute else _k8s_config(plan, op)
-    if k8s:
-        tags["dagster-k8s/config"] = k8s
-    if op.mapped_by:
-        tags[TAG_FOREACH] = op.mapped_by
-    return tags
-
-
-def _k8s_resources(resources: Dict[str, str]) -> dict:
-    """@resources as Kubernetes requests, for Dagster's k8s executor, in the units
-    Metaflow's @kubernetes uses: memory and disk (ephemeral storage) in MB, and
-    shared_memory (MiB) as a memory-backed /dev/shm volume."""
-    requests = {}
-    if "cpu" in resources:
-        requests["cpu"] = resources["cpu"]
-    if "memory" in resources:
-        requests["memory"] = "%sM" % resources["memory"]
-    if "disk" in resources:
-        requests["ephemeral-storage"] = "%sM" % resources["disk"]
-    limits = {"nvidia.com/gpu": resources["gpu"]} if "gpu" in resources else {}
-    spec = {"requests": requests}
-    if limits:
-        spec["limits"] = limits
-    config = {"container_config": {"resources": spec}}
-    if "shared_memory" in resources:
-        config["container_config"]["volume_mounts"] = [{"name": "dshm", "mount_path": "/dev/shm"}]
-        config["pod_spec_config"] = {"volumes": [{"name": "dshm", "empty_dir": {
-            "medium": "Memory", "size_limit": "%sMi" % resources["shared_memory"]}}]}
-    return config
-
-
-def _k8s_config(plan: FlowPlan, op: OpPlan) -> dict:
-    """The op's pod under Dagster's k8s executor: the step's @resources, its
-    @kubernetes image, and a deadline after its @timeout."""
-    step = plan.step(op.step)
-    config = _k8s_resources(step.resources) if step.resources else {}
-    if op.kind != "region" and step.timeout_seconds:
-        deadline = step.timeout_seconds + K8S_DEADLINE_MARGIN_SECONDS
-        config["job_spec_config"] = {"active_deadline_seconds": deadline}
-    return config
-
-
-def _config_schema(plan: FlowPlan) -> str:
+def _config_schema(parameters) -> str:
     fields = []
-    for param in plan.parameters:
+    for param in parameters:
         args = [CONFIG_TYPES[param.type]]
         if param.default is not None:
             args.append("default_value=%s" % _py(param.default, 12, len("default_value=") + 1))
@@ -305,8 +237,8 @@ def _config_schema(plan: FlowPlan) -> str:
 
 def _job(plan: FlowPlan) -> str:
     executor = _executor(plan)
-    tags = _py(_job_tags(plan), 4, len("tags=") + 1)
-    body = _job_body(plan, [op for op in plan.ops if op.mapped_by is None], indent="    ")
+    tags = _py(job_tags(plan), 4, len("tags=") + 1)
+    body = _job_body(job_body(plan), indent="    ")
     hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
     description = "    description=DESCRIPTION,\n" if plan.description else ""
     # Op outputs (task paths) in the flow's S3 datastore when it has one (runtime/outputs.py).
@@ -322,72 +254,44 @@ def _job_function(plan: FlowPlan) -> str:
 
 
 def _executor(plan: FlowPlan) -> str:
-    """The executor --executor chose, switchable in run config (execution: config:
-    {celery: {...}}); whichever runs, --max-workers caps each foreach, and the job's
-    pool gets --pool-limit (runtime/executors/selector.py)."""
-    args = {"default": plan.executor, "foreach_limit": plan.max_workers}
-    if plan.pool_limit:
-        args.update(pool=plan.pool, pool_limit=plan.pool_limit)
+    args = executor_args(plan)
     lines = ["    %s=%s," % (k, _py(v, 4, len(k) + 2)) for k, v in args.items()]
     return "EXECUTOR = flow_executor(\n%s\n)" % "\n".join(lines)
 
 
-def _job_tags(plan: FlowPlan) -> Dict[str, str]:
-    tags = {"metaflow/flow_name": plan.flow_name}
-    for key in ("project_name", "branch_name"):
-        if plan.project.get(key):
-            tags["metaflow/%s" % key] = plan.project[key]
-    if plan.workflow_timeout_seconds:
-        tags["dagster/max_runtime"] = str(plan.workflow_timeout_seconds)
-    if plan.title:
-        tags[TAG_TITLE] = plan.title
-    if plan.priority is not None:
-        tags[TAG_PRIORITY] = str(plan.priority)
-    if plan.run_retries:
-        # From the failure: the retry continues the Metaflow run of its root run,
-        # reusing what succeeded (runtime/resume.py), as "Re-execute from failure" does.
-        tags[TAG_MAX_RETRIES] = str(plan.run_retries)
-        tags[TAG_RETRY_STRATEGY] = "FROM_FAILURE"
-    return tags
-
-
-def _job_body(plan: FlowPlan, ops: List[OpPlan], indent: str) -> List[str]:
+def _job_body(invocations: List[Invocation], indent: str) -> List[str]:
     lines = []
-    for op in ops:
-        if op.kind == "foreach" and not op.mapped_by:
-            lines.append("%s%s_task = %s(%s)" % (indent, op.name, op.name, _invoke_args(plan, op)))
-            body_ops = [o for o in plan.ops if o.mapped_by == op.name]
+    for invocation in invocations:
+        callee = invocation.op
+        if invocation.success_hook:
+            callee = "%s.with_hooks({on_success})" % callee
+        target = "%s_task = " % invocation.op if invocation.kept else ""
+        lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(invocation)))
+        if invocation.each:
             lines.append("")
-            lines.append("%sdef each_%s(%s_split):" % (indent, op.name, op.name))
-            inner = _job_body(plan, body_ops, indent + "    ")
-            inner[-1] = inner[-1].replace("%s_task = " % body_ops[-1].name, "return ", 1)
+            lines.append("%sdef each_%s(%s_split):" % (indent, invocation.op, invocation.op))
+            inner = _job_body(invocation.each, indent + "    ")
+            inner[-1] = inner[-1].replace("%s_task = " % invocation.each[-1].op, "return ", 1)
             lines.extend(inner)
             lines.append("")
-            continue
-        consumed = any(op.name in other.inputs for other in plan.ops)
-        target = "%s_task = " % op.name if consumed else ""
-        callee = op.name
-        if op.step == plan.end_step and plan.exit_hooks.get("on_success"):
-            callee = "%s.with_hooks({on_success})" % op.name
-        lines.append("%s%s%s(%s)" % (indent, target, callee, _invoke_args(plan, op)))
     return lines
 
 
-def _invoke_args(plan: FlowPlan, op: OpPlan) -> str:
-    if op.collects:
-        foreach = plan.step(op.step).joins
-        return "%s_task.map(each_%s).collect()" % (foreach, foreach)
-    refs = [_ref(plan, op, parent, output) for parent, output in zip(op.inputs, op.input_outputs)]
-    if op.fan_in:
+def _invoke_args(invocation: Invocation) -> str:
+    refs = [_ref(argument) for argument in invocation.arguments]
+    if invocation.fan_in:
         return "[%s]" % ", ".join(refs)
     return ", ".join(refs)
 
 
-def _ref(plan: FlowPlan, op: OpPlan, parent: str, output) -> str:
-    parent_op = plan.op(parent)
-    if parent_op.kind == "foreach" and op.mapped_by == parent:
-        return "%s_split" % parent
-    return "%s_task.%s" % (parent, output) if output else "%s_task" % parent
+def _ref(argument: Argument) -> str:
+    if argument.kind == "collect":
+        return "%s_task.map(each_%s).collect()" % (argument.op, argument.op)
+    if argument.kind == "split":
+        return "%s_split" % argument.op
+    if argument.output:
+        return "%s_task.%s" % (argument.op, argument.output)
+    return "%s_task" % argument.op
 
 
 def _exit_hooks(plan: FlowPlan) -> List[str]:
@@ -401,16 +305,17 @@ def _exit_hooks(plan: FlowPlan) -> List[str]:
 
 
 def _sensors(plan: FlowPlan, job: str) -> List[str]:
-    start = plan.op(plan.start_step).name
+    start = repr(start_op_name(plan))
     sensors = []
-    if plan.triggers.get("events"):
-        fields = {p.name: p.field for p in plan.parameters}
-        sensors.append(_call("event_sensor", [job, repr(start), plan.triggers["events"], fields]))
-    if plan.triggers.get("flows"):
-        sensors.append(_call("finish_sensor", [job, repr(start), plan.triggers["flows"]]))
-    if plan.notifications:
-        sensors.append("*" + _call("notification_sensors", [
-            job, plan.notifications["events"], sorted(plan.notifications["channels"])]))
+    events = event_sensor_args(plan)
+    if events:
+        sensors.append(_call("event_sensor", [job, start, *events]))
+    flows = finish_sensor_args(plan)
+    if flows:
+        sensors.append(_call("finish_sensor", [job, start, flows]))
+    notifications = notification_sensor_args(plan)
+    if notifications:
+        sensors.append("*" + _call("notification_sensors", [job, *notifications]))
     return sensors
 
 
@@ -422,12 +327,7 @@ def _call(function: str, args: list, indent: int = 8) -> str:
 
 
 def _flow_asset(plan: FlowPlan) -> str:
-    """The flow as an asset of the Catalog: the end op records a materialization of it
-    after each successful run; the upstream flows of @trigger_on_finish are its deps."""
-    key = flow_asset_key(plan.flow_name, plan.project.get("project_name"),
-                         plan.project.get("branch_name"))
-    deps = [flow_asset_key(f["flow"], f.get("project"), f.get("branch"))
-            for f in plan.triggers.get("flows", [])]
+    key, deps = flow_asset(plan)
     args = [_py(key, 12, 1)]
     if plan.description:
         args.append("description=DESCRIPTION")
@@ -460,9 +360,7 @@ def _notification_resources(plan: FlowPlan) -> str:
     """Each channel's resource, its secret read from the environment variable `create`
     was given (the daemon resolves it when a sensor sends)."""
     lines = []
-    for channel, env in sorted(plan.notifications["channels"].items()):
-        _, cls, secret = CHANNEL_RESOURCES[channel]
-        key = NOTIFY_RESOURCE_KEYS[channel]
+    for key, _, cls, secret, env in notification_resources(plan):
         line = "        %r: %s(%s=EnvVar(%r))," % (key, cls, secret, env)
         if len(line) > MAX_COLUMNS:
             argument = "            %s=EnvVar(%r)," % (secret, env)

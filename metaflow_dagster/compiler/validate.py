@@ -6,6 +6,7 @@ from typing import List
 from ..plan import reachable
 from . import notifications
 from .errors import CreateError
+from .job_options import JobOptions, job_option_problems
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
@@ -66,14 +67,7 @@ def _reserved_names(flow, graph, options):
 
 
 def _options(flow, graph, options):
-    if options.max_workers < 1:
-        yield "--max-workers must be at least 1 (got %d)." % options.max_workers
-    if options.workflow_timeout_seconds is not None and options.workflow_timeout_seconds <= 0:
-        yield "--workflow-timeout must be a positive number of seconds."
-    if options.pool_limit is not None and options.pool_limit < 1:
-        yield "--pool-limit must be at least 1 (got %d)." % options.pool_limit
-    if options.pool is not None and (not options.pool or any(c.isspace() for c in options.pool)):
-        yield "--pool must be a name without spaces (got %r)." % options.pool
+    yield from job_option_problems(JobOptions.of(options))
     if options.run_retries < 0:
         yield "--run-retries must be at least 0 (got %d)." % options.run_retries
     yield from notifications.problems(options.notify_on_error, options.notify_on_success,

@@ -1,6 +1,5 @@
 """`python flow.py dagster ...`: the commands users type."""
 
-import importlib.util
 import os
 import shlex
 import sys
@@ -14,11 +13,12 @@ from metaflow.user_configs.config_options import ConfigInput
 from ..compiler import notifications
 from ..compiler.compile import CompileOptions, compile_flow
 from ..compiler.errors import CreateError
+from ..compiler.job_options import SCHEDULE_STATUSES, executor_problem, module_found
 from ..compiler.render import render
 from ..compiler.schedules import schedule_spec
 from ..compiler.triggers import trigger_specs
 from ..files import write_atomically
-from ..naming import EXECUTORS, executor_package_missing
+from ..naming import EXECUTORS
 from .command import DagsterCommand, DagsterGroup
 from .env_file import save_secrets
 from .job_name import definitions_file, project_info
@@ -95,7 +95,7 @@ def dagster(obj):
               help="Accept a literal secret in the --notify-* options: keep it in the .env "
               "file beside the definitions file (which Dagster's CLI loads from the directory "
               "it starts in), never in the definitions file.")
-@click.option("--schedule-status", type=click.Choice(["running", "stopped"]), default="running",
+@click.option("--schedule-status", type=click.Choice(SCHEDULE_STATUSES), default="running",
               show_default=True, help="Whether the @schedule starts running or stopped.")
 @click.option("--authorize", default=None, help="Production token of the current deployment, "
               "to replace a deployment someone else made.")
@@ -105,6 +105,9 @@ def dagster(obj):
               help="Use this production token (--new-token is Argo's name).")
 @click.option("--deployer-attribute-file", default=None, hidden=True,
               help="Write the deployment's identifier to this file (Metaflow's Deployer API).")
+@click.option("--plan-file", default=None, hidden=True,
+              help="Write the plan (JSON) to this file instead of a definitions file: the "
+              "state of the dg component (metaflow_dagster.MetaflowFlowComponent).")
 @click.pass_obj
 def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, pool,
            pool_limit, workflow_timeout, workflow_priority, workflow_title,
@@ -112,7 +115,7 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
            notify_slack_webhook_url, notify_pager_duty_integration_key,
            notify_msteams_webhook_url, notify_secrets_to_env_file,
            schedule_status, authorize, generate_new_token, given_token,
-           deployer_attribute_file):
+           deployer_attribute_file, plan_file):
     # Metaflow's own checks of the graph (and pylint, unless --no-pylint), as
     # `python flow.py check` and `argo-workflows create` make them: a flow they refuse
     # fails here, with their message, before anything is written.
@@ -124,13 +127,13 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
     notify_channels = {"slack": notify_slack_webhook_url,
                        "pagerduty": notify_pager_duty_integration_key,
                        "msteams": notify_msteams_webhook_url}
-    missing = executor_package_missing(executor, _module_found) or \
-        notifications.package_missing(notify_channels, _module_found)
+    missing = executor_problem(executor) or \
+        notifications.package_missing(notify_channels, module_found)
     if missing:
         raise CreateError(missing)
     if decospecs:
         _attach_decorators(obj, decospecs)
-    file = definitions_file(obj, file, name)
+    file = plan_file or definitions_file(obj, file, name)
     _check_output_path(file)
     options = CompileOptions(
         flow_file=os.path.basename(sys.argv[0]),
@@ -155,7 +158,8 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
         notify_channels=notify_channels,
         notify_secrets_to_env_file=notify_secrets_to_env_file,
     )
-    options = replace(options, schedule=_schedule(obj.flow, schedule_status),
+    options = replace(options, schedule=schedule_spec(obj.flow),
+                      schedule_status=schedule_status,
                       triggers=_triggers(obj.flow, options.project))
     plan = compile_flow(obj.flow, obj.graph, options)
     with datastore_writes(obj.flow_datastore):
@@ -166,6 +170,15 @@ def create(obj, file, name, tags, namespace, decospecs, max_workers, executor, p
             given_token, generate_new_token,
         )
         plan = replace(plan, package=package_flow(obj, file))
+    if plan_file:
+        write_atomically(plan_file, plan.to_json())
+        obj.echo("Wrote the plan of Dagster job *%s* for flow *%s* to %s"
+                 % (plan.job_name, plan.flow_name, plan_file))
+        return
+    _write_definitions(obj, plan, file, deployer_attribute_file, notify_channels)
+
+
+def _write_definitions(obj, plan, file, deployer_attribute_file, notify_channels):
     secrets = notifications.literal_secrets(plan.job_name, notify_channels)
     text = render(plan, _regenerate_command(file, secrets))
     if secrets:
@@ -190,10 +203,6 @@ def _check_output_path(file):
         raise CreateError(
             "Cannot write the definitions file %s: it is a directory. Give a file name, "
             "e.g. %s." % (file, os.path.join(file, "flow_dagster.py")))
-
-
-def _module_found(module):
-    return importlib.util.find_spec(module) is not None
 
 
 def top_level_args(obj):
@@ -232,11 +241,6 @@ def _cli_options(options):
         for item in value if isinstance(value, (list, tuple, set)) else [value]:
             args.append("--%s" % key if item is True else "--%s=%s" % (key, item))
     return args
-
-
-def _schedule(flow, status):
-    spec = schedule_spec(flow)
-    return dict(spec, status=status.upper()) if spec else None
 
 
 def _triggers(flow, project):

@@ -18,10 +18,10 @@ NAMES_DEFINITIONS_FILES_IMPORT = [
     "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
     "task_paths_io_manager",
 ]
-# A file `dagster create` wrote before runtime/ was split into sub-folders (the
-# machine's paths in its plan replaced; loading it reads none of them). A new plan
-# version (plan.SPEC_VERSION) stops every earlier file with a message to regenerate
-# it, this one included: regenerate it then, with the release before the change.
+# A file an earlier `dagster create` wrote (metaflow-dagster 0.2.0, plan version 3; the
+# machine's paths in its plan replaced: loading it reads none of them). A new plan
+# version (plan.SPEC_VERSION) stops every earlier file with a message to regenerate it,
+# this one included: regenerate it then, and keep its imports as they come out.
 EARLIER_FILE = Path(__file__).parent / "data" / "definitions_of_an_earlier_release.py"
 
 

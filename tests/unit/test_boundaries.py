@@ -150,3 +150,28 @@ def test_no_import_cycles():
     for module in sorted(graph):
         visit(module)
     assert cycles == []
+
+
+def _imports_metaflow(imports: set) -> bool:
+    return any(m == "metaflow" or m.startswith("metaflow.") for m in imports)
+
+
+def test_what_the_component_imports_of_the_compiler_never_imports_metaflow():
+    """A code server loading a dg project builds definitions from the stored plan: the
+    compiler's modules the component imports are its pure ones (the state is computed by
+    the CLI, in its own process)."""
+    component = {m: i for m, i in MODULES.items() if _in(m, "component")}
+    assert component
+    offenders = {module: sorted(m for m in _ours(imports)
+                                if _in(m, "compiler") and _imports_metaflow(MODULES[m]))
+                 for module, imports in component.items()}
+    assert {m: i for m, i in offenders.items() if i} == {}
+
+
+def test_only_the_component_and_the_package_root_import_the_component():
+    offenders = {
+        module: sorted(m for m in _ours(imports) if _in(m, "component"))
+        for module, imports in MODULES.items()
+        if not _in(module, "component") and module != PACKAGE
+    }
+    assert {m: i for m, i in offenders.items() if i} == {}
