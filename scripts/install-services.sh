@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the servers that the `services` tests start (tests/services.py): PostgreSQL, Redis, and
-# Chromium with its WebDriver for the UI tests. For Debian 12, as root; idempotent: does nothing
+# Install the servers that the `services` tests start (tests/services.py): PostgreSQL, Redis,
+# Chromium with its WebDriver for the UI tests, and iproute2 and util-linux (ip, nsenter,
+# unshare) for the hosts of tests/hosts.py. For Debian 12, as root; idempotent: does nothing
 # when every binary is already there. Starts nothing: the tests run their own servers on their own
 # ports and directories (and do not use any system service the packages may have started).
 #
@@ -8,13 +9,15 @@
 set -euo pipefail
 
 LOG="${INSTALL_SERVICES_LOG:-/tmp/install-services.log}"
-PACKAGES=(postgresql redis-server chromium chromium-driver)
+PACKAGES=(postgresql redis-server chromium chromium-driver iproute2 util-linux)
 
 missing() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || echo "postgresql"
     command -v redis-server >/dev/null || echo "redis-server"
     [ -x /usr/bin/chromium ] || echo "chromium"
     [ -x /usr/bin/chromedriver ] || echo "chromium-driver"
+    command -v ip >/dev/null || echo "iproute2"
+    { command -v nsenter && command -v unshare; } >/dev/null || echo "util-linux"
 }
 
 fail() {
@@ -25,7 +28,8 @@ fail() {
 
 todo="$(missing | paste -sd ' ')"
 if [ -z "$todo" ]; then
-    echo "install-services: postgresql, redis-server, chromium, chromedriver already installed"
+    echo "install-services: postgresql, redis-server, chromium, chromedriver, ip, nsenter" \
+        "already installed"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,8 +5,9 @@ one DAGSTER_HOME (see docs/deploy.md).
     with deployment.webserver_and_daemon(tmp, home, workspace, env) as dagster:
         dagster.graphql("{ version }")
 
-Both listen on / talk to 127.0.0.1 only, log into `tmpdir`, and are stopped by their own process
-groups on exit (the code servers and run workers they start are in those groups).
+Both listen on / talk to 127.0.0.1 only (or the address of the host they are started on), log
+into `tmpdir`, and are stopped by their own process groups on exit (the code servers and run
+workers they start are in those groups).
 """
 
 import contextlib
@@ -46,13 +47,14 @@ class Deployment:
     logs: List[Path]
     start_seconds: float
     _started: float = 0.0
+    machine: services.Machine = services.THIS_MACHINE
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.machine.address}:{self.port}"
 
     def graphql(self, query: str, variables=None) -> dict:
-        return services.graphql(self.url, query, variables)
+        return self.machine.call(services.graphql, self.url, query, variables)
 
     def rss_mb(self) -> float:
         return services.rss_mb(services.process_tree(self.webserver.pid)
@@ -95,28 +97,29 @@ def _daemon_healthy(dagster: Deployment) -> bool:
 
 @contextlib.contextmanager
 def webserver_and_daemon(tmpdir, dagster_home: Path, workspace: Path, env: dict,
-                         locations: Optional[int] = 1) -> Iterator[Deployment]:
-    """Start both; unless `locations` is None, wait until they are ready (else the caller
-    calls wait_ready(), e.g. after starting other servers meanwhile)."""
+                         locations: Optional[int] = 1,
+                         host: services.Machine = services.THIS_MACHINE) -> Iterator[Deployment]:
+    """Start both (on `host`, whose paths `tmpdir`, `dagster_home` and `workspace` are); unless
+    `locations` is None, wait until they are ready (else the caller calls wait_ready(), e.g.
+    after starting other servers meanwhile)."""
     tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
     env = dict(env, DAGSTER_HOME=str(dagster_home))
-    port = services.free_port()
+    port = host.free_port()
     bin_dir = services.VENV_BIN
-    logs = [tmpdir / "webserver.log", tmpdir / "daemon.log"]
+    logs = [host.path(tmpdir / "webserver.log"), host.path(tmpdir / "daemon.log")]
     started = time.monotonic()
     procs = []
     try:
         for argv, log in (
-            ([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+            ([str(bin_dir / "dagster-webserver"), "-h", host.address, "-p", str(port),
               "-w", str(workspace)], logs[0]),
             ([str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)], logs[1]),
         ):
             with open(log, "wb") as out:
-                procs.append(subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=tmpdir, env=env, start_new_session=True))
-        dagster = Deployment(procs[0], procs[1], port, logs, 0.0, started)
+                procs.append(host.popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
+                                        env=env))
+        dagster = Deployment(procs[0], procs[1], port, logs, 0.0, started, host)
         if locations is not None:
             dagster.wait_ready(locations)
         yield dagster

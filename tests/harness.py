@@ -189,7 +189,8 @@ def built_job(compiled: Compiled):
 def executor_of(job, run_config: Optional[dict] = None, instance=None, wrapped: bool = False):
     """The executor a run of `job` with `run_config` gets (built, not run): the one
     that runs the steps, looked through the wrappers that check the run's end
-    (runtime/executors/end_check.py) and supervise its worker
+    (runtime/executors/end_check.py), send its heartbeat
+    (runtime/executors/run_heartbeat.py) and supervise its worker
     (runtime/executors/multiprocess.py); with wrapped=True, the executor as built."""
     from dagster import DagsterInstance, InitExecutorContext
     from dagster._core.definitions.job_base import InMemoryJob

@@ -3,7 +3,9 @@ Celery workers (dagster-celery).
 
 Each function is a context manager that starts one server on 127.0.0.1, on a free port, writes
 its log into the directory it is given, and stops it on exit by its own process id (or, for
-servers with children, by its own process group): never by name. A server that cannot start
+servers with children, by its own process group): never by name. Given a `host` (a `Machine`:
+tests/hosts.py makes hosts of their own network and files), the server runs there instead, on
+the host's address, its directories being paths on that host. A server that cannot start
 raises `ServiceError` within about 30 s (90 s for Celery workers) with the tail of its log.
 
     with services.postgres(tmp_path / "pg") as pg:
@@ -49,18 +51,18 @@ class ServiceError(RuntimeError):
 # --------------------------------------------------------------------------- helpers
 
 
-def free_port() -> int:
-    """A port that 127.0.0.1 can bind now, outside Linux's ephemeral range (32768-60999), so that
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port that `address` can bind now, outside Linux's ephemeral range (32768-60999), so that
     outgoing connections of other processes do not take it before the server binds it."""
     for _ in range(200):
         port = _random.randrange(20000, 32000)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind((address, port))
             except OSError:
                 continue
         return port
-    raise ServiceError("no free port found on 127.0.0.1 in 20000-32000")
+    raise ServiceError(f"no free port found on {address} in 20000-32000")
 
 
 def graphql(url: str, query: str, variables: Optional[dict] = None,
@@ -141,6 +143,36 @@ def process_tree(pid: int) -> List[int]:
     return tree
 
 
+def task_processes(run_id: str, step: Optional[str] = None,
+                   task_id: Optional[str] = None) -> List[int]:
+    """Live processes of a Dagster run's Metaflow tasks (with what they started), found by the
+    run id the op puts in their environment; only the `flow.py step <step> ... --task-id
+    <task_id>` processes themselves if either is given."""
+    marker = ("METAFLOW_DAGSTER_RUN_ID=%s" % run_id).encode()
+    pids = []
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = f.read().split(b"\0")
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        if not stat or stat[0] == "Z" or marker not in environ:
+            continue
+        if step is not None and not _follows(argv, "step", step):
+            continue
+        if task_id is not None and not _follows(argv, "--task-id", task_id):
+            continue
+        pids.append(pid)
+    return pids
+
+
+def _follows(argv: List[str], option: str, value: str) -> bool:
+    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
+
+
 def rss_mb(pids: Sequence[int]) -> float:
     """Sum of VmRSS of the given processes, in MB (shared pages are counted once per process)."""
     total_kb = 0
@@ -167,6 +199,12 @@ def children(pid: int) -> List[int]:
             if (stat := _proc_stat(other)) and stat[1] == pid and stat[0] != "Z"]
 
 
+def leader(proc: subprocess.Popen) -> int:
+    """The pid of the server itself: the process we started, or, on a host of its own
+    (tests/hosts.py), the process it runs as there."""
+    return getattr(proc, "leader", proc.pid)
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0,
                  target: str = "leader") -> None:
     """Stop a server we started with start_new_session=True (so its pid is its process group id).
@@ -180,7 +218,8 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
         if target == "group":
             _signal_group(pgid, sig)
         else:
-            for pid in children(proc.pid) if target == "children" else [proc.pid]:
+            server = leader(proc)
+            for pid in children(server) if target == "children" else [server]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
         try:
@@ -218,15 +257,18 @@ def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen, what: str, log:
         time.sleep(interval)
 
 
-def _tcp_open(port: int) -> bool:
+def _tcp_open(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((address, port)) == 0
 
 
-def _log_has(log: Path, pattern: str) -> bool:
+def _log_has(log: Path, pattern: str, after: int = 0) -> bool:
+    """Whether the log holds `pattern` (after its first `after` bytes)."""
     try:
-        return re.search(pattern, log.read_text(errors="replace")) is not None
+        with open(log, "rb") as f:
+            f.seek(after)
+            return re.search(pattern, f.read().decode(errors="replace")) is not None
     except OSError:
         return False
 
@@ -235,6 +277,51 @@ def _require(path: Optional[str], what: str) -> str:
     if not path or not os.access(path, os.X_OK):
         raise ServiceError(f"{what} not found; {INSTALL_HINT}")
     return path
+
+
+class Machine:
+    """Where a server runs: here, this machine itself (its 127.0.0.1, its files). tests/hosts.py
+    makes hosts with a network and files of their own, with the same methods."""
+
+    name = "this machine"
+    address = "127.0.0.1"
+
+    @property
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    def popen(self, argv: Sequence[str], *, user: Optional[pwd.struct_passwd] = None,
+              **kwargs) -> subprocess.Popen:
+        """Start `argv` in a session of its own (its pid is its process group id), as `user`
+        if given."""
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(list(argv), start_new_session=True, **kwargs)
+
+    def run(self, argv: Sequence[str], *, user: Optional[pwd.struct_passwd] = None,
+            **kwargs) -> subprocess.CompletedProcess:
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        return subprocess.run(list(argv), **kwargs)
+
+    def path(self, path) -> Path:
+        """Where this process sees the file that is `path` on this machine."""
+        return Path(path)
+
+    def call(self, fn: Callable, *args):
+        """fn(*args), with this machine's network (e.g. to reach a server on its address)."""
+        return fn(*args)
+
+    def free_port(self) -> int:
+        return self.call(free_port, self.address)
+
+    def private_tempdir(self, prefix: str) -> Path:
+        """A new directory in this machine's /tmp (a path on the machine)."""
+        return Path("/tmp") / Path(tempfile.mkdtemp(prefix=prefix, dir=self.path("/tmp"))).name
+
+
+THIS_MACHINE = Machine()
 
 
 @dataclass
@@ -278,6 +365,23 @@ class Postgres(_Server):
     dbname: str
     datadir: Path
     sockdir: Path
+    # How to start it again (restart()).
+    _start: Optional[Callable[[], subprocess.Popen]] = field(default=None, repr=False)
+    _ready: Optional[Callable[[subprocess.Popen], None]] = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: backends are told to exit by the server.
+        stop_process(self.proc, sig=signal.SIGINT, timeout=20)
+
+    def restart(self, down_seconds: float = 0.0) -> float:
+        """Stop the server, wait `down_seconds`, start it again on the same data and port;
+        the seconds it was unavailable."""
+        stopped = time.monotonic()
+        self.stop()
+        time.sleep(down_seconds)
+        self.proc = self._start()
+        self._ready(self.proc)
+        return time.monotonic() - stopped
 
     @property
     def url(self) -> str:
@@ -293,82 +397,94 @@ class Postgres(_Server):
 
 @contextlib.contextmanager
 def postgres(tmpdir, dbname: str = "dagster", user: str = "dagster",
-             password: str = "dagster") -> Iterator[Postgres]:
+             password: str = "dagster", host: Machine = THIS_MACHINE) -> Iterator[Postgres]:
     """A throwaway PostgreSQL server (trust authentication, fsync off) with database `dbname`
-    owned by superuser `user`.
+    owned by superuser `user`, listening on the host's address.
 
     PostgreSQL refuses to run as root: as root the server runs as the `postgres` system user
     (Debian's package creates it), with its data directory in a fresh directory under the
-    system temp dir, since pytest's tmp_path sits below a root-only (0700) directory. The logs
-    are always in `tmpdir` (and `tmpdir/pgdata` links to the data directory)."""
+    host's temp dir, since pytest's tmp_path sits below a root-only (0700) directory. The logs
+    are always in `tmpdir`."""
     tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
     bindir = postgres_bindir()
-    run_as = {}
+    run_as = None
     own_root = None
     if os.geteuid() == 0:
         try:
-            pw = pwd.getpwnam("postgres")
+            run_as = pwd.getpwnam("postgres")
         except KeyError:
             raise ServiceError("PostgreSQL refuses to run as root and there is no 'postgres' "
                                f"user to run it as; {INSTALL_HINT}") from None
-        run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-        own_root = Path(tempfile.mkdtemp(prefix="mfd-pg-"))
-        os.chown(own_root, pw.pw_uid, pw.pw_gid)
-        base = own_root
-        with contextlib.suppress(OSError):
-            (tmpdir / "pgdata").symlink_to(own_root / "data")
+        own_root = base = host.private_tempdir("mfd-pg-")
+        os.chown(host.path(own_root), run_as.pw_uid, run_as.pw_gid)
+        if host is THIS_MACHINE:
+            with contextlib.suppress(OSError):
+                (tmpdir / "pgdata").symlink_to(own_root / "data")
     else:
         # Unix socket paths are limited to ~107 bytes: pytest's paths can be longer.
-        base = tmpdir if len(str(tmpdir)) < 60 else Path(tempfile.mkdtemp(prefix="mfd-pg-"))
+        base = tmpdir if len(str(tmpdir)) < 60 else host.private_tempdir("mfd-pg-")
         own_root = None if base == tmpdir else base
     datadir, sockdir = base / "data", base / "sock"
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     env.pop("PGDATA", None)
-    proc = None
+    proc = server = None
     try:
-        sockdir.mkdir(exist_ok=True)
+        host.path(sockdir).mkdir(exist_ok=True)
         if run_as:
-            os.chown(sockdir, run_as["user"], run_as["group"])
+            os.chown(host.path(sockdir), run_as.pw_uid, run_as.pw_gid)
         initdb_log = tmpdir / "initdb.log"
         started = time.monotonic()  # start_seconds counts initdb (~0.6 s) too
-        with open(initdb_log, "wb") as out:
-            code = subprocess.call(
+        with open(host.path(initdb_log), "wb") as out:
+            code = host.run(
                 [os.path.join(bindir, "initdb"), "-D", str(datadir), "-U", user,
                  "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=base, env=env, timeout=START_TIMEOUT,
-                **run_as)
+                user=run_as).returncode
         if code != 0:
-            raise ServiceError(f"initdb failed with code {code}; log {initdb_log}:\n"
-                               f"{log_tail(initdb_log)}")
-        port = free_port()
-        log = tmpdir / "postgres.log"
-        with open(log, "wb") as out:  # the server inherits it: no permission needed on tmpdir
-            proc = subprocess.Popen(
-                [os.path.join(bindir, "postgres"), "-D", str(datadir), "-p", str(port),
-                 "-k", str(sockdir), "-c", "listen_addresses=127.0.0.1",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base,
-                env=env, start_new_session=True, **run_as)
-        _wait_for(lambda: _log_has(log, "ready to accept connections") and _tcp_open(port),
-                  proc, "postgres", log)
-        createdb = subprocess.run(
-            [os.path.join(bindir, "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user,
+            raise ServiceError(f"initdb failed with code {code}; log {host.path(initdb_log)}:\n"
+                               f"{log_tail(host.path(initdb_log))}")
+        if host.address != "127.0.0.1":
+            # initdb trusts the loopback only: trust the clients of the server's own subnet.
+            with open(host.path(datadir / "pg_hba.conf"), "a") as hba:
+                hba.write("host all all samenet trust\n")
+        port = host.free_port()
+        log = host.path(tmpdir / "postgres.log")
+
+        def start() -> subprocess.Popen:
+            with open(log, "ab") as out:  # the server inherits it: no permission needed
+                return host.popen(
+                    [os.path.join(bindir, "postgres"), "-D", str(datadir), "-p", str(port),
+                     "-k", str(sockdir), "-c", f"listen_addresses={host.address}",
+                     "-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off"],
+                    stdout=out, stderr=subprocess.STDOUT, cwd=base, env=env, user=run_as)
+
+        def ready(server: subprocess.Popen) -> None:
+            logged = log.stat().st_size if log.exists() else 0
+            _wait_for(lambda: _log_has(log, "ready to accept connections", logged)
+                      and host.call(_tcp_open, port, host.address), server, "postgres", log)
+
+        proc = start()
+        ready(proc)
+        createdb = host.run(
+            [os.path.join(bindir, "createdb"), "-h", host.address, "-p", str(port), "-U", user,
              dbname], capture_output=True, text=True, env=env, timeout=START_TIMEOUT)
         if createdb.returncode != 0:
             raise ServiceError(f"createdb {dbname} failed: {createdb.stderr.strip()}\n"
                                f"log {log}:\n{log_tail(log)}")
         server = Postgres(proc=proc, log=log, start_seconds=round(time.monotonic() - started, 2),
-                          host="127.0.0.1", port=port, user=user, password=password,
-                          dbname=dbname, datadir=datadir, sockdir=sockdir)
+                          host=host.address, port=port, user=user, password=password,
+                          dbname=dbname, datadir=datadir, sockdir=sockdir, _start=start,
+                          _ready=ready)
         yield server
     finally:
-        if proc is not None:
-            # SIGINT is PostgreSQL's "fast" shutdown: backends are told to exit by the server.
+        if server is not None:
+            server.stop()
+        elif proc is not None:
             stop_process(proc, sig=signal.SIGINT, timeout=20)
         if own_root is not None:
-            shutil.rmtree(own_root, ignore_errors=True)
+            shutil.rmtree(host.path(own_root), ignore_errors=True)
 
 
 def dagster_yaml_for_postgres(pg: Postgres, extra: str = "", telemetry: bool = False) -> str:
@@ -397,27 +513,47 @@ def dagster_yaml_for_postgres(pg: Postgres, extra: str = "", telemetry: bool = F
     )
 
 
+def dagster_yaml_for_s3_compute_logs(s3: "S3Server", prefix: str = "dagster-logs") -> str:
+    """The `compute_logs:` block of a `dagster.yaml` keeping step logs in `s3`'s bucket
+    (dagster-aws's S3ComputeLogManager): the process running a step uploads its stdout and
+    stderr every 5 s and when the step ends; the webserver reads them from there."""
+    return (
+        "compute_logs:\n"
+        "  module: dagster_aws.s3.compute_log_manager\n"
+        "  class: S3ComputeLogManager\n"
+        "  config:\n"
+        f"    bucket: {s3.bucket}\n"
+        f"    prefix: {prefix}\n"
+        f"    endpoint_url: {s3.endpoint_url}\n"
+        "    region: us-east-1\n"
+        "    use_ssl: false\n"
+        "    upload_interval: 5\n"
+    )
+
+
 # --------------------------------------------------------------------------- Redis
 
 
 @dataclass
 class Redis(_Server):
     port: int
+    address: str = "127.0.0.1"
+    machine: Machine = field(default=THIS_MACHINE, repr=False)
 
     def url_for(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.address}:{self.port}/{db}"
 
     @property
     def url(self) -> str:
         return self.url_for(0)
 
     def ping(self) -> bool:
-        return _redis_ping(self.port)
+        return self.machine.call(_redis_ping, self.port, self.address)
 
 
-def _redis_ping(port: int) -> bool:
+def _redis_ping(port: int, address: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        with socket.create_connection((address, port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
@@ -425,24 +561,28 @@ def _redis_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis(tmpdir) -> Iterator[Redis]:
+def redis(tmpdir, host: Machine = THIS_MACHINE) -> Iterator[Redis]:
     """redis-server in the foreground as our child, no persistence."""
     tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
     binary = _require(shutil.which("redis-server") or "/usr/bin/redis-server", "redis-server")
-    port = free_port()
-    log = tmpdir / "redis.log"
+    port = host.free_port()
+    log = host.path(tmpdir / "redis.log")
+    # Off the loopback, Redis refuses clients that give no password ("protected mode"): the
+    # hosts' network is the test's own.
+    protected = [] if host.address == "127.0.0.1" else ["--protected-mode", "no"]
     started = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(tmpdir)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmpdir,
-            start_new_session=True)
+        proc = host.popen(
+            [binary, "--bind", host.address, "--port", str(port), "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(tmpdir), *protected],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir)
     try:
-        _wait_for(lambda: _redis_ping(port), proc, "redis-server", log)
-        yield Redis(proc=proc, log=log, start_seconds=round(time.monotonic() - started, 2),
-                    port=port)
+        server = Redis(proc=proc, log=log, start_seconds=0.0, port=port, address=host.address,
+                       machine=host)
+        _wait_for(server.ping, proc, "redis-server", log)
+        server.start_seconds = round(time.monotonic() - started, 2)
+        yield server
     finally:
         stop_process(proc, timeout=10)
 
@@ -457,12 +597,15 @@ FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
 class S3Server(_Server):
     port: int
     bucket: str
+    address: str = "127.0.0.1"
+    machine: Machine = field(default=THIS_MACHINE, repr=False)
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def client(self):
+        """A boto3 client of this server (call it through `machine.call` from elsewhere)."""
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
@@ -479,10 +622,10 @@ class S3Server(_Server):
                 **FAKE_AWS}
 
 
-def _http_up(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+def _http_up(port: int, address: str = "127.0.0.1", path: str = "/") -> bool:
+    conn = http.client.HTTPConnection(address, port, timeout=1)
     try:
-        conn.request("GET", "/")
+        conn.request("GET", path)
         conn.getresponse().read()
         return True
     except OSError:
@@ -492,29 +635,87 @@ def _http_up(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def s3_server(tmpdir, bucket: str = "metaflow-test") -> Iterator[S3Server]:
+def s3_server(tmpdir, bucket: str = "metaflow-test",
+              host: Machine = THIS_MACHINE) -> Iterator[S3Server]:
     """moto's S3-compatible server (in memory) with `bucket` created."""
     tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
     try:
         import moto.server  # noqa: F401
     except ImportError:
         raise ServiceError(f"moto[server] is not installed in {sys.executable}'s venv") from None
-    port = free_port()
-    log = tmpdir / "moto.log"
+    port = host.free_port()
+    log = host.path(tmpdir / "moto.log")
     started = time.monotonic()
     env = {**os.environ, **FAKE_AWS}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmpdir,
-            env=env, start_new_session=True)
+        proc = host.popen(
+            [sys.executable, "-m", "moto.server", "-H", host.address, "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir, env=env)
     try:
-        _wait_for(lambda: _http_up(port), proc, "moto server", log, interval=0.2)
-        server = S3Server(proc=proc, log=log, start_seconds=0.0, port=port, bucket=bucket)
-        server.client().create_bucket(Bucket=bucket)
+        _wait_for(lambda: host.call(_http_up, port, host.address), proc, "moto server", log,
+                  interval=0.2)
+        server = S3Server(proc=proc, log=log, start_seconds=0.0, port=port, bucket=bucket,
+                          address=host.address, machine=host)
+        host.call(lambda: server.client().create_bucket(Bucket=bucket))
         server.start_seconds = round(time.monotonic() - started, 2)
         yield server
+    finally:
+        stop_process(proc, timeout=10)
+
+
+# --------------------------------------------------------------------------- Metaflow metadata
+
+METADATA_SERVER = Path(__file__).resolve().parent / "metadata_server.py"
+
+
+@dataclass
+class MetadataService(_Server):
+    port: int
+    root: Path  # on the server's host: the folder holding its .metaflow
+    address: str = "127.0.0.1"
+    machine: Machine = field(default=THIS_MACHINE, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def env(self) -> Dict[str, str]:
+        """What a Metaflow process needs to keep its metadata in this service."""
+        return {"METAFLOW_DEFAULT_METADATA": "service", "METAFLOW_SERVICE_URL": self.url}
+
+    def requests(self, pattern: str = "") -> List[str]:
+        """The request lines of its access log containing `pattern` (e.g. "/heartbeat")."""
+        text = Path(self.log).read_text(errors="replace")
+        return [line for line in text.splitlines() if '"' in line and pattern in line]
+
+
+@contextlib.contextmanager
+def metadata_service(tmpdir, host: Machine = THIS_MACHINE) -> Iterator[MetadataService]:
+    """Metaflow's metadata service (tests/metadata_server.py: metaflow-local-service's server),
+    its records under `tmpdir`."""
+    tmpdir = Path(tmpdir)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
+    try:
+        import metaflow_local_service  # noqa: F401
+    except ImportError:
+        raise ServiceError("metaflow-local-service is not installed in "
+                           f"{sys.executable}'s venv") from None
+    port = host.free_port()
+    log = host.path(tmpdir / "metadata.log")
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = host.popen(
+            [sys.executable, str(METADATA_SERVER), "--host", host.address, "--port", str(port),
+             "--root", str(tmpdir)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmpdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait_for(lambda: host.call(_http_up, port, host.address, "/ping"), proc,
+                  "metadata service", log, interval=0.2)
+        yield MetadataService(proc=proc, log=log,
+                              start_seconds=round(time.monotonic() - started, 2), port=port,
+                              root=tmpdir, address=host.address, machine=host)
     finally:
         stop_process(proc, timeout=10)
 
@@ -532,6 +733,7 @@ class CeleryWorkers:
     logs: List[Path]
     start_seconds: float
     env: Dict[str, str] = field(repr=False, default_factory=dict)
+    machine: Machine = field(default=THIS_MACHINE, repr=False)
 
     @property
     def executor_config(self) -> dict:
@@ -541,15 +743,14 @@ class CeleryWorkers:
     def ping(self, timeout: float = 5.0) -> Dict[str, dict]:
         """{node name: reply} of our workers that answer a ping within `timeout` (returns as
         soon as all of them have)."""
-        from celery import Celery
+        return self.machine.call(_celery_ping, self.broker_url, self.backend_url, self.names,
+                                 timeout)
 
-        app = Celery(broker=self.broker_url, backend=self.backend_url)
-        try:
-            replies = app.control.ping(destination=self.names, timeout=timeout,
-                                       limit=len(self.names))
-        finally:
-            app.close()
-        return {name: reply for item in replies for name, reply in item.items()}
+    def consume(self, on: bool, queue: str = "dagster") -> None:
+        """Stop (or start again) taking tasks from `queue` (dagster-celery's default), by
+        Celery's remote control: the workers stay up and answer pings."""
+        self.machine.call(_celery_consume, self.broker_url, self.backend_url, self.names,
+                          queue, on)
 
     def pids(self) -> List[int]:
         return [pid for proc in self.procs for pid in group_members(proc.pid)]
@@ -558,10 +759,36 @@ class CeleryWorkers:
         return rss_mb(self.pids())
 
 
-def _celery_node_name(name: str) -> str:
+def _celery_ping(broker_url: str, backend_url: str, names: List[str],
+                 timeout: float) -> Dict[str, dict]:
+    from celery import Celery
+
+    app = Celery(broker=broker_url, backend=backend_url)
+    try:
+        replies = app.control.ping(destination=names, timeout=timeout, limit=len(names))
+    finally:
+        app.close()
+    return {name: reply for item in replies for name, reply in item.items()}
+
+
+def _celery_consume(broker_url: str, backend_url: str, names: List[str], queue: str,
+                    on: bool) -> None:
+    from celery import Celery
+
+    app = Celery(broker=broker_url, backend=backend_url)
+    try:
+        control = app.control.add_consumer if on else app.control.cancel_consumer
+        replies = control(queue, destination=names, reply=True, timeout=10)
+    finally:
+        app.close()
+    if len(replies) != len(names):
+        raise ServiceError(f"not every worker of {names} answered: {replies}")
+
+
+def _celery_node_name(name: str, hostname: str) -> str:
     from celery.utils.nodenames import host_format
 
-    return host_format(f"{name}@%h")
+    return host_format(f"{name}@%h", host=hostname)
 
 
 @contextlib.contextmanager
@@ -569,7 +796,8 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
                    cwd=None, env: Optional[Dict[str, str]] = None, names: Sequence[str] = (),
                    queues: Sequence[str] = (), concurrency: int = 1,
                    extra_args: Sequence[str] = ("--without-mingle", "--without-gossip"),
-                   timeout: float = CELERY_START_TIMEOUT) -> Iterator[CeleryWorkers]:
+                   timeout: float = CELERY_START_TIMEOUT,
+                   host: Machine = THIS_MACHINE) -> Iterator[CeleryWorkers]:
     """n `dagster-celery worker start -A dagster_celery.app -y celery.yaml -n wK` processes, each
     in its own session, all ready (their log says so) when this yields; stopped by killing each
     one's process group (the dagster-celery wrapper leaves its `celery` child otherwise).
@@ -580,7 +808,7 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
     empty one under tmpdir. Tasks use the run's own instance (its instance_ref), whatever the
     worker's DAGSTER_HOME. Workers import the job's code by the path the submitter gave."""
     tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    host.path(tmpdir).mkdir(parents=True, exist_ok=True)
     wrapper = _require(str(VENV_BIN / "dagster-celery"),
                        f"dagster-celery (in {VENV_BIN}; pip install dagster-celery)")
     _require(str(VENV_BIN / "celery"), f"celery (in {VENV_BIN})")
@@ -589,7 +817,7 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
         raise ValueError(f"{n} workers but {len(names)} names")
     config_yaml = tmpdir / "celery.yaml"
     # A bare `broker:` key at the top level is silently ignored (workers then try amqp://:5672).
-    config_yaml.write_text(
+    host.path(config_yaml).write_text(
         "execution:\n  config:\n"
         f"    broker: {broker_url!r}\n"
         f"    backend: {backend_url!r}\n")
@@ -604,21 +832,21 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
             worker_env = dict(base_env)
             if not worker_env.get("DAGSTER_HOME"):
                 home = tmpdir / f"{name}-dagster-home"
-                home.mkdir(exist_ok=True)
-                (home / "dagster.yaml").touch()  # SQLite; only for the wrapper's config file
+                host.path(home).mkdir(exist_ok=True)
+                # SQLite; only for the wrapper's config file
+                host.path(home / "dagster.yaml").touch()
                 worker_env["DAGSTER_HOME"] = str(home)
-            log = tmpdir / f"celery-{name}.log"
+            log = host.path(tmpdir / f"celery-{name}.log")
             argv = [wrapper, "worker", "start", "-A", "dagster_celery.app",
                     "-y", str(config_yaml), "-n", name]  # the wrapper appends "@%h" itself
             for queue in queues:
                 argv += ["-q", queue]
             argv += ["--", f"--concurrency={concurrency}", *extra_args]
             with open(log, "wb") as out:
-                procs.append(subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=str(cwd or tmpdir), env=worker_env, start_new_session=True))
+                procs.append(host.popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=str(cwd or tmpdir), env=worker_env))
             logs.append(log)
-        node_names = [_celery_node_name(name) for name in names]
+        node_names = [_celery_node_name(name, host.hostname) for name in names]
         deadline = time.monotonic() + timeout
         for proc, log, node in zip(procs, logs, node_names):
             _wait_for(lambda log=log, node=node: _log_has(log, re.escape(node) + r" ready\."),
@@ -626,13 +854,14 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
                       timeout=max(1.0, deadline - time.monotonic()), interval=0.25)
         yield CeleryWorkers(broker_url=broker_url, backend_url=backend_url,
                             config_yaml=config_yaml, names=node_names, procs=procs, logs=logs,
-                            start_seconds=round(time.monotonic() - started, 2), env=base_env)
+                            start_seconds=round(time.monotonic() - started, 2), env=base_env,
+                            machine=host)
     finally:
         # SIGTERM (Celery's warm shutdown) to each wrapper's `celery` child, all first so that
         # they shut down in parallel; each wrapper then exits by itself and nothing is orphaned.
         for proc in procs:
             if proc.poll() is None:
-                for pid in children(proc.pid):
+                for pid in children(leader(proc)):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
         for proc in procs:

@@ -150,7 +150,7 @@ def _imports(plan: FlowPlan) -> str:
         names.add("success_hook")
     if plan.exit_hooks.get("on_error"):
         names.add("failure_hook")
-    ours = {"FlowRuntime", "flow_executor"}
+    ours = {"FlowRuntime", "flow_executor", "task_paths_io_manager"}
     if plan.triggers.get("events"):
         ours.add("event_sensor")
     if plan.triggers.get("flows"):
@@ -241,8 +241,10 @@ def _job(plan: FlowPlan) -> str:
     body = _job_body(job_body(plan), indent="    ")
     hooks = "    hooks={on_error},\n" if plan.exit_hooks.get("on_error") else ""
     description = "    description=DESCRIPTION,\n" if plan.description else ""
-    return "%s\n\n\n@job(\n    name=%r,\n%s    tags=%s,\n    executor_def=EXECUTOR,\n%s)\n" \
-        "def %s():\n%s" % (executor, plan.job_name, description, tags, hooks,
+    # Op outputs (task paths) in the flow's S3 datastore when it has one (runtime/outputs.py).
+    resources = "    resource_defs={'io_manager': task_paths_io_manager},\n"
+    return "%s\n\n\n@job(\n    name=%r,\n%s    tags=%s,\n    executor_def=EXECUTOR,\n%s%s)\n" \
+        "def %s():\n%s" % (executor, plan.job_name, description, tags, resources, hooks,
                             _job_function(plan), "\n".join(body))
 
 

@@ -55,6 +55,7 @@ from ..runtime import (
     finish_sensor,
     flow_executor,
     notification_sensors,
+    task_paths_io_manager,
 )
 
 
@@ -150,6 +151,7 @@ def _job(plan: FlowPlan, ops: Dict[str, object], hooks: dict):
         description=plan.description,
         tags=job_tags(plan),
         executor_def=flow_executor(**executor_args(plan)),
+        resource_defs={"io_manager": task_paths_io_manager},
         hooks={hooks["on_error"]} if "on_error" in hooks else None,
     )(wire)
 

@@ -12,10 +12,12 @@ from .executors.multiprocess import metaflow_multiprocess_executor
 from .executors.selector import flow_executor
 from .executors.threads import metaflow_task_executor
 from .ops import FlowRuntime
+from .outputs import task_paths_io_manager
 from .triggers.notifications import SlackWebhook, notification_sensors
 from .triggers.sensors import event_sensor, finish_sensor
 
 __all__ = [
     "FlowRuntime", "SlackWebhook", "event_sensor", "finish_sensor", "flow_executor",
     "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
+    "task_paths_io_manager",
 ]

@@ -131,35 +131,6 @@ def cluster(postgres_service, postgres_dagster_home, redis_service, s3_service,
                       dict(env, DAGSTER_HOME=str(postgres_dagster_home)), workers, dagster)
 
 
-def task_processes(run_id: str, step: str = None, task_id: str = None) -> list:
-    """Live processes of a Dagster run's Metaflow tasks (with what they started), found by the
-    run id the op puts in their environment; only the `flow.py step <step> ... --task-id
-    <task_id>` processes themselves if either is given."""
-    marker = ("METAFLOW_DAGSTER_RUN_ID=%s" % run_id).encode()
-    pids = []
-    for pid in services._all_pids():
-        stat = services._proc_stat(pid)
-        try:
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                environ = f.read().split(b"\0")
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
-        except OSError:
-            continue
-        if not stat or stat[0] == "Z" or marker not in environ:
-            continue
-        if step is not None and not _follows(argv, "step", step):
-            continue
-        if task_id is not None and not _follows(argv, "--task-id", task_id):
-            continue
-        pids.append(pid)
-    return pids
-
-
-def _follows(argv, option, value) -> bool:
-    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
-
-
 def worker_of_step(instance, run_id: str, step_key: str) -> list:
     """The Celery workers that took a step (one per attempt), from dagster-celery's events."""
     from dagster import DagsterEventType
@@ -280,26 +251,26 @@ def test_terminate_stops_the_tasks_on_the_workers(cluster):
     # The capped job (--max-workers 1): one split at a time, though two workers are free.
     run_id = cluster.trigger(cluster.flow_dir, "--definitions-file", "capped.py",
                              "--width", "2", "--hold", "0,1")
-    assert wait_until(lambda: task_processes(run_id, "body"), 150, interval=0.5), \
+    assert wait_until(lambda: services.task_processes(run_id, "body"), 150, interval=0.5), \
         cluster.status(run_id)
     time.sleep(5)  # time enough for a second split to start, if the cap let it
-    assert len(task_processes(run_id, "body")) == 1, cluster.status(run_id)
+    assert len(services.task_processes(run_id, "body")) == 1, cluster.status(run_id)
 
     asked = time.monotonic()
     cluster.mf(cluster.elsewhere, "terminate", "--run-id", run_id)
-    gone = wait_until(lambda: not task_processes(run_id), 60, interval=0.2)
+    gone = wait_until(lambda: not services.task_processes(run_id), 60, interval=0.2)
     seconds = time.monotonic() - asked
     print("\ncelery: terminate command to the last task process gone: %.1f s" % seconds)
-    assert gone and seconds <= 15, task_processes(run_id)
+    assert gone and seconds <= 15, services.task_processes(run_id)
     lines = cluster.wait_finished(run_id, timeout=60)
     assert "CANCELED" in lines[0], lines
 
 
 def test_a_worker_killed_mid_task_leads_to_a_retry(cluster):
     run_id = cluster.trigger(cluster.elsewhere, "--width", "2", "--hold", "0")
-    assert wait_until(lambda: task_processes(run_id, "body", "t-0"), 150, interval=0.5), \
+    assert wait_until(lambda: services.task_processes(run_id, "body", "t-0"), 150, interval=0.5), \
         cluster.status(run_id)
-    task = task_processes(run_id, "body", "t-0")[0]
+    task = services.task_processes(run_id, "body", "t-0")[0]
     worker = task
     leaders = {proc.pid for proc in cluster.workers.procs}
     while worker not in leaders:

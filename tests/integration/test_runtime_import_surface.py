@@ -16,6 +16,7 @@ PACKAGE = "metaflow_dagster"
 NAMES_DEFINITIONS_FILES_IMPORT = [
     "FlowRuntime", "SlackWebhook", "event_sensor", "finish_sensor", "flow_executor",
     "metaflow_multiprocess_executor", "metaflow_task_executor", "notification_sensors",
+    "task_paths_io_manager",
 ]
 # A file an earlier `dagster create` wrote (metaflow-dagster 0.2.0, plan version 3; the
 # machine's paths in its plan replaced: loading it reads none of them). A new plan

@@ -136,6 +136,19 @@ def test_every_executor_fails_a_run_that_skipped_its_end_step(foreach_job, k8s_i
                                   k8s_instance, wrapped=True), EndMustRun)
 
 
+def test_every_executor_sends_the_run_heartbeat(foreach_job):
+    from metaflow_dagster.runtime.executors.run_heartbeat import HeartbeatingExecutor
+
+    with DagsterInstance.ephemeral() as instance:
+        for name in ("metaflow", "multiprocess", "celery"):
+            executor = executor_of(foreach_job, choose(name), instance, wrapped=True)
+            wrappers = []
+            while hasattr(executor, "inner"):
+                wrappers.append(type(executor))
+                executor = executor.inner
+            assert HeartbeatingExecutor in wrappers, (name, wrappers)
+
+
 def test_k8s_needs_the_k8s_run_launcher_and_says_so(foreach_job):
     with DagsterInstance.ephemeral() as instance:
         with pytest.raises(DagsterInvalidConfigError, match="K8sRunLauncher"):

@@ -15,11 +15,13 @@ the one `dagster create --executor` chose as the default:
 
 Whatever the choice, the executor gets the per-foreach cap (--max-workers) as a
 tag concurrency limit, the job's pool gets its limit (--pool-limit) on the
-instance if it has none yet, and a run whose end step was skipped fails
-(end_check.py). Unknown or misspelt keys are rejected, never ignored: by Dagster
-when the run is submitted (metaflow, multiprocess and the create-time choice), or
-when the run starts, before any step (the other optional executors, whose
-packages are imported only when used: importing dagster-k8s alone takes seconds).
+instance if it has none yet, a run whose end step was skipped fails
+(end_check.py), and the run worker sends Metaflow's run heartbeat while the run
+executes, if the tasks use a metadata service (run_heartbeat.py). Unknown or
+misspelt keys are rejected, never ignored: by Dagster when the run is submitted
+(metaflow, multiprocess and the create-time choice), or when the run starts,
+before any step (the other optional executors, whose packages are imported only
+when used: importing dagster-k8s alone takes seconds).
 """
 
 import importlib.util
@@ -38,8 +40,10 @@ from dagster._config import process_config
 from dagster._core.errors import DagsterInvalidConfigError
 
 from ... import naming
+from ..ops import FlowRuntime
 from .end_check import EndMustRun
 from .multiprocess import metaflow_multiprocess_executor
+from .run_heartbeat import HeartbeatingExecutor
 from .threads import metaflow_task_executor
 
 PRELOADED = ["dagster", "metaflow_dagster.runtime"]
@@ -96,7 +100,9 @@ def flow_executor(default: str, foreach_limit: int, pool: Optional[str] = None,
             config = _checked(choice, config)
         config = _with_foreach_limit(config, foreach_limit)
         _ensure_pool_limit(init_context.instance, pool, pool_limit)
-        return EndMustRun(_create(choice, config, init_context))
+        # Metaflow's run heartbeat, from the run worker whatever the executor.
+        return EndMustRun(HeartbeatingExecutor(_create(choice, config, init_context),
+                                               FlowRuntime.plan_of_job))
 
     return metaflow_flow_executor
 

@@ -60,11 +60,12 @@ from dagster._core.execution.step_dependency_config import (
 )
 from dagster._core.execution.tags import get_tag_concurrency_limits_config
 from dagster._core.executor.base import Executor
-from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+from dagster._core.storage.compute_log_manager import CapturedLogContext
 from dagster._core.storage.tags import PRIORITY_TAG
 from dagster._utils.error import serializable_error_info_from_exc_info
 
 from ..launch import processes
+from ..launch.step_logs import capture_files
 from ..ops import FlowRuntime
 from .workers import supervised_run
 
@@ -296,9 +297,7 @@ def _run_step(token, job_context, step_context, events, cancel, task_slots) -> N
     try:
         file_key = create_compute_log_file_key()
         log_key = manager.build_log_key_for_run(job_context.run_id, file_key)
-        with ExitStack() as stack:
-            out = stack.enter_context(manager.open_log_stream(log_key, ComputeIOType.STDOUT))
-            err = stack.enter_context(manager.open_log_stream(log_key, ComputeIOType.STDERR))
+        with capture_files(manager, log_key, complete=True) as (out, err):
             events.put((token, DagsterEvent.capture_logs(
                 job_context, [key], log_key, CapturedLogContext(log_key))))
             step_events = []
