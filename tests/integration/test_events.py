@@ -112,7 +112,10 @@ def test_send_event_without_dagster_home_uses_the_default_home(tmp_path):
     assert "Created the Dagster home %s " % home in first.stderr
     assert "Created" not in second.stderr and "Created" not in named.stderr
     assert named.stdout.strip() == str(home)
-    assert (home / "dagster.yaml").read_text().count("enabled: true") == 1  # run monitoring
+    # Written once, with run monitoring and run retries on.
+    written = (home / "dagster.yaml").read_text()
+    assert written.count("run_monitoring:\n  enabled: true") == 1, written
+    assert "run_retries:\n  enabled: true" in written, written
     with DagsterInstance.from_config(str(home)) as instance:
         assert [e["payload"] for e in _events(instance, "first")] == [{"k": "v"}]
         assert len(_events(instance, "second")) == 1
