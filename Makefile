@@ -24,7 +24,7 @@ demo: venv
 test: venv
 	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
 	$(BIN)/python -m ruff check . && \
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=30 tests
 
 # The fast tier alone: in memory, no subprocess, seconds.
 unit: venv
