@@ -6,7 +6,7 @@ else crosses from `dagster create` time to run time.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Dict, Iterable, List, Mapping, Optional
 
 SPEC_VERSION = 3
@@ -200,3 +200,22 @@ class FlowPlan:
         data["parameters"] = [ParameterPlan(**p) for p in data["parameters"]]
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def option_fields(names: Iterable[str]) -> list:
+    """(name, type, default) of the plan's fields in `names`, for make_dataclass: the
+    options a front door takes to set those fields (compile.CompileOptions,
+    job_options.JobOptions) are declared once, here, as the plan's."""
+    specs = []
+    for plan_field in fields(FlowPlan):
+        if plan_field.name not in names:
+            continue
+        if plan_field.default_factory is not MISSING:
+            default = field(default_factory=plan_field.default_factory)
+        elif plan_field.default is not MISSING:
+            default = field(default=plan_field.default)
+        else:
+            specs.append((plan_field.name, plan_field.type))
+            continue
+        specs.append((plan_field.name, plan_field.type, default))
+    return specs

@@ -2,12 +2,12 @@
 
 import copy
 import re
-from dataclasses import MISSING, field, fields, make_dataclass
+from dataclasses import field, make_dataclass
 from typing import Dict, List, Optional
 
-from ..plan import FlowPlan, StepPlan
+from ..plan import FlowPlan, StepPlan, option_fields
 from .compute_layer import compute_layer
-from .job_options import JobOptions, apply_job_options
+from .job_options import apply_job_options, job_options_of
 from .layout import layout_ops
 from .notifications import notification_plan
 from .parameters import parameter_plans
@@ -23,17 +23,6 @@ FROM_OPTIONS = (
 # Left unset, these come from the flow: the job is named after the flow (and its
 # @project), and its pool after the job.
 FROM_FLOW_UNLESS_GIVEN = ("job_name", "pool")
-
-
-def _option_field(plan_field):
-    """One of CompileOptions' fields: the plan's own, with its type and default."""
-    if plan_field.name in FROM_FLOW_UNLESS_GIVEN:
-        return plan_field.name, Optional[str], field(default=None)
-    if plan_field.default_factory is not MISSING:
-        return plan_field.name, plan_field.type, field(default_factory=plan_field.default_factory)
-    if plan_field.default is not MISSING:
-        return plan_field.name, plan_field.type, field(default=plan_field.default)
-    return plan_field.name, plan_field.type
 
 
 # Options the compiler turns into plan fields of other names or shapes (title,
@@ -54,7 +43,8 @@ OTHER_OPTIONS = [
 
 CompileOptions = make_dataclass(
     "CompileOptions",
-    [_option_field(f) for f in fields(FlowPlan) if f.name in FROM_OPTIONS] + OTHER_OPTIONS,
+    [(spec[0], Optional[str], field(default=None)) if spec[0] in FROM_FLOW_UNLESS_GIVEN
+     else spec for spec in option_fields(FROM_OPTIONS)] + OTHER_OPTIONS,
     frozen=True)
 CompileOptions.__module__ = __name__
 CompileOptions.__doc__ = """The options of a compile: the plan's fields in FROM_OPTIONS
@@ -84,7 +74,7 @@ def compile_flow(flow, graph, options: CompileOptions) -> FlowPlan:
         **given,
     )
     # The same function applies them to a stored plan (the dg component).
-    return apply_job_options(plan, JobOptions.of(options))
+    return apply_job_options(plan, job_options_of(options))
 
 
 def _description(given: Optional[str], docstring: Optional[str]) -> Optional[str]:

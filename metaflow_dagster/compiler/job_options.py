@@ -8,31 +8,30 @@ state).
 """
 
 import importlib.util
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, make_dataclass, replace
 from typing import List, Optional
 
 from ..naming import executor_package_missing
-from ..plan import FlowPlan
+from ..plan import FlowPlan, option_fields
 
 SCHEDULE_STATUSES = ("running", "stopped")
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    tags: List[str] = field(default_factory=list)
-    namespace: Optional[str] = None
-    max_workers: int = 100
-    executor: str = "metaflow"
-    # Default: the job name.
-    pool: Optional[str] = None
-    pool_limit: Optional[int] = None
-    workflow_timeout_seconds: Optional[int] = None
-    schedule_status: str = "running"
+# The plan's fields these options set (with the plan's types and defaults; `pool`
+# left unset is the job name), and the @schedule's status.
+JOB_FIELDS = ("tags", "namespace", "max_workers", "executor", "pool", "pool_limit",
+              "workflow_timeout_seconds")
+JobOptions = make_dataclass(
+    "JobOptions",
+    option_fields(JOB_FIELDS) + [("schedule_status", str, field(default="running"))],
+    frozen=True)
+JobOptions.__module__ = __name__
+JobOptions.__doc__ = "The options that shape the job but not the flow."
 
-    @classmethod
-    def of(cls, options) -> "JobOptions":
-        """The job options among a compile's options (compile.CompileOptions)."""
-        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
+
+def job_options_of(options) -> JobOptions:
+    """The job options among a compile's options (compile.CompileOptions)."""
+    return JobOptions(**{f.name: getattr(options, f.name) for f in fields(JobOptions)})
 
 
 def max_workers_problem(value: int) -> str:

@@ -6,7 +6,7 @@ from typing import List
 from ..plan import reachable
 from . import notifications
 from .errors import CreateError
-from .job_options import JobOptions, job_option_problems
+from .job_options import job_option_problems, job_options_of
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
 # compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
@@ -67,7 +67,7 @@ def _reserved_names(flow, graph, options):
 
 
 def _options(flow, graph, options):
-    yield from job_option_problems(JobOptions.of(options))
+    yield from job_option_problems(job_options_of(options))
     if options.run_retries < 0:
         yield "--run-retries must be at least 0 (got %d)." % options.run_retries
     yield from notifications.problems(options.notify_on_error, options.notify_on_success,
