@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import many_hosts  # noqa: E402
-from many_hosts import celery_workers_of  # noqa: E402
+from deployment import celery_workers_of  # noqa: E402
 
 FLOW = HERE / "flows" / "foreach.py"
 

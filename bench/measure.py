@@ -16,6 +16,7 @@
 import ctypes
 import os
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -170,3 +171,11 @@ def measure(argv, cwd, env, log_path, servers=()) -> Measurement:
         load_before=load_before,
         load_after=os.getloadavg()[0],
     )
+
+
+def median_range(values, fmt: str = "%.1f") -> str:
+    """`median (min-max)` of the values, or the one value."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt % med
+    return ("%s (%s-%s)" % (fmt, fmt, fmt)) % (med, min(values), max(values))

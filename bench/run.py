@@ -35,7 +35,7 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import become_subreaper, measure  # noqa: E402
+from measure import become_subreaper, measure, median_range  # noqa: E402
 from variants import VARIANTS  # noqa: E402
 
 
@@ -200,8 +200,8 @@ def summarize(records, variants, baseline="metaflow"):
             loads = [r["load_before"] for r in rs] + [r["load_after"] for r in rs]
             rows.append([
                 flow, str(tasks), variant + ("" if not failed else " (%d failed)" % failed),
-                _mmm(wall, "%.1f"), _mmm([r["cpu"] for r in rs], "%.1f"),
-                "%s / %.0f" % (_mmm([r["rss_mb"] for r in rs], "%.0f"),
+                median_range(wall, "%.1f"), median_range([r["cpu"] for r in rs], "%.1f"),
+                "%s / %.0f" % (median_range([r["rss_mb"] for r in rs], "%.0f"),
                                statistics.median(r["pss_mb"] for r in rs)),
                 "%.2f" % (med / tasks), over, ratio,
                 "%.2f" % statistics.median(compile_s) if compile_s else "",
@@ -214,13 +214,6 @@ def summarize(records, variants, baseline="metaflow"):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _mmm(values, fmt):
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt % med
-    return ("%s (%s-%s)" % (fmt, fmt, fmt)) % (med, min(values), max(values))
 
 
 def main(argv=None):

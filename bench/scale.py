@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from measure import become_subreaper, measure  # noqa: E402
+from measure import become_subreaper, measure, median_range  # noqa: E402
 from run import _cpu_model, _mem_gb, base_env  # noqa: E402
 
 FLOW = "foreach.py"
@@ -186,12 +186,12 @@ def table(records) -> str:
         loads = [r["load_before"] for r in good] + [r["load_after"] for r in good]
         lines.append("| " + " | ".join([
             str(width), str(tasks), variant, str(good[0]["max_workers"]),
-            _mmm([r["wall"] for r in good]),
+            median_range([r["wall"] for r in good]),
             "" if variant == "metaflow" or not base else
             "**%.2fx**" % (wall / statistics.median(base)),
-            _mmm([r["cpu"] for r in good]),
+            median_range([r["cpu"] for r in good]),
             "%.0f" % (1000 * statistics.median(r["cpu"] for r in good) / tasks),
-            _mmm([r["pss_mb"] for r in good], "%.0f"),
+            median_range([r["pss_mb"] for r in good], "%.0f"),
             "%.1f" % (statistics.median(events) / tasks) if events else "",
             "%d%s" % (len(good), " (%d failed)" % failed if failed else ""),
             "%.1f-%.1f" % (min(loads), max(loads)),
@@ -219,13 +219,6 @@ def events_table(records) -> str:
             row.append("%d (%.2f / task)" % (n, n / (width + 3)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def _mmm(values, fmt="%.1f"):
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt % med
-    return ("%s (%s-%s)" % (fmt, fmt, fmt)) % (med, min(values), max(values))
 
 
 def main(argv=None):

@@ -126,3 +126,15 @@ def webserver_and_daemon(tmpdir, dagster_home: Path, workspace: Path, env: dict,
     finally:
         for proc in procs:
             services.stop_process(proc, sig=signal.SIGTERM, timeout=20, target="group")
+
+
+def celery_workers_of(instance, run_id: str, step_key: str) -> list:
+    """The Celery workers that took a step (one per attempt), from dagster-celery's events."""
+    from dagster import DagsterEventType
+
+    found = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        if event.step_key == step_key and "Celery worker" in event.engine_event_data.metadata:
+            found.append(event.engine_event_data.metadata["Celery worker"].value)
+    return found

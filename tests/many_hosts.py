@@ -128,18 +128,6 @@ def field(output: str, label: str) -> str:
     raise AssertionError("no %r in:\n%s" % (label, output))
 
 
-def celery_workers_of(instance, run_id: str, step_key: str) -> list:
-    """The Celery workers that took a step (one per attempt), from dagster-celery's events."""
-    from dagster import DagsterEventType
-
-    found = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        event = record.dagster_event
-        if event.step_key == step_key and "Celery worker" in event.engine_event_data.metadata:
-            found.append(event.engine_event_data.metadata["Celery worker"].value)
-    return found
-
-
 def _create_and_deploy(site: Site) -> str:
     """The user creates the job on the client; the operator deploys the definitions file to
     the head and every worker, at the same path (as an image of the code location). Its path

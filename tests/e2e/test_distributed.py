@@ -131,18 +131,6 @@ def cluster(postgres_service, postgres_dagster_home, redis_service, s3_service,
                       dict(env, DAGSTER_HOME=str(postgres_dagster_home)), workers, dagster)
 
 
-def worker_of_step(instance, run_id: str, step_key: str) -> list:
-    """The Celery workers that took a step (one per attempt), from dagster-celery's events."""
-    from dagster import DagsterEventType
-
-    found = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        event = record.dagster_event
-        if event.step_key == step_key and "Celery worker" in event.engine_event_data.metadata:
-            found.append(event.engine_event_data.metadata["Celery worker"].value)
-    return found
-
-
 def captured_stdout(instance, run_id: str, step_key: str) -> str:
     from dagster import DagsterEventType
 
@@ -224,7 +212,7 @@ def test_a_foreach_of_20_spreads_over_both_workers(cluster):
     assert sum("body[" in line and "SUCCESS" in line for line in lines) == 20, lines
 
     with cluster.instance() as instance:
-        workers = {key: worker_of_step(instance, run_id, key)
+        workers = {key: deployment.celery_workers_of(instance, run_id, key)
                    for key in ["body[%d]" % i for i in range(20)]}
         per_worker = {name: sum(w == [name] for w in workers.values())
                       for name in cluster.workers.names}
@@ -289,7 +277,7 @@ def test_a_worker_killed_mid_task_leads_to_a_retry(cluster):
     with cluster.instance() as instance:
         stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
         assert stats["body[0]"].attempts == 2
-        first, second = worker_of_step(instance, run_id, "body[0]")
+        first, second = deployment.celery_workers_of(instance, run_id, "body[0]")
         assert first != second, (first, second)
 
     from metaflow_dagster import naming

@@ -8,8 +8,9 @@ import time
 import many_hosts
 import pytest
 import services
+from deployment import celery_workers_of
 from harness import FLOWS, wait_until
-from many_hosts import S3_PREFIX, celery_workers_of, field
+from many_hosts import S3_PREFIX, field
 
 from metaflow_dagster import naming
 
