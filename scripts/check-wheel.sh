@@ -38,6 +38,8 @@ echo "check-wheel: the README's install block, run in the clone"
 install_block="$(readme_block '<!-- test: ci (scripts/check-wheel.sh')"
 [ -n "$install_block" ] || { echo "check-wheel: no install block in README.md" >&2; exit 1; }
 (cd "$REPO" && bash -e -c "$install_block")
+# From here on, away from the clone: its *.egg-info folders would pass for installed packages.
+cd "$WORK"
 python -m pip show metaflow-on-dagster | grep -q "^Location: $WORK/venv/" \
     || { echo "check-wheel: metaflow-on-dagster is not in the fresh virtualenv" >&2; exit 1; }
 
