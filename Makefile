@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	scripts/demo.sh
 
-# The whole suite, all three tiers (about 11 minutes on 2 cores; README, "Quick start").
+# The whole suite, all three tiers (about 17 minutes on 2 cores; README, "Quick start").
 test: venv
 	export METAFLOW_USER=$${METAFLOW_USER:-ci}; \
 	$(BIN)/python -m ruff check . && \

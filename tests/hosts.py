@@ -45,6 +45,9 @@ PREFIX = "mfh"
 SUBNET = "10.77.0"
 # The host part of each host's address on the private subnet.
 ADDRESSES = {"head": 1, "worker-1": 11, "worker-2": 12, "client": 21}
+# Host.cut_off_from: the routing table of the cut ports, and an address no host has.
+CUT_TABLE = "77"
+NO_SUCH_GATEWAY = 250
 SWITCH = "switch"
 # A host's own directories, each backed by a directory of the test's (private to the host).
 PRIVATE_DIRS = ("/srv", "/var/tmp", "/tmp")  # /tmp last: the backing directories live there
@@ -207,6 +210,20 @@ class Host(services.Machine):
 
     def plug(self) -> None:
         _ip("-n", self.switch, "link", "set", self.port, "up")
+
+    def cut_off_from(self, other: "Host", port: int) -> None:
+        """This host no longer reaches `port` on `other`, its other ports still answer: a
+        routing rule sends those packets to a gateway that is not there, so a connection
+        hangs until the neighbour lookup gives up ("No route to host", after seconds)."""
+        _ip("-n", self.netns, "route", "add", f"{other.address}/32", "via",
+            f"{SUBNET}.{NO_SUCH_GATEWAY}", "table", CUT_TABLE)
+        _ip("-n", self.netns, "rule", "add", "to", f"{other.address}/32", "ipproto", "tcp",
+            "dport", str(port), "lookup", CUT_TABLE)
+
+    def reconnect_to(self, other: "Host", port: int) -> None:
+        _ip("-n", self.netns, "rule", "del", "to", f"{other.address}/32", "ipproto", "tcp",
+            "dport", str(port), "lookup", CUT_TABLE)
+        _ip("-n", self.netns, "route", "del", f"{other.address}/32", "table", CUT_TABLE)
 
     # ------------------------------------------------------------------ lifecycle
 

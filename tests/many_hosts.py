@@ -96,8 +96,19 @@ class Site:
             if status in FINISHED:
                 return status
             time.sleep(1)
-        raise AssertionError("run %s still %s after %d s:\n%s" % (
-            run_id, status, timeout, self.dagster.log_tails()))
+        steps = self.mf("status", "--run-id", run_id, check=False)
+        raise AssertionError("run %s still %s after %d s:\n%s\n%s\n%s" % (
+            run_id, status, timeout, steps.stdout + steps.stderr, self.step_events(run_id),
+            self.dagster.log_tails()))
+
+    def step_events(self, run_id: str) -> str:
+        """The run's step events, a line each: time, step, type, and a message's start."""
+        return "\n".join(self.instance(lambda instance: [
+            "%.1f %s %s %s" % (r.timestamp, r.dagster_event.step_key,
+                               r.dagster_event.event_type_value,
+                               (r.dagster_event.message or "")[:150].replace("\n", " "))
+            for r in instance.all_logs(run_id)
+            if r.dagster_event and r.dagster_event.step_key]))
 
     def metaflow(self, script: str) -> dict:
         """Run `script` (which prints JSON last) with Metaflow's Client on the client host."""

@@ -820,7 +820,10 @@ def celery_workers(tmpdir, broker_url: str, backend_url: str, n: int = 2,
     host.path(config_yaml).write_text(
         "execution:\n  config:\n"
         f"    broker: {broker_url!r}\n"
-        f"    backend: {backend_url!r}\n")
+        f"    backend: {backend_url!r}\n"
+        # The run worker learns which worker took a step as soon as it starts, and can send
+        # a retry to another worker (docs/deploy.md, "Celery").
+        "    config_source:\n      task_track_started: true\n      worker_direct: true\n")
     base_env = dict(os.environ if env is None else env)
     base_env["PATH"] = os.pathsep.join([str(VENV_BIN), base_env.get("PATH", os.defpath)])
     base_env.setdefault("PYTHONUNBUFFERED", "1")

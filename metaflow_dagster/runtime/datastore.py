@@ -27,3 +27,14 @@ def plan_datastore(plan: FlowPlan):
     with _first_open:
         apply_to_process(plan)
         return flow_datastore(plan.flow_name, *datastore_location(plan))
+
+
+def task_is_done(plan: FlowPlan, run_id: str, step: str, task_id: str) -> bool:
+    """Whether an attempt of the task finished (Metaflow's DONE marker) in the datastore."""
+    from metaflow.datastore.exceptions import DataException
+
+    try:
+        plan_datastore(plan).get_task_datastore(run_id, step, task_id)
+    except DataException:
+        return False
+    return True

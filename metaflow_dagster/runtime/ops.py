@@ -1,6 +1,8 @@
 """What every op of a generated definitions file calls: run the op's Metaflow
 task(s) for the current Dagster run and emit the op's outputs."""
 
+import os
+import sys
 import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional
@@ -9,6 +11,7 @@ from dagster import DynamicOutput, Failure, MetadataValue, Output
 
 from .. import naming
 from ..plan import FlowPlan, OpPlan
+from .datastore import task_is_done
 from .hooks import run_exit_hooks
 from .launch import DeploymentUnavailable
 from .launch.launcher import ParametersFailed, Task, TaskLauncher, next_task
@@ -63,7 +66,10 @@ class FlowRuntime:
         # The run's termination stops the op's tasks on every executor (run_watch.py).
         with watching_run(context) as watcher:
             try:
-                yield from self._run_op(context, op_name, *inputs)
+                outputs = self._run_op(context, op_name, *inputs)
+                if watcher is not None:
+                    outputs = _reported_only_if_current(watcher, outputs)
+                yield from outputs
             except TaskCancelled:
                 # The metaflow executor cancels its ops itself (no watcher): the run
                 # is being terminated if its status says so.
@@ -221,8 +227,13 @@ class FlowRuntime:
 
     def _init_parameters(self, context, launcher: TaskLauncher, run_id: str) -> str:
         """Persist Parameters once per Metaflow run (alongside the start task);
-        retries and re-executions of the start op reuse them."""
-        if context.retry_number == 0 and not context.run.parent_run_id:
+        re-executions of the start op reuse them, and so do its retries once an
+        attempt got that far (one may have failed before: its host could not reach
+        the datastore)."""
+        if context.run.parent_run_id:
+            return naming.parameters_pathspec(run_id)
+        if context.retry_number == 0 or not task_is_done(
+                self.plan, run_id, naming.PARAMETERS_STEP, naming.PARAMETERS_TASK_ID):
             launcher.start_parameters(dict(context.op_config or {}))
         return naming.parameters_pathspec(run_id)
 
@@ -252,14 +263,43 @@ def _stopping_status(context) -> Optional[str]:
     return status if status in STOP_STATUSES else None
 
 
+def _reported_only_if_current(watcher, outputs: Iterator) -> Iterator:
+    """The op's outputs, or its error, unless the run has given up on this attempt
+    (run_watch.py): then the process ends at once, reporting nothing, as if its host
+    had stayed lost. The run has recorded the attempt's end and retried the step."""
+    asked = False
+    try:
+        for item in outputs:
+            if not asked:
+                asked = True
+                _leave_if_given_up(watcher)
+            yield item
+    except Exception:
+        if not asked:
+            _leave_if_given_up(watcher)
+        raise
+
+
+def _leave_if_given_up(watcher) -> None:
+    if not watcher.has_given_up():
+        return
+    step_key, retry_number = watcher.attempt
+    sys.stderr.write(
+        "The run has given up on this attempt of step %s (Dagster retry %d) and retried the "
+        "step elsewhere: this process ends without reporting.\n" % (step_key, retry_number))
+    sys.stderr.flush()
+    os._exit(0)
+
+
 @contextmanager
 def _deployment_errors():
     """The code package or the deployment's record cannot be had from this host: fail
-    the op at once, saying why and which setting to fix (retrying would not help)."""
+    the op at once, saying why and which setting to fix; retried (as the op's retry
+    policy says) only when the datastore or service did not answer this host."""
     try:
         yield
     except DeploymentUnavailable as error:
-        raise Failure(description=str(error), allow_retries=False) from None
+        raise Failure(description=str(error), allow_retries=error.network) from None
 
 
 def _flatten(inputs) -> List[str]:

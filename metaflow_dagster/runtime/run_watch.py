@@ -12,6 +12,14 @@ task's whole process group.
 The metaflow executor binds its own cancel event (the run process sees the
 termination itself); ops under it start no watcher.
 
+An executor that delegates steps to other processes (Celery, k8s) may also give up
+on a running attempt: its worker stopped answering, so the run records the
+attempt as failed and retries the step elsewhere. If that worker comes back, its
+op must report nothing while the run goes on: Dagster's step-delegating loop
+fails the run on a step event it does not expect. So the watcher also checks,
+every few seconds, whether the run has given up on the op's attempt, and then
+stops its tasks; and an op asks once more before it reports (`given_up`).
+
 The same binding gives the tasks the streams that reach the step's logs
 (runtime/launch/step_logs.py). When the op ends, the process's task templates for the run are
 retired (runtime/launch/task_template.py): in a process that outlives the op, a Celery worker's
@@ -20,9 +28,12 @@ starts a new one).
 """
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
+
+from dagster import DagsterEventType
 
 from .launch import processes
 from .launch.step_logs import step_streams
@@ -31,18 +42,26 @@ from .launch.task_template import retire_run_templates
 POLL_SECONDS = 1.0
 # A run in any of these states has no use for the op's tasks any more.
 STOP_STATUSES = frozenset({"CANCELING", "CANCELED", "FAILURE"})
+# Every how many polls the watcher asks whether the run gave up on the op's attempt.
+GIVEN_UP_EVERY = 5
+# The events with which a run ends a step's attempt from outside it.
+ATTEMPT_ENDS = {DagsterEventType.STEP_UP_FOR_RETRY, DagsterEventType.STEP_FAILURE}
 
 
 class RunWatcher:
-    """A daemon thread polling the run's status until stopped."""
+    """A daemon thread polling the run's status until stopped; `attempt` (step key,
+    Dagster retry number) names the op's attempt, to notice the run giving up on it."""
 
-    def __init__(self, instance, run_id: str, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, instance, run_id: str, poll_seconds: float = POLL_SECONDS,
+                 attempt: Optional[Tuple[str, int]] = None):
         self.instance = instance
         self.run_id = run_id
         self.poll_seconds = poll_seconds
+        self.attempt = attempt
         self.cancel = threading.Event()
         # The status that fired the cancel event, e.g. "CANCELING"; None until then.
         self.seen: Optional[str] = None
+        self.given_up = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="run-watch:%s" % run_id[:8],
                                         daemon=True)
@@ -56,9 +75,14 @@ class RunWatcher:
         self._thread.join(timeout=self.poll_seconds + 5)
 
     def _watch(self) -> None:
+        polls = 0
         while not self._stop.wait(self.poll_seconds):
+            polls += 1
             try:
                 run = self.instance.get_run_by_id(self.run_id)
+                if self.attempt and polls % GIVEN_UP_EVERY == 0 and self._ask_given_up():
+                    self.cancel.set()
+                    return
             except Exception:  # a storage hiccup: ask again next time
                 continue
             status = run.status.value if run is not None else "CANCELED"
@@ -66,6 +90,25 @@ class RunWatcher:
                 self.seen = status
                 self.cancel.set()
                 return
+
+
+    def has_given_up(self) -> bool:
+        """Whether the run has given up on the op's attempt; asks until the instance
+        answers (an op that cannot reach it could not report anything either)."""
+        while not self.given_up:
+            try:
+                return self._ask_given_up()
+            except Exception:
+                time.sleep(self.poll_seconds)
+        return True
+
+    def _ask_given_up(self) -> bool:
+        step_key, retry_number = self.attempt
+        records = self.instance.get_records_for_run(self.run_id, of_type=ATTEMPT_ENDS).records
+        ended = sum(1 for r in records if r.event_log_entry.step_key == step_key)
+        # Each earlier attempt ended with one of these; one more is this attempt's end.
+        self.given_up = ended > retry_number
+        return self.given_up
 
 
 @contextmanager
@@ -77,7 +120,8 @@ def watching_run(context) -> Iterator[Optional[RunWatcher]]:
         yield None
         return
     with step_streams(context) as (stdout, stderr):
-        watcher = RunWatcher(context.instance, context.run_id).start()
+        attempt = (context.get_step_execution_context().step.key, context.retry_number)
+        watcher = RunWatcher(context.instance, context.run_id, attempt=attempt).start()
         io = replace(bound, cancel=watcher.cancel) if bound else processes.StepIO(
             stdout=stdout, stderr=stderr, cancel=watcher.cancel)
         try:

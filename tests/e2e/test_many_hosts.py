@@ -13,6 +13,7 @@ from harness import FLOWS, wait_until
 from many_hosts import S3_PREFIX, field
 
 from metaflow_dagster import naming
+from metaflow_dagster.runtime.launch import preflight
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e, pytest.mark.xdist_group("many_hosts")]
 
@@ -148,48 +149,134 @@ def _succeeded(site, run_id: str, step_key: str) -> bool:
         for r in instance.all_logs(run_id)))
 
 
-def test_a_worker_cut_off_mid_task_is_retried_on_the_other(site):
-    """worker-2's cable is pulled while it runs a split (held 120 s), until the run is over:
-    the split is retried on worker-1 as Metaflow's next attempt, and the run succeeds. The
-    cut attempt never overwrites the accepted attempt's artifacts (Metaflow's attempt ids
-    keep them apart)."""
+def test_s3_unreachable_from_one_worker(site):
+    """worker-2 cannot reach the S3 server (PostgreSQL, Redis and the metadata service still
+    answer it): each op it takes fails within seconds, naming the S3 endpoint, and the op's
+    retry runs on worker-1; the run succeeds."""
     one, two = site.workers
-    # Everything of the run starts on worker-2: worker-1 takes no task until the split holds.
+    endpoint = "http://%s:%d" % (site.head.address, site.s3.port)
+    two.cut_off_from(site.head, site.s3.port)
+    time.sleep(preflight.FRESH_SECONDS)  # a check passed before the cut is trusted that long
+    try:
+        # The run's first op goes to worker-2; worker-1 takes work again once it has.
+        site.celery[one.name].consume(False)
+        try:
+            run_id = site.trigger("--width", "4")
+            assert wait_until(lambda: site.instance(lambda instance: celery_workers_of(
+                instance, run_id, "start")), 120, interval=0.5)
+        finally:
+            site.celery[one.name].consume(True)
+        assert site.wait_finished(run_id, timeout=300) == "SUCCESS", \
+            site.mf("status", "--run-id", run_id).stdout
+    finally:
+        two.reconnect_to(site.head, site.s3.port)
+
+    steps = ["start", "join", "end"] + ["body[%d]" % i for i in range(4)]
+    took = site.instance(lambda instance: {
+        key: [name.split("@")[1] for name in celery_workers_of(instance, run_id, key)]
+        for key in steps})
+    assert took["start"] == ["worker-2", "worker-1"], took
+    # Every attempt worker-2 took failed; each such op's next attempt ran on worker-1.
+    for hosts in took.values():
+        assert hosts[-1] == "worker-1" and set(hosts[:-1]) <= {"worker-2"}, took
+    failures = site.instance(lambda instance: _first_attempt_failures(instance, run_id))
+    print("\nS3 cut off from worker-2: its ops failed %s s after they started"
+          % sorted(round(seconds, 1) for seconds, _ in failures.values()))
+    assert set(failures) == {key for key, hosts in took.items() if len(hosts) == 2}, failures
+    for key, (seconds, message) in failures.items():
+        assert endpoint in message, (key, message)
+        assert seconds < 30, (key, seconds, message)
+    count = site.metaflow("r = Run(%r)\nprint(json.dumps(r['join'].task['count'].data))"
+                          % ("%s/%s" % (JOB, naming.metaflow_run_id(run_id))))
+    assert count == 4
+
+
+def _first_attempt_failures(instance, run_id: str) -> dict:
+    """step key -> (seconds from its first start to its first failure, the failure's text)."""
+    started, failed = {}, {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started.setdefault(event.step_key, record.timestamp)
+        elif event.event_type_value in ("STEP_UP_FOR_RETRY", "STEP_FAILURE") \
+                and event.step_key not in failed:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            text = error.to_string() if error is not None else (event.message or "")
+            failed[event.step_key] = (record.timestamp - started[event.step_key], text)
+    return failed
+
+
+def test_a_worker_cut_off_mid_task_is_retried_on_the_other(site):
+    """worker-2's cable is pulled while it runs two splits (each held 90 s), and plugged back
+    once both have been retried on worker-1, while a third split still holds there: the
+    splits' next attempts ran on worker-1 as Metaflow's next attempts, the cut attempts are
+    stopped once worker-2 is back and report nothing (Dagster's step-delegating loop would
+    fail the run on a report it does not expect), and the run succeeds. The cut attempts
+    never overwrite the accepted attempts' artifacts (Metaflow's attempt ids keep them
+    apart)."""
+    one, two = site.workers
+    on_two = lambda: [pid for pid in services.task_processes(run_id, "body")  # noqa: E731
+                      if two.owns(pid)]
+    # worker-2 takes the start and two splits (its two processes), worker-1 the third.
     site.celery[one.name].consume(False)
     try:
-        run_id = site.trigger("--width", "2", "--hold", "0", "--hold_seconds", "120")
-        assert wait_until(lambda: services.task_processes(run_id, "body", "t-0")
-                          and _succeeded(site, run_id, "body[1]"), 240, interval=1), \
+        run_id = site.trigger("--width", "3", "--hold", "0,1,2", "--hold_seconds", "90")
+        assert wait_until(lambda: len(on_two()) == 2, 240, interval=0.5), \
             site.mf("status", "--run-id", run_id).stdout
     finally:
         site.celery[one.name].consume(True)
-    assert all(two.owns(pid) for pid in services.task_processes(run_id, "body", "t-0"))
+    splits = ("body[0]", "body[1]", "body[2]")
+    first = site.instance(lambda instance: {
+        key: celery_workers_of(instance, run_id, key)[:1] for key in splits})
+    cut = sorted(key for key, took in first.items() if took == ["w2@worker-2"])
+    held = (set(splits) - set(cut)).pop()
+    assert len(cut) == 2 and wait_until(
+        lambda: services.task_processes(run_id, "body", _task_id(held)), 120, interval=0.5)
     cut_at = time.time()
     two.unplug()
     try:
-        assert site.wait_finished(run_id, timeout=600) == "SUCCESS"
-        finished = time.time()
+        assert wait_until(lambda: all(_succeeded(site, run_id, key) for key in cut), 240,
+                          interval=1), site.mf("status", "--run-id", run_id).stdout
     finally:
         two.plug()
+    back_at = time.time()
+    assert wait_until(lambda: not on_two(), 60, interval=0.5), on_two()
+    stopped_at = time.time()
+    assert site.run_status(run_id) == "STARTED"  # the third split still holds on worker-1
+    assert site.wait_finished(run_id, timeout=300) == "SUCCESS"
+    finished = time.time()
+
     noticed = site.instance(lambda instance: [
         r.timestamp for r in instance.all_logs(run_id) if r.dagster_event
-        and r.dagster_event.step_key == "body[0]"
-        and r.dagster_event.event_type_value in ("STEP_UP_FOR_RETRY", "STEP_FAILURE")])
-    print("\nworker-2 cut off mid-task: noticed (the step failed) %.1f s after the cut, the "
-          "run succeeded %.1f s after it" % (min(noticed) - cut_at, finished - cut_at))
-    took = site.instance(lambda instance: celery_workers_of(instance, run_id, "body[0]"))
-    assert [name.split("@")[1] for name in took] == ["worker-2", "worker-1"], took
-    task = "%s/%s/body/t-0" % (JOB, naming.metaflow_run_id(run_id))
-    accepted = site.metaflow(ATTEMPTS % (task, task))
-    assert accepted["current"] == 1, accepted
+        and r.dagster_event.step_key in cut
+        and r.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"])
+    print("\nworker-2 cut off mid-task: the steps failed %.1f s after the cut; the cable was "
+          "back %.1f s after the cut, the cut attempts were stopped %.1f s after that; the "
+          "run succeeded %.1f s after the cut" % (
+              min(noticed) - cut_at, back_at - cut_at, stopped_at - back_at,
+              finished - cut_at))
+    for key in cut:
+        took = site.instance(lambda instance, key=key: celery_workers_of(instance, run_id,
+                                                                          key))
+        assert [name.split("@")[1] for name in took] == ["worker-2", "worker-1"], took
+        ends = site.instance(lambda instance, key=key: [
+            r.dagster_event.event_type_value for r in instance.all_logs(run_id)
+            if r.dagster_event and r.dagster_event.step_key == key
+            and r.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE",
+                                                     "STEP_UP_FOR_RETRY")])
+        assert ends == ["STEP_UP_FOR_RETRY", "STEP_SUCCESS"], (key, ends)
+        task = "%s/%s/body/%s" % (JOB, naming.metaflow_run_id(run_id), _task_id(key))
+        read = site.metaflow(ATTEMPTS % (task, task))
+        assert read["current"] == 1 and not read["first_done"], read
+        assert read["square"] == int(key[5]) ** 2, read
 
-    # The cut attempt, once worker-2 is back, ends there too.
-    assert wait_until(lambda: not [pid for pid in services.task_processes(run_id)
-                                   if two.owns(pid)], 300, interval=1)
-    late = site.metaflow(ATTEMPTS % (task, task))
-    print("the cut attempt ended %.1f s after the run; attempt 0 finished: %s"
-          % (time.time() - finished, late["first_done"]))
-    assert late["current"] == 1 and late["sha"] == accepted["sha"], (accepted, late)
+
+def _task_id(step_key: str) -> str:
+    """The Metaflow task id of a split (`body[2]` -> `t-2`)."""
+    return "t-" + step_key[step_key.index("[") + 1:-1]
 
 
 def test_postgresql_restarted_mid_run(site):

@@ -2,8 +2,9 @@
 
 ``body`` squares its item, ``join`` counts its inputs. The splits listed in ``hold``
 (comma-separated indices) first sleep ``hold_seconds`` on their first attempt only, so that
-a test can terminate the run or kill the worker while they run; ``body`` has
-``@retry(times=1)`` and a retried split does not sleep.
+a test can terminate the run or kill the worker while they run. Every step has
+``@retry(times=1)`` (a test makes a worker fail every op it takes), and a retried split
+does not sleep.
 """
 
 import time
@@ -16,6 +17,7 @@ class DistributedFlow(FlowSpec):
     hold = Parameter("hold", type=str, default="", help="Splits that sleep first")
     hold_seconds = Parameter("hold_seconds", type=int, default=300)
 
+    @retry(times=1)
     @step
     def start(self):
         self.items = list(range(self.width))
@@ -32,12 +34,14 @@ class DistributedFlow(FlowSpec):
         print("square of %d is %d" % (self.input, self.square))
         self.next(self.join)
 
+    @retry(times=1)
     @step
     def join(self, inputs):
         # Not each input's artifacts: on S3, Metaflow fetches every input's separately.
         self.count = sum(1 for _ in inputs)
         self.next(self.end)
 
+    @retry(times=1)
     @step
     def end(self):
         pass

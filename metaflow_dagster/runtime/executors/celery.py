@@ -14,15 +14,20 @@ limits and instance pools, reads each step's events from the instance (where the
 Celery worker writes them), and asks a step handler about each running step's
 health. The handler below submits dagster-celery's own `execute_plan` task, so
 stock `dagster-celery worker start` processes run the steps, and answers health
-checks from the task's Celery state and from its worker's answer to a ping.
+checks from the task's Celery state and from its worker's answer to a ping. A
+step launched again (a retry) goes to another live worker when the workers consume
+their direct queues (Celery's `worker_direct`), so that a host that cannot do the
+step (its datastore unreachable, say) does not take every attempt.
 
 Imported only when a run uses Celery: dagster-celery is an optional extra.
 """
 
 import os
+import random
 import time
 from typing import Dict, Optional
 
+from celery.utils.nodenames import worker_direct
 from dagster import Field, Int, Noneable, StringSource
 from dagster._core.event_api import EventLogCursor
 from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
@@ -110,6 +115,8 @@ class CeleryStepHandler(StepHandler):
         self._launched_after: Dict[str, int] = {}
         # Worker node name -> monotonic time it first failed to answer a ping.
         self._silent_since: Dict[str, float] = {}
+        # Step key -> the worker its latest launch was sent to, if sent to one.
+        self._directed: Dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -125,14 +132,25 @@ class CeleryStepHandler(StepHandler):
             execute_step_args_packed=pack_value(step_handler_context.execute_step_args),
             executable_dict=step_context.reconstructable_job.to_dict(),
         )
+        route = {"queue": queue, "routing_key": "%s.%s" % (queue, TASK_EXECUTE_PLAN_NAME)}
+        where = 'queue "%s"' % queue
+        previous = self._worker_of(step_handler_context, step.key) \
+            if step.key in self._results else None
+        other = self._another_worker(queue, previous) if previous else None
+        self._directed.pop(step.key, None)
+        if other is not None:
+            # A retry: the worker that took the last attempt may be what failed it (its
+            # host cannot reach the datastore, say), so another worker takes this one.
+            route = {"queue": worker_direct(other)}
+            self._directed[step.key] = other
+            where = "worker %s (the last attempt ran on %s)" % (other, previous)
         event = DagsterEvent.engine_event(
             step_context,
-            'Submitting Celery task for step "%s" to queue "%s".' % (step.key, queue),
+            'Submitting Celery task for step "%s" to %s.' % (step.key, where),
             EngineEventData(marker_start=DELEGATE_MARKER),
         )
         self._launched_after[step.key] = _last_storage_id(step_handler_context)
-        self._results[step.key] = signature.apply_async(
-            priority=priority, queue=queue, routing_key="%s.%s" % (queue, TASK_EXECUTE_PLAN_NAME))
+        self._results[step.key] = signature.apply_async(priority=priority, **route)
         yield event
 
     def check_step_health(self, step_handler_context) -> CheckStepHealthResult:
@@ -146,7 +164,8 @@ class CeleryStepHandler(StepHandler):
                 "its Celery task failed: %r" % (result.result,))
         if result.state == "SUCCESS":
             return CheckStepHealthResult.healthy()  # its events are in the instance
-        worker = self._worker_of(step_handler_context, key)
+        # The worker that took it; else the one it was sent to, which must take it.
+        worker = self._worker_of(step_handler_context, key) or self._directed.get(key)
         if worker is None:
             return CheckStepHealthResult.healthy()  # still queued
         silent = self._silent_seconds(worker)
@@ -170,8 +189,15 @@ class CeleryStepHandler(StepHandler):
         )
 
     def _worker_of(self, step_handler_context, step_key: str) -> Optional[str]:
-        """The worker that took the step's latest launch, from the engine event
-        dagster-celery's task writes when it starts."""
+        """The worker that took the step's latest launch: from the task's STARTED state,
+        which workers with `task_track_started` store the moment a process takes the task,
+        else from the engine event dagster-celery's task writes once it has loaded the job
+        (seconds later: a worker lost in between would otherwise leave the step "queued")."""
+        result = self._results.get(step_key)
+        if result is not None and result.state == "STARTED" and isinstance(result.info, dict):
+            hostname = result.info.get("hostname")
+            if hostname:
+                return hostname
         floor = self._launched_after.get(step_key, 0)
         records = step_handler_context.instance.get_records_for_run(
             step_handler_context.execute_step_args.run_id,
@@ -185,6 +211,16 @@ class CeleryStepHandler(StepHandler):
                 if worker is not None:
                     return worker.value
         return None
+
+    def _another_worker(self, queue: str, previous: str) -> Optional[str]:
+        """A live worker other than `previous` that consumes `queue` and its own direct
+        queue (Celery's `worker_direct`); None if there is none."""
+        replies = self._app.control.inspect(timeout=PING_TIMEOUT_SECONDS).active_queues() or {}
+        others = sorted(
+            name for name, queues in replies.items()
+            if name != previous and {queue, worker_direct(name).name} <= {
+                q.get("name") for q in queues or ()})
+        return random.choice(others) if others else None
 
     def _silent_seconds(self, worker: str) -> float:
         """How long the worker has failed to answer pings (0 if it answers now)."""

@@ -71,9 +71,13 @@ def code_package(plan: FlowPlan) -> UnpackedPackage:
             "`python <flow>.py dagster create`.")
     sha = plan.package["sha"]
     with _lock:  # one fetch per process; the threads of other ops wait for it
-        if sha not in _unpacked:
+        package = _unpacked.get(sha)
+        if package is None:
             _unpacked[sha] = _unpacked_here(plan) or _fetch_and_unpack(plan)
-        return _unpacked[sha]
+            return _unpacked[sha]
+    # The tasks need the datastore: it may have become unreachable since (preflight.py).
+    _check_datastore(plan, package.url)
+    return package
 
 
 def _unpacked_here(plan: FlowPlan) -> Optional[UnpackedPackage]:
@@ -89,10 +93,7 @@ def _unpacked_here(plan: FlowPlan) -> Optional[UnpackedPackage]:
         return None
     # Where LocalStorage keeps it: Metaflow's content-addressed layout under the root.
     url = os.path.join(ds_root, plan.flow_name, "data", sha[:2], sha)
-    try:
-        check_local(plan, ds_root, url)
-    except Unreachable as error:
-        raise PackageUnavailable(str(error)) from None
+    _check_datastore(plan, url)
     return _package_at(plan, root, url)
 
 
@@ -100,18 +101,35 @@ def _fetch_and_unpack(plan: FlowPlan) -> UnpackedPackage:
     """The package from the flow's datastore, unpacked unless this host has it."""
     sha = plan.package["sha"]
     flow_ds = plan_datastore(plan)
-    # The layout of Metaflow's content-addressed store: <flow>/data/<sha[:2]>/<sha>.
-    path = flow_ds._storage_impl.path_join(plan.flow_name, "data", sha[:2], sha)
+    path = _package_path(plan, flow_ds)
     url = flow_ds._storage_impl.full_uri(path)
-    try:
-        # Also when the package is unpacked already: the tasks need the datastore.
-        check_reachable(plan, flow_ds, path)
-    except Unreachable as error:
-        raise PackageUnavailable(str(error)) from None
+    # Also when the package is unpacked already: the tasks need the datastore.
+    _check_datastore(plan, url, flow_ds)
     root = os.path.join(package_cache_dir(), sha)
     if not os.path.isdir(root):
         _unpack(plan, _fetch(plan, flow_ds, path, url), root)
     return _package_at(plan, root, url)
+
+
+def _package_path(plan: FlowPlan, flow_ds) -> str:
+    """Where the package is in `flow_ds`: Metaflow's content-addressed layout,
+    <flow>/data/<sha[:2]>/<sha>."""
+    sha = plan.package["sha"]
+    return flow_ds._storage_impl.path_join(plan.flow_name, "data", sha[:2], sha)
+
+
+def _check_datastore(plan: FlowPlan, url: str, flow_ds=None) -> None:
+    """PackageUnavailable unless this host reaches the datastore (and the metadata
+    service) and finds the package at `url` there."""
+    ds_type, ds_root = datastore_location(plan)
+    try:
+        if ds_type == "local" and ds_root and not metadata_service(plan):
+            check_local(plan, ds_root, url)  # without importing Metaflow
+        else:
+            flow_ds = flow_ds or plan_datastore(plan)
+            check_reachable(plan, flow_ds, _package_path(plan, flow_ds))
+    except Unreachable as error:
+        raise PackageUnavailable(str(error), network=error.network) from None
 
 
 def _fetch(plan: FlowPlan, flow_ds, path: str, url: str) -> bytes:

@@ -5,12 +5,16 @@ S3_RETRY_COUNT retries of 10 attempts each, with backoff), so a worker whose
 settings point nowhere would sit silently in its first task for five minutes and
 more. Before an op fetches its code package, one request with short timeouts
 checks, once per process and location, that the datastore answers (and holds the
-package), and says which setting to fix if not.
+package), and says which setting to fix if not. A check that passed is trusted for
+FRESH_SECONDS: a host that loses the datastore fails its next ops within seconds (and
+their retries can go to a host that still reaches it), while a process running many ops
+at once (a foreach under the default executor) checks once in a while, not once per op.
 """
 
 import os
 import threading
-from typing import Optional
+import time
+from typing import Dict, Optional, Tuple
 
 from ...naming import METADATA_ENV, S3_ENDPOINT_ENV, SERVICE_URL_ENV, sysroot_env
 from ...plan import FlowPlan
@@ -19,13 +23,21 @@ from .settings import WORKER_ENV, effective_settings, setting_source
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 10
 
-_checked = set()
+FRESH_SECONDS = 2
+
+# (datastore type, root, metadata service) -> when its check last passed (monotonic).
+_passed: Dict[Tuple[str, str, Optional[str]], float] = {}
 _lock = threading.Lock()
 
 
 class Unreachable(Exception):
-    """The datastore or the metadata service did not answer; the message says why
-    and which setting to fix."""
+    """The datastore or the metadata service cannot be used from here; the message says
+    why and which setting to fix. `network`: it did not answer this host at all (another
+    host may reach it), rather than answering no."""
+
+    def __init__(self, message: str, network: bool = False):
+        super().__init__(message)
+        self.network = network
 
 
 def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
@@ -34,7 +46,7 @@ def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     service = metadata_service(plan)
     key = (flow_ds.TYPE, flow_ds.datastore_root, service)
     with _lock:
-        if key in _checked:
+        if time.monotonic() - _passed.get(key, -FRESH_SECONDS) < FRESH_SECONDS:
             return
     if flow_ds.TYPE == "s3":
         _check_s3(plan, flow_ds, package_path)
@@ -43,7 +55,7 @@ def check_reachable(plan: FlowPlan, flow_ds, package_path: str) -> None:
     if service:
         check_service(plan, service)
     with _lock:
-        _checked.add(key)
+        _passed[key] = time.monotonic()
 
 
 def metadata_service(plan: FlowPlan) -> Optional[str]:
@@ -109,7 +121,7 @@ def _check_s3(plan: FlowPlan, flow_ds, package_path: str) -> None:
             "Cannot reach the S3 datastore %s at %s within %d s: %s. Check %s (and %s)."
             % (flow_ds.datastore_root, endpoint, CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS,
                error, setting_source(plan, S3_ENDPOINT_ENV),
-               setting_source(plan, sysroot_env("s3")))) from None
+               setting_source(plan, sysroot_env("s3"))), network=True) from None
 
 
 def check_service(plan: FlowPlan, url: str) -> None:
@@ -121,8 +133,9 @@ def check_service(plan: FlowPlan, url: str) -> None:
                                 timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS))
         response.raise_for_status()
     except requests.RequestException as error:
+        no_answer = isinstance(error, (requests.ConnectionError, requests.Timeout))
         raise Unreachable(
             "Cannot reach the Metaflow metadata service at %s: %s. Check %s (and the "
             "service's credentials, METAFLOW_SERVICE_AUTH_KEY or METAFLOW_SERVICE_HEADERS, "
-            "in the worker's environment)." % (url, error, setting_source(plan, SERVICE_URL_ENV))
-        ) from None
+            "in the worker's environment)." % (url, error, setting_source(plan, SERVICE_URL_ENV)),
+            network=no_answer) from None
