@@ -207,6 +207,9 @@ def trigger(obj, definitions_file=None, dagster_url=None, run_id_file=None,
 
     with Errors():
         target = target_for(dagster_url)
+        # The embedded target's run process starts now, and waits for the run.
+        target.prepare_launch(os.path.dirname(os.path.abspath(default_file(obj,
+                                                                           definitions_file))))
         job = _job_to_launch(obj, definitions_file, target)
         config = run_config(job.plan, command_line_values(obj.flow, kwargs))
         run_id = _start(obj, job, target, config, _run_tags(workflow_priority, run_title),
@@ -416,6 +419,7 @@ def resume(obj, origin_run_id, step_to_rerun=None, definitions_file=None, dagste
     with Errors():
         job = _definitions_file(obj, definitions_file)
         target = target_for(dagster_url)
+        target.prepare_launch(job.directory)
         origin = runs.metaflow_run_of(target, obj.flow.name, origin_run_id)
         _check_finished(target, obj.flow.name, origin)
         try:

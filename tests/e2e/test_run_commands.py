@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from commands import (
@@ -180,6 +181,27 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
     assert "not a definitions file of metaflow-dagster" in not_ours.stderr
     assert (directory / (GATE + ".py")).exists()
     assert embedded(dagster_home).flow_runs("GateFlow", 10) == []
+    # The run processes these commands started ahead of their runs are gone, their logs too.
+    assert wait_until(lambda: not _waiting_run_workers(dagster_home), 30, interval=0.2), \
+        _waiting_run_workers(dagster_home)
+    assert not list(Path(dagster_home).glob("metaflow_dagster/run_workers/*.log"))
+
+
+def _waiting_run_workers(dagster_home) -> list:
+    """The run processes (runtime/executors/run_worker.py) alive for this Dagster home."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"metaflow_dagster.runtime.executors.run_worker" in argv and \
+                ("DAGSTER_HOME=%s" % dagster_home).encode() in environ:
+            found.append(int(pid))
+    return found
 
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):

@@ -26,6 +26,10 @@ class Target(Protocol):
     def queue_warning(self) -> Optional[str]:
         """Why a run just launched may stay queued, if it may."""
 
+    def prepare_launch(self, directory: str) -> None:
+        """Get ready to launch a run of a job whose definitions file is in `directory`
+        (the embedded target starts the process that will execute it)."""
+
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         """Start a run of the job; its Dagster run id."""
 

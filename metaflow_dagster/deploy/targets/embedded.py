@@ -3,18 +3,22 @@ unless its dagster.yaml says otherwise).
 
 The run record is created here, with the same origins a code location would give
 it, so `dagster dev` on the same home shows the run and can re-execute it; the
-run then executes in a detached `dagster api execute_run` process (what Dagster's
-own run launcher starts), so the command returns at once.
+run then executes in a detached process that does what Dagster's own `dagster api
+execute_run` does (runtime/executors/run_worker.py), so the command returns at once.
+That process is started before the run record (`prepare_launch`): it imports Dagster
+while the command loads the definitions file, then reads the run's id from a pipe.
 
 Every command opens the instance under a lock in DAGSTER_HOME (home.open_instance)
 and first fails the runs whose worker process died (runtime/executors/workers.py).
 """
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import weakref
 from contextlib import ExitStack, contextmanager
 from typing import Dict, List, Optional, Tuple
@@ -34,6 +38,7 @@ class EmbeddedTarget:
         self.home = dagster_home(home)
         self.ui_base = os.environ.get(naming.UI_URL_ENV, DEFAULT_UI_URL)
         self._opened = None  # the instance, once opened (closed with this object)
+        self._worker: Optional[_RunWorker] = None  # started, waiting for its run
 
     def describe(self) -> str:
         return "the Dagster instance at %s" % self.home
@@ -59,6 +64,13 @@ class EmbeddedTarget:
         instance = self._open()
         workers.fail_runs_whose_worker_died(instance)
         yield instance
+
+    def prepare_launch(self, directory: str) -> None:
+        """Start the process that will execute the run launched next, of a job whose
+        definitions file is in `directory` (its working directory)."""
+        if self._worker is None:
+            self._worker = _RunWorker(self.home, directory)
+            weakref.finalize(self, self._worker.release)
 
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster import DagsterRunStatus
@@ -87,38 +99,14 @@ class EmbeddedTarget:
                 raise CommandError(
                     "Invalid run config: %s" % "; ".join(e.message for e in error.errors)
                 ) from None
-            pid = self._spawn_worker(instance, run, job.directory)
-            instance.add_run_tags(run_id, {naming.TAG_RUN_WORKER: worker_tag(run_id, pid)})
+            worker, self._worker = self._worker or _RunWorker(self.home, job.directory), None
+            instance.add_run_tags(run_id, {naming.TAG_RUN_WORKER: worker_tag(run_id,
+                                                                             worker.pid)})
+            worker.execute(run_id)
             instance.report_engine_event(
-                "metaflow-dagster started the process executing this run (pid %d)." % pid, run)
+                "metaflow-dagster started the process executing this run (pid %d)."
+                % worker.pid, run)
         return run_id
-
-    def _spawn_worker(self, instance, run, cwd: str) -> int:
-        """`dagster api execute_run` in its own session: it outlives this process."""
-        from dagster._grpc.types import ExecuteRunArgs
-
-        args = ExecuteRunArgs(
-            job_origin=run.job_code_origin,
-            run_id=run.run_id,
-            instance_ref=instance.get_ref(),
-            set_exit_code_on_failure=True,
-        )
-        log_dir = os.path.join(self.home, "metaflow_dagster", "run_workers")
-        os.makedirs(log_dir, exist_ok=True)
-        env = dict(os.environ, DAGSTER_HOME=self.home)
-        with open(os.path.join(log_dir, "%s.log" % run.run_id), "ab") as log:
-            proc = subprocess.Popen(
-                # The origin's entry point is a bare `dagster`, maybe not on PATH.
-                [sys.executable, "-m", "dagster"] + list(args.get_command_args())[-3:],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        return proc.pid
 
     def run_state(self, run_id: str) -> Optional[RunState]:
         with self._instance() as instance:
@@ -216,6 +204,49 @@ class EmbeddedTarget:
         manager = self._open().compute_log_manager
         chunks = [manager.get_log_data(key, cursor=cursor) for key, cursor in reads]
         return [(_text(c.stdout), _text(c.stderr), c.cursor) for c in chunks]
+
+
+class _RunWorker:
+    """The process that executes one run (runtime/executors/run_worker.py), started
+    ahead of its run, in its own session: it outlives this process. Its output goes
+    to <home>/metaflow_dagster/run_workers/<run id>.log."""
+
+    def __init__(self, home: str, directory: str):
+        self.log_dir = os.path.join(home, "metaflow_dagster", "run_workers")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.log = tempfile.NamedTemporaryFile(dir=self.log_dir, prefix="starting-",
+                                               suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "metaflow_dagster.runtime.executors.run_worker"],
+            cwd=directory,
+            env=dict(os.environ, DAGSTER_HOME=home),
+            stdin=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self.pid = self.proc.pid
+
+    def execute(self, run_id: str) -> None:
+        """Hand it the run to execute."""
+        log = os.path.join(self.log_dir, "%s.log" % run_id)
+        os.rename(self.log.name, log)
+        self.log.close()
+        try:
+            self.proc.stdin.write(("%s\n" % run_id).encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            raise CommandError("The process to execute run %s exited before it got the run; "
+                               "what it printed is in %s." % (run_id, log)) from None
+
+    def release(self) -> None:
+        """No run for it: it exits when its stdin closes (its log goes too)."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+            self.log.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.log.name)
 
 
 def _text(data: Optional[bytes]) -> str:

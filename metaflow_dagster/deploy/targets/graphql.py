@@ -164,6 +164,9 @@ class GraphQLTarget:
         return CommandError(("%s could not %s: %s %s" % (
             self.describe(), doing, error, detail)).strip())
 
+    def prepare_launch(self, directory: str) -> None:
+        pass  # the webserver's run launcher starts the run's process
+
     def launch(self, job: DefinitionsFile, config: dict, tags: Dict[str, str]) -> str:
         from dagster_graphql import DagsterGraphQLClientError
 
