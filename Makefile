@@ -34,9 +34,15 @@ unit: venv
 bench: venv
 	$(BIN)/python bench/run.py
 
-# Width: a foreach of 10,000 on SQLite and PostgreSQL against `flow.py run` (bench/README.md).
+# The scale table of bench/README.md: a foreach of 10,000 on SQLite and PostgreSQL against
+# `flow.py run`, 50 runs at once, the run page at width, trigger --wait, linear6 (~1.5 hours;
+# on a quiet machine).
 bench-scale: venv
 	$(BIN)/python bench/scale.py --widths 10000 --runs 1
+	$(BIN)/python bench/concurrency.py --runs 50 --max-concurrent-runs 8
+	$(BIN)/python bench/ui_width.py --width 1000 --loads 3
+	$(BIN)/python bench/trigger_latency.py --runs 10
+	$(BIN)/python bench/run.py --flows linear6 --runs 5
 
 # Removes generated and run-time state; keeps the virtualenv (rm -rf .venv for that).
 clean:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from measure import become_subreaper, measure, median_range  # noqa: E402
-from run import _cpu_model, _mem_gb, base_env  # noqa: E402
+from run import WARM_PACKAGE, _cpu_model, _mem_gb, base_env  # noqa: E402
 
 FLOW = "foreach.py"
 JOB = "ForeachFlow"
@@ -132,7 +132,7 @@ def run_once(variant: str, width: int, workers: int, pg, servers, keep: bool) ->
             subprocess.run([sys.executable, FLOW, "dagster", "create", "job_dagster.py",
                             "--max-workers", str(workers)], cwd=workdir, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            subprocess.run([sys.executable, "-c", _WARM_PACKAGE], cwd=workdir, env=env,
+            subprocess.run([sys.executable, "-c", WARM_PACKAGE], cwd=workdir, env=env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             m = measure(dagster_argv(workdir, width, workers), str(workdir), env,
                         str(workdir / "run.log"), servers)
@@ -158,10 +158,6 @@ def run_once(variant: str, width: int, workers: int, pg, servers, keep: bool) ->
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return record
-
-
-_WARM_PACKAGE = ("import runpy; from metaflow_dagster.runtime.code_package import code_package; "
-                 "code_package(runpy.run_path('job_dagster.py')['FLOW'].plan)")
 
 
 def table(records) -> str:
