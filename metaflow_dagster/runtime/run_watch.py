@@ -18,7 +18,7 @@ attempt as failed and retries the step elsewhere. If that worker comes back, its
 op must report nothing while the run goes on: Dagster's step-delegating loop
 fails the run on a step event it does not expect. So the watcher also checks,
 every few seconds, whether the run has given up on the op's attempt, and then
-stops its tasks; and an op asks once more before it reports (`given_up`).
+stops its tasks; and an op asks once more before it reports (`has_given_up`).
 
 The same binding gives the tasks the streams that reach the step's logs
 (runtime/launch/step_logs.py). When the op ends, the process's task templates for the run are
