@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 # Not resolved: the venv's bin dir holds `python` as a symlink to the base interpreter.
 VENV_BIN = Path(sys.executable).parent
@@ -148,8 +148,20 @@ def task_processes(run_id: str, step: Optional[str] = None,
     """Live processes of a Dagster run's Metaflow tasks (with what they started), found by the
     run id the op puts in their environment; only the `flow.py step <step> ... --task-id
     <task_id>` processes themselves if either is given."""
-    marker = ("METAFLOW_DAGSTER_RUN_ID=%s" % run_id).encode()
     pids = []
+    for pid, argv in processes_with_env("METAFLOW_DAGSTER_RUN_ID=%s" % run_id):
+        if step is not None and not _follows(argv, "step", step):
+            continue
+        if task_id is not None and not _follows(argv, "--task-id", task_id):
+            continue
+        pids.append(pid)
+    return pids
+
+
+def processes_with_env(entry: str) -> List[Tuple[int, List[str]]]:
+    """(pid, argv) of the live processes whose environment holds `entry` ("NAME=value")."""
+    marker = entry.encode()
+    found = []
     for pid in _all_pids():
         stat = _proc_stat(pid)
         try:
@@ -159,14 +171,9 @@ def task_processes(run_id: str, step: Optional[str] = None,
                 argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
         except OSError:
             continue
-        if not stat or stat[0] == "Z" or marker not in environ:
-            continue
-        if step is not None and not _follows(argv, "step", step):
-            continue
-        if task_id is not None and not _follows(argv, "--task-id", task_id):
-            continue
-        pids.append(pid)
-    return pids
+        if stat and stat[0] != "Z" and marker in environ:
+            found.append((pid, argv))
+    return found
 
 
 def _follows(argv: List[str], option: str, value: str) -> bool:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import services
 from commands import (
     Following,
     client,
@@ -189,19 +190,8 @@ def test_mistakes_are_clear_errors_and_start_nothing(tmp_path, dagster_home):
 
 def _waiting_run_workers(dagster_home) -> list:
     """The run processes (runtime/executors/run_worker.py) alive for this Dagster home."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                argv = f.read().split(b"\0")
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"metaflow_dagster.runtime.executors.run_worker" in argv and \
-                ("DAGSTER_HOME=%s" % dagster_home).encode() in environ:
-            found.append(int(pid))
-    return found
+    return [pid for pid, argv in services.processes_with_env("DAGSTER_HOME=%s" % dagster_home)
+            if "metaflow_dagster.runtime.executors.run_worker" in argv]
 
 
 def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
