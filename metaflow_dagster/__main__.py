@@ -57,7 +57,7 @@ def send_event_command(name, pairs):
 @cli.command("home")
 def home_command():
     """Print the Dagster home the commands use (DAGSTER_HOME, or the default one),
-    creating it if need be: `DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev ...`."""
+    creating it if need be: `DAGSTER_HOME=$(python -m metaflow_dagster home) dg dev ...`."""
     from .deploy.command import plain_text
     from .deploy.errors import CommandError
     from .deploy.targets.home import dagster_home

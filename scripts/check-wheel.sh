@@ -42,6 +42,9 @@ install_block="$(readme_block '<!-- test: ci (scripts/check-wheel.sh')"
 cd "$WORK"
 python -m pip show metaflow-on-dagster | grep -q "^Location: $WORK/venv/" \
     || { echo "check-wheel: metaflow-on-dagster is not in the fresh virtualenv" >&2; exit 1; }
+# `dg dev -f FILE`, which create and the README give for the UI, works from this virtualenv.
+[ "$(command -v dg)" = "$WORK/venv/bin/dg" ] && dg --version \
+    || { echo "check-wheel: no dg (dagster-dg-cli) in the fresh virtualenv" >&2; exit 1; }
 
 echo "check-wheel: $OTHER_PROJECT beside it"
 PIP_CONSTRAINT="" python -m pip install -q --no-deps "$OTHER_PROJECT"

@@ -35,7 +35,7 @@ report_rc=0
 
 echo
 echo "Open it in the Dagster UI:"
-echo "  DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev -f $DEFS"
+echo "  DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dg dev -f $DEFS"
 if [ "$rc" -eq 0 ]; then
     rc=$report_rc
 fi

@@ -187,7 +187,7 @@ def _write_definitions(obj, plan, file, deployer_attribute_file, notify_channels
     record = record_deployment(plan, file, os.path.abspath(sys.argv[0]), os.getcwd(),
                                obj.metadata.metadata_str(), deployer_attribute_file)
     obj.echo("Wrote Dagster job *%s* for flow *%s* to %s" % (plan.job_name, plan.flow_name, file))
-    obj.echo("Open it in the Dagster UI:  DAGSTER_HOME=%s dagster dev -f %s"
+    obj.echo("Open it in the Dagster UI:  DAGSTER_HOME=%s dg dev -f %s"
              % (shlex.quote(record.dagster_home), shlex.quote(file)))
 
 

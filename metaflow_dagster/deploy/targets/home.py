@@ -4,7 +4,7 @@ DAGSTER_HOME when it is set; otherwise one default home, the same for every
 command (`trigger`, `status`, `resume`, `terminate`, `suspend`, `send-event`...)
 and the Deployer API: ~/.metaflow_dagster/dagster_home (naming.DEFAULT_DAGSTER_HOME;
 `python -m metaflow_dagster home` prints it), so
-`DAGSTER_HOME=$(python -m metaflow_dagster home) dagster dev -f FILE` shows their runs.
+`DAGSTER_HOME=$(python -m metaflow_dagster home) dg dev -f FILE` shows their runs.
 
 A home that does not exist yet, the default or an explicit DAGSTER_HOME, is
 created on first use with a dagster.yaml: telemetry off (no banner in our
