@@ -46,7 +46,7 @@ def send_event_command(name, pairs):
     listening = listening_deployments(name, home)
     if listening:
         click.echo("It starts a run of %s once its sensor sees it (a Dagster daemon, e.g. "
-                   "`dagster dev`, on %s)." % (", ".join(listening), home))
+                   "`dg dev`, on %s)." % (", ".join(listening), home))
     else:
         click.echo(
             "No flow deployed in the Dagster home %s listens for event %s: it starts no run. "

@@ -8,7 +8,7 @@ and the Deployer API: ~/.metaflow_dagster/dagster_home (naming.DEFAULT_DAGSTER_H
 
 A home that does not exist yet, the default or an explicit DAGSTER_HOME, is
 created on first use with a dagster.yaml: telemetry off (no banner in our
-commands' output) and run monitoring on (a `dagster dev` on it monitors runs).
+commands' output) and run monitoring on (a `dg dev` on it monitors runs).
 The command that creates it says where it is, once.
 """
 
@@ -25,7 +25,7 @@ from ...naming import DEFAULT_DAGSTER_HOME
 from ..errors import CommandError
 
 # What a dagster.yaml we write holds: no telemetry (no banner in our commands'
-# output), and run monitoring, so that a daemon (`dagster dev`) fails runs stuck
+# output), and run monitoring, so that a daemon (`dg dev`) fails runs stuck
 # starting or cancelling and enforces dagster/max_runtime. (Runs whose worker dies
 # are failed by the runs' own reaper, runtime/executors/workers.py.) Run retries, so that
 # the daemon retries the runs of jobs made with `create --run-retries` (the others have no
@@ -60,7 +60,7 @@ def dagster_home(explicit: Optional[str] = None) -> str:
         if create_home(home):
             sys.stderr.write(
                 "Created the Dagster home %s (runs and deployments are recorded there; "
-                "point `dagster dev` at it with DAGSTER_HOME=%s).\n" % (home, home))
+                "point `dg dev` at it with DAGSTER_HOME=%s).\n" % (home, home))
     return home
 
 
