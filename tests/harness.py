@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ FLOWS = REPO / "tests" / "flows"
 EXAMPLES = REPO / "examples"
 PYTHON = sys.executable
 DAGSTER = str(Path(sys.executable).parent / "dagster")
+DG = str(Path(sys.executable).parent / "dg")
 
 
 def env_for(dagster_home: Optional[Path] = None, **extra) -> dict:
@@ -237,7 +239,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
     return True
 
 
-# --- a real `dagster dev` (webserver + daemon: schedules, sensors, queued runs) --------------
+# --- a real `dg dev` (webserver + daemon: schedules, sensors, queued runs) -----------------
 
 FINISHED_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
 
@@ -249,7 +251,8 @@ def quiet_instance(dagster_home: Path) -> Path:
 
 
 class DagsterDev:
-    """`dagster dev -f DEFS [-f DEFS ...]` against dagster_home, as a context manager.
+    """`dg dev -f DEFS [-f DEFS ...]` against dagster_home, as the README opens the UI, on
+    127.0.0.1 and a free port; as a context manager.
 
     Started in its own session so that stopping it reaches every process it started
     (code servers, webserver, daemon, run workers): SIGINT first, as Ctrl-C would, then
@@ -257,26 +260,33 @@ class DagsterDev:
     """
 
     def __init__(self, dagster_home: Path, defs_files: List[Path], cwd: Path,
-                 env: Optional[dict] = None):
-        self.dagster_home = dagster_home
-        self.defs_files = list(defs_files)
+                 env: Optional[dict] = None, log_level: Optional[str] = None):
+        self.dagster_home = Path(dagster_home)
+        self.defs_files = [Path(f) for f in defs_files]
         self.cwd = cwd
-        self.env = env or env_for(dagster_home)
+        self.env = env_for(dagster_home) if env is None else dict(env,
+                                                                 DAGSTER_HOME=str(dagster_home))
+        self.log_level = log_level
         self.port = free_port()
-        self.log_path = dagster_home / "dagster_dev.log"
+        self.log_path = self.dagster_home / "dagster_dev.log"
+        self.location = ""  # the first code location's name, once loaded
         self.proc: Optional[subprocess.Popen] = None
+        self._stopped = False
 
     @property
     def url(self) -> str:
         return "http://127.0.0.1:%d" % self.port
 
     def __enter__(self) -> "DagsterDev":
-        argv = [DAGSTER, "dev", "-p", str(self.port), "-h", "127.0.0.1"]
+        argv = [DG, "dev", "-h", "127.0.0.1", "-p", str(self.port)]
         for defs in self.defs_files:
             argv += ["-f", str(defs)]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=_default_signals)
         try:
             self.wait_ready()
         except BaseException:
@@ -287,27 +297,35 @@ class DagsterDev:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def locations(self) -> List[dict]:
+        """The workspace's code locations: name, loadStatus, and the load error if any."""
+        data = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+        return data["workspaceOrError"].get("locationEntries") or []
+
     def wait_ready(self, timeout: float = 180) -> None:
         """Until every code location has loaded (the webserver answers for all of them)."""
         def ready():
-            assert self.proc.poll() is None, "dagster dev exited:\n" + self.log_tail()
+            assert self.proc.poll() is None, "dg dev exited (%s):\n%s" % (
+                self.proc.returncode, self.log_tail())
             try:
-                entries = self.graphql(
-                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                    "locationOrLoadError { __typename } } } } }"
-                )["workspaceOrError"]["locationEntries"]
-            except OSError:
-                return False
-            kinds = [e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
-                     for e in entries]
-            assert "PythonError" not in kinds, "a code location failed:\n" + self.log_tail()
-            return len(entries) == len(self.defs_files) and set(kinds) == {"RepositoryLocation"}
+                entries = self.locations()
+            except (OSError, ValueError):
+                return False  # not listening yet, or answering but not ready
+            for entry in entries:
+                error = entry["locationOrLoadError"]
+                assert not (error and error["__typename"] == "PythonError"), \
+                    "code location %s failed to load:\n%s" % (entry["name"], error["message"])
+            loaded = [e for e in entries if e["loadStatus"] == "LOADED"
+                      and e["locationOrLoadError"]]
+            return len(loaded) == len(entries) == len(self.defs_files)
 
-        assert wait_until(ready, timeout, interval=1), "dagster dev not ready:\n" + \
-            self.log_tail()
+        assert wait_until(ready, timeout, interval=1), "dg dev not ready:\n" + self.log_tail()
+        self.location = self.locations()[0]["name"]
 
-    def graphql(self, query: str, variables: Optional[dict] = None) -> dict:
-        return graphql(self.url, query, variables)
+    def graphql(self, query: str, variables: Optional[dict] = None, timeout: float = 30) -> dict:
+        return graphql(self.url, query, variables, timeout)
 
     def stop_schedule(self, defs_file: Path, schedule_name: str) -> None:
         selector = {"repositoryLocationName": defs_file.name,
@@ -322,18 +340,20 @@ class DagsterDev:
         )["stopRunningSchedule"]
         assert result["scheduleState"]["status"] == "STOPPED", result
 
-    def stop(self, grace: float = 15) -> None:
-        import signal
-
-        if self.proc is None:
+    def stop(self, grace: float = 20) -> None:
+        """SIGINT to the process group it leads, then SIGKILL to whatever is left after
+        grace seconds. Stopping twice is stopping once."""
+        if self.proc is None or self._stopped:
             return
-        pgid = self.proc.pid
+        self._stopped = True
+        pgid = self.proc.pid  # it leads its own session, so its pid is the group id
         for sig in (signal.SIGINT, signal.SIGKILL):
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
-            if wait_until(lambda: not group_alive(pgid), grace, interval=0.5):
+            if wait_until(lambda: self.proc.poll() is not None and not group_alive(pgid),
+                          grace, interval=0.5):
                 break
         try:
             self.proc.wait(timeout=10)
@@ -341,7 +361,18 @@ class DagsterDev:
             pass
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _default_signals() -> None:
+    """In the child, before exec: a shell that runs the tests in the background leaves
+    SIGINT ignored, and `dg dev` would inherit that and not stop on Ctrl-C's signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def group_alive(pgid: int) -> bool:

@@ -1,6 +1,6 @@
 """The compiled job in the real Dagster UI, driven by a headless browser.
 
-One `dagster dev`, one Metaflow card server (`python ui_flow.py card server`) and one
+One `dg dev`, one Metaflow card server (`python ui_flow.py card server`) and one
 browser serve the whole module. `ui_flow.py` is compiled with the real CLI; the job page
 shows its graph and the flow's docstring; the launchpad launches a run with non-default
 Parameter values typed into its config editor; the run page shows it succeeding; the
@@ -32,6 +32,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ui  # noqa: E402
+from harness import DagsterDev  # noqa: E402
+from services import free_port  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +60,7 @@ RUN_CONFIG = (
 
 @dataclass
 class Deployment:
-    dev: ui.DagsterDevHandle
+    dev: DagsterDev
     flow_dir: Path
     defs_file: Path
     job_name: str
@@ -101,6 +103,9 @@ def deployment(tmp_path_factory):
     flow_file.write_text(FLOW_FILE.read_text())
     home = tmp / "dagster_home"
     home.mkdir()
+    # No telemetry (no network traffic, no banner) and no "Join the Dagster community"
+    # dialog over the first page the browser opens.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     env = dict(os.environ, METAFLOW_USER="ci", DAGSTER_HOME=str(home),
                METAFLOW_TOKEN_HOME=str(tmp / "tokens"))
     defs_file = flow_dir / "ui_flow_dagster.py"
@@ -108,19 +113,16 @@ def deployment(tmp_path_factory):
                           cwd=flow_dir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = _plan(defs_file)
-    card_port = ui.free_port()
+    card_port = free_port()
     card_server = "http://127.0.0.1:%d" % card_port
     cards = start_card_server(flow_dir, flow_file.name, card_port, env)
     try:
         # The ops' card links point at this card server (naming.CARD_SERVER_URL_ENV).
         dev_env = dict(env, METAFLOW_DAGSTER_CARD_SERVER_URL=card_server)
-        dev = ui.start_dagster_dev(defs_file, home, cwd=flow_dir, env=dev_env)
-        try:
+        with DagsterDev(home, [defs_file], flow_dir, env=dev_env, log_level="warning") as dev:
             yield Deployment(dev, flow_dir, defs_file, plan["job_name"],
                              plan["settings"]["METAFLOW_DATASTORE_SYSROOT_LOCAL"], env,
                              card_server)
-        finally:
-            dev.stop()
     finally:
         os.killpg(cards.pid, signal.SIGKILL)
         cards.wait(timeout=30)

@@ -1,34 +1,24 @@
 """Helpers for driving the real Dagster UI in a headless browser.
 
-- `start_dagster_dev` runs `dagster dev -f DEFS` on a free port in its own session and
-  waits until the webserver answers and the code location has LOADED; `DagsterDevHandle.stop`
-  stops it by its own process group (SIGINT as Ctrl-C would, then SIGKILL after a grace).
+- The webserver they drive is harness.DagsterDev's `dg dev -f DEFS`.
 - `browser` makes a headless Selenium Chrome on Debian's chromium + chromedriver.
 - `wait_text`, `wait_css`, `click_text`, `screenshot`, `set_codemirror`: small page helpers.
 
-Nothing here knows about metaflow-dagster's package layout: it only runs the `dagster`
-next to the current interpreter and talks HTTP/GraphQL to it.
+Nothing here knows about metaflow-dagster's package layout: it only talks HTTP/GraphQL to
+the webserver.
 """
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 from urllib.parse import quote
 
-from harness import group_alive
-from services import free_port, graphql
+from harness import DagsterDev
 
-VENV_BIN = Path(sys.executable).parent
-DAGSTER = str(VENV_BIN / "dagster")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -64,147 +54,6 @@ def browser_available() -> Optional[str]:
             return "%s is missing (apt-get install --no-install-recommends chromium " \
                    "chromium-driver)" % path
     return None
-
-
-# --- dagster dev -----------------------------------------------------------------------------
-
-def _reset_signals() -> None:
-    """In the child, before exec: a background shell leaves SIGINT/SIGTERM ignored and
-    `dagster dev` would inherit that, so it could not be stopped with Ctrl-C's signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-_dev_options: Optional[str] = None
-
-
-def _dev_help() -> str:
-    global _dev_options
-    if _dev_options is None:
-        _dev_options = subprocess.run([DAGSTER, "dev", "--help"], capture_output=True,
-                                      text=True).stdout
-    return _dev_options
-
-
-@dataclass
-class DagsterDevHandle:
-    proc: subprocess.Popen
-    port: int
-    log_path: Path
-    defs_file: Path
-    location: str = ""  # the code location's name, known once loaded
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d" % self.port
-
-    def graphql(self, query: str, variables: Optional[dict] = None, timeout: float = 30) -> dict:
-        return graphql(self.url, query, variables, timeout)
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def locations(self) -> List[dict]:
-        """The workspace's code locations: name, loadStatus, and the load error if any."""
-        data = self.graphql(
-            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
-            "loadStatus locationOrLoadError { __typename ... on PythonError { message } } "
-            "} } } }")
-        return data["workspaceOrError"].get("locationEntries") or []
-
-    def wait_loaded(self, timeout: float = 180) -> str:
-        """Until the webserver answers and the code location has LOADED; its name."""
-        def loaded():
-            assert self.proc.poll() is None, "dagster dev exited (%s):\n%s" % (
-                self.proc.returncode, self.log_tail())
-            try:
-                urllib.request.urlopen(self.url + "/server_info", timeout=5).read()
-                entries = self.locations()
-            except (OSError, ValueError):
-                return None  # not listening yet, or answering but not ready
-            for entry in entries:
-                error = entry["locationOrLoadError"]
-                assert not (error and error["__typename"] == "PythonError"), \
-                    "code location %s failed to load:\n%s" % (entry["name"], error["message"])
-            done = [e for e in entries if e["loadStatus"] == "LOADED"
-                    and e["locationOrLoadError"]]
-            return done[0]["name"] if entries and len(done) == len(entries) else None
-
-        self.location = wait_until(loaded, timeout, interval=1,
-                                   message="dagster dev not ready:\n" + self.log_tail())
-        return self.location
-
-    def stop(self, grace: float = 20) -> None:
-        """SIGINT to the process group this process leads (webserver, daemon, code
-        servers, run workers), then SIGKILL to whatever is left after grace seconds."""
-        if self._stopped:
-            return
-        self._stopped = True
-        pgid = self.proc.pid  # it leads its own session, so its pid is the group id
-        for sig in (signal.SIGINT, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while group_alive(pgid) and time.monotonic() < deadline:
-                if self.proc.poll() is None:
-                    try:
-                        self.proc.wait(timeout=0.5)
-                    except subprocess.TimeoutExpired:
-                        pass
-                else:
-                    time.sleep(0.5)
-            if not group_alive(pgid):
-                break
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def __enter__(self) -> "DagsterDevHandle":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def start_dagster_dev(defs_file: Path, dagster_home: Path, cwd: Path, env: Optional[dict] = None,
-                      timeout: float = 180) -> DagsterDevHandle:
-    """`dagster dev -f DEFS -h 127.0.0.1 -p PORT` against dagster_home (which must exist),
-    started in its own session; returns once its code location has loaded. Its output goes
-    to dagster_dev.log in dagster_home. Stop it with handle.stop() (or use it in `with`)."""
-    env = dict(os.environ if env is None else env)
-    env["DAGSTER_HOME"] = str(dagster_home)
-    if not (Path(dagster_home) / "dagster.yaml").exists():
-        # No telemetry (no network traffic, no banner) and no "Join the Dagster community"
-        # dialog over the first page the browser opens.
-        (Path(dagster_home) / "dagster.yaml").write_text(
-            "telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    port = free_port()
-    argv = [DAGSTER, "dev", "-f", str(defs_file), "-h", "127.0.0.1", "-p", str(port)]
-    help_text = _dev_help()
-    for option in ("--dagster-log-level", "--log-level"):
-        if option in help_text:
-            argv += [option, "warning"]
-            break
-    log_path = Path(dagster_home) / "dagster_dev.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_reset_signals)
-    handle = DagsterDevHandle(proc, port, log_path, Path(defs_file))
-    try:
-        handle.wait_loaded(timeout)
-    except BaseException:
-        handle.stop()
-        raise
-    return handle
 
 
 # --- the browser -------------------------------------------------------------------------------
@@ -572,7 +421,7 @@ def wait_run_finished(driver, timeout: float = 180) -> str:
 
 # --- the same facts through GraphQL ------------------------------------------------------------
 
-def run_info(dev: DagsterDevHandle, run_id: str) -> dict:
+def run_info(dev: DagsterDev, run_id: str) -> dict:
     """A run as the webserver knows it: status, jobName, runConfigYaml, tags (key/value)."""
     data = dev.graphql("query($id: ID!) { runOrError(runId: $id) { __typename "
                        "... on Run { status jobName runConfigYaml tags { key value } } } }",
@@ -581,11 +430,11 @@ def run_info(dev: DagsterDevHandle, run_id: str) -> dict:
     return data["runOrError"]
 
 
-def run_status(dev: DagsterDevHandle, run_id: str) -> str:
+def run_status(dev: DagsterDev, run_id: str) -> str:
     return run_info(dev, run_id)["status"]
 
 
-def run_events(dev: DagsterDevHandle, run_id: str) -> List[dict]:
+def run_events(dev: DagsterDev, run_id: str) -> List[dict]:
     """Every event of a run: __typename, stepKey, message, and metadataEntries
     (label plus text/url/path/json value) where the event has them."""
     query = """

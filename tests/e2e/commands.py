@@ -1,22 +1,17 @@
 """Helpers for the tests of our commands (trigger, status, resume, Deployer): run the
 real `python flow.py dagster ...` commands in a flow directory of its own, wait on
-Dagster run states, start a real `dagster dev`, count task executions."""
+Dagster run states, count task executions."""
 
 import collections
-import contextlib
-import os
 import queue
 import shutil
-import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import List, Optional
 
-from harness import DAGSTER, FLOWS, PYTHON, env_for
-from services import free_port
+from harness import FLOWS, PYTHON, env_for
 
 from metaflow_dagster.deploy.runs import FINISHED
 from metaflow_dagster.deploy.targets.embedded import EmbeddedTarget
@@ -144,57 +139,6 @@ def client(directory: Path):
     metaflow.metadata("local@%s" % directory)
     metaflow.namespace(None)
     return metaflow
-
-
-@contextlib.contextmanager
-def dagster_dev(directory: Path, dagster_home: Path, definitions: List[str],
-                startup_timeout: float = 120):
-    """A real `dagster dev` (webserver + daemon) on 127.0.0.1 serving the given
-    definitions files; yields its URL and stops it (its whole process group)."""
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    port = free_port()
-    argv = [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)]
-    for path in definitions:
-        argv += ["-f", path]
-    log = open(directory / "dagster_dev.log", "wb")
-    proc = subprocess.Popen(argv, cwd=directory, env=env_for(dagster_home), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = "http://127.0.0.1:%d" % port
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not _serving(url) or not _locations_loaded(url):
-            assert proc.poll() is None, (directory / "dagster_dev.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "dagster dev did not start"
-            time.sleep(1)
-        yield url
-    finally:
-        # Ctrl-C is how `dagster dev` shuts down (it does not stop on SIGTERM); its
-        # code server may linger a while after, so the group is killed at the end.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        log.close()
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/server_info", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _locations_loaded(url: str) -> bool:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
-    entries = graphql(url).query(query, {})["workspaceOrError"].get("locationEntries")
-    return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
 
 def graphql(url: str) -> GraphQLTarget:

@@ -1,4 +1,4 @@
-"""Argo's operations options on a real `dagster dev` (webserver and daemon): the run queue
+"""Argo's operations options on a real `dg dev` (webserver and daemon): the run queue
 ordered by --workflow-priority, whole-run retries (--run-retries), and notifications to
 Slack, Microsoft Teams and PagerDuty, received by a local HTTP server standing in for all
 three (Slack's and Teams' webhook URLs point at it, and PagerDuty's events endpoint with
@@ -8,8 +8,8 @@ The instance runs one run at a time (`run_queue: max_concurrent_runs: 1`) and re
 (`run_retries: enabled: true`); the notification sensors look every second
 (METAFLOW_DAGSTER_NOTIFY_INTERVAL_SECONDS=1 in the daemon's environment). The Slack and Teams
 URLs are in the daemon's environment (env:NAME); the PagerDuty key is given literally and
-kept in the `.env` file that `dagster dev` loads. The three tests
-share one `dagster dev` (starting it is the slow part) and run in this order.
+kept in the `.env` file that `dg dev` loads. The three tests
+share one `dg dev` (starting it is the slow part) and run in this order.
 """
 
 import json
@@ -107,7 +107,7 @@ def ops(tmp_path_factory):
         "--run-retries", "1", "--notify-on-error", "--notify-on-success",
         "--notify-slack-webhook-url", "env:OPS_SLACK_URL",
         "--notify-msteams-webhook-url", "env:OPS_TEAMS_URL",
-        # Given literally: kept in .env beside the definitions file, which `dagster dev`
+        # Given literally: kept in .env beside the definitions file, which `dg dev`
         # (started in that directory) loads.
         "--notify-pager-duty-integration-key", PD_KEY, "--notify-secrets-to-env-file",
         env=env)

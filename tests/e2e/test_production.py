@@ -1,5 +1,5 @@
 """Production features end to end: schedules, event and finish triggers under a real
-`dagster dev` (daemon included), exit hooks, @project branches and production tokens,
+`dg dev` (daemon included), exit hooks, @project branches and production tokens,
 Configs, and --max-workers measured on a wide foreach."""
 
 import json
@@ -78,14 +78,14 @@ def test_schedule_status_stopped_on_request(tmp_path):
     assert _schedule(compiled).default_status == DefaultScheduleStatus.STOPPED
 
 
-# --- one `dagster dev` for everything the daemon drives ----------------------------------------
+# --- one `dg dev` for everything the daemon drives ----------------------------------------
 
 
 @pytest.fixture
 def dev(tmp_path):
     """Compile the minutely, event, upstream and downstream flows into one directory (one
     Metaflow datastore, so a downstream run can read its upstream run), and serve all but
-    the upstream flow from one `dagster dev`. The upstream flow is run with `dagster job
+    the upstream flow from one `dg dev`. The upstream flow is run with `dagster job
     execute`, outside any code location."""
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -105,7 +105,7 @@ def dev(tmp_path):
 
 def test_daemon_runs_schedule_events_and_finish_triggers(dev, subtests):
     """Schedule tick, event sensor and finish sensor on one real daemon: starting
-    `dagster dev` is the expensive part, so the three share it (one test, so that pytest-xdist
+    `dg dev` is the expensive part, so the three share it (one test, so that pytest-xdist
     cannot split them over two workers and start it twice). The events and the upstream run
     are sent first, so their runs proceed while the schedule waits for its minute."""
     events_sent = _send_events(dev)

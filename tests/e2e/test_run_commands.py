@@ -1,5 +1,5 @@
 """`dagster trigger` and `dagster status` on real Dagster runs: in the background
-against the instance of DAGSTER_HOME, and through a real `dagster dev` with
+against the instance of DAGSTER_HOME, and through a real `dg dev` with
 --dagster-url; Dagster's own re-execution from failure through its GraphQL API."""
 
 import os
@@ -14,7 +14,6 @@ import services
 from commands import (
     Following,
     client,
-    dagster_dev,
     embedded,
     executions,
     field,
@@ -23,7 +22,7 @@ from commands import (
     mf,
     wait_for,
 )
-from harness import wait_until
+from harness import DagsterDev, quiet_instance, wait_until
 
 from metaflow_dagster import naming
 from metaflow_dagster.deploy.runs import metaflow_status
@@ -94,7 +93,7 @@ def test_trigger_runs_in_the_background_and_status_follows(tmp_path, dagster_hom
     assert metaflow.Run(field(second, "Metaflow run"))["start"].task.data.seen[
         "count"] == 4
 
-    # The run records carry what `dagster dev` needs to show and re-execute them.
+    # The run records carry what `dg dev` needs to show and re-execute them.
     with target._instance() as instance:
         record = instance.get_run_by_id(run1)
     assert record.tags[naming.TAG_FLOW_NAME] == "GateFlow"
@@ -208,7 +207,7 @@ def test_run_whose_process_died_is_reported_failed(tmp_path, dagster_home):
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory):
-    """One `dagster dev` on 127.0.0.1 for the tests below, serving two flows."""
+    """One `dg dev` on 127.0.0.1 for the tests below, serving two flows."""
     tmp_path = tmp_path_factory.mktemp("dev")
     directory = flow_dir(tmp_path, GATE, RESUME)
     mf(directory, GATE, "dagster", "create")
@@ -216,8 +215,8 @@ def dev_server(tmp_path_factory):
     home = tmp_path / "dagster_home"
     home.mkdir()
     definitions = ["gateflow_dagster.py", "resumeflow_dagster.py"]
-    with dagster_dev(directory, home, definitions) as url:
-        yield directory, home, url
+    with DagsterDev(quiet_instance(home), [directory / d for d in definitions], directory) as dev:
+        yield directory, home, dev.url
 
 
 def test_submit_through_dagster_url(dev_server):
