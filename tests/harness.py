@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import yaml
-from services import free_port, graphql, group_members
+from services import free_port, graphql, group_members, log_tail
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS = REPO / "tests" / "flows"
@@ -260,14 +260,18 @@ class DagsterDev:
     """
 
     def __init__(self, dagster_home: Path, defs_files: List[Path], cwd: Path,
-                 env: Optional[dict] = None, log_level: Optional[str] = None):
+                 env: Optional[dict] = None, log_level: Optional[str] = None,
+                 port: Optional[int] = None, command: Optional[List[str]] = None):
+        """`env` (default: env_for(dagster_home)) is used as given; `command`, when given,
+        is run instead of the `dg dev` built here and must serve defs_files on `port`
+        (e.g. the README's own command line)."""
         self.dagster_home = Path(dagster_home)
         self.defs_files = [Path(f) for f in defs_files]
         self.cwd = cwd
-        self.env = env_for(dagster_home) if env is None else dict(env,
-                                                                 DAGSTER_HOME=str(dagster_home))
+        self.env = env_for(dagster_home) if env is None else dict(env)
         self.log_level = log_level
-        self.port = free_port()
+        self.port = port or free_port()
+        self.command = command
         self.log_path = self.dagster_home / "dagster_dev.log"
         self.location = ""  # the first code location's name, once loaded
         self.proc: Optional[subprocess.Popen] = None
@@ -278,11 +282,7 @@ class DagsterDev:
         return "http://127.0.0.1:%d" % self.port
 
     def __enter__(self) -> "DagsterDev":
-        argv = [DG, "dev", "-h", "127.0.0.1", "-p", str(self.port)]
-        for defs in self.defs_files:
-            argv += ["-f", str(defs)]
-        if self.log_level:
-            argv += ["--log-level", self.log_level]
+        argv = self.command or self._dg_dev()
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -296,6 +296,14 @@ class DagsterDev:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _dg_dev(self) -> List[str]:
+        argv = [DG, "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+        for defs in self.defs_files:
+            argv += ["-f", str(defs)]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        return argv
 
     def locations(self) -> List[dict]:
         """The workspace's code locations: name, loadStatus, and the load error if any."""
@@ -361,11 +369,7 @@ class DagsterDev:
             pass
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 def _default_signals() -> None:

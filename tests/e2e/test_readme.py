@@ -5,19 +5,22 @@ virtualenv's bin first on PATH, no DAGSTER_HOME (and a home directory of its own
 where the default Dagster home and Metaflow's production tokens go).
 
 A block right after `<!-- test: file NAME -->` is written to NAME; one after
-`<!-- test: skip (why) -->` is not run (a webserver, the repository's own make
-targets): there must be few of those, each with its reason. One after `<!-- test: ci
-(scripts/X ...) -->` is run by that script of CI's instead (installing into a fresh
-virtualenv), which must exist and be called by .ci/run."""
+`<!-- test: serve (why) -->` serves the Dagster UI until Ctrl-C: it is started as written,
+in the background, and stopped once the block after it has run (against it); one after
+`<!-- test: skip (why) -->` is not run (the repository's own make targets): there must be
+few of those, each with its reason. One after `<!-- test: ci (scripts/X ...) -->` is run by
+that script of CI's instead (installing into a fresh virtualenv), which must exist and be
+called by .ci/run."""
 
 import os
 import re
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from harness import REPO
+from harness import REPO, DagsterDev
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +28,8 @@ BLOCK = re.compile(
     r"(?:<!-- test: (?P<mark>[^>]*?) -->\n)?^```(?P<lang>\w+)\n(?P<body>.*?)^```$",
     re.S | re.M)
 BLOCK_TIMEOUT = 600
+# Where `dg dev` serves the UI when not told otherwise, as the README's blocks use it.
+DG_DEV_PORT = 3000
 
 
 def readme_blocks():
@@ -36,7 +41,7 @@ def readme_blocks():
 def test_the_readme_marks_few_blocks_and_says_why():
     marks = [mark for _, _, mark in readme_blocks() if mark]
     skips = [m for m in marks if m.startswith("skip")]
-    assert all(re.fullmatch(r"(skip|ci) \(.+\)", m) or re.fullmatch(r"file \S+", m)
+    assert all(re.fullmatch(r"(skip|ci|serve) \(.+\)", m) or re.fullmatch(r"file \S+", m)
                for m in marks), marks
     ci_run = (REPO / ".ci" / "run").read_text()
     for mark in marks:
@@ -60,29 +65,36 @@ def _newcomer_env(tmp_path: Path) -> dict:
 
 def test_the_readme_recipes_run_as_written(tmp_path):
     env = _newcomer_env(tmp_path)
+    default_home = Path(env["HOME"]) / ".metaflow_dagster" / "dagster_home"
     work = tmp_path / "work"
     work.mkdir()
     outputs = []
-    for lang, body, mark in readme_blocks():
-        if mark and mark.startswith(("skip", "ci")):
-            continue
-        if mark:
-            (work / mark.split(None, 1)[1]).write_text(body)
-            continue
-        argv = {"bash": ["bash", "-e", "-c", body], "python": ["python", "-c", body]}[lang]
-        proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
-                              timeout=BLOCK_TIMEOUT)
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, "README block failed:\n%s\n--- output:\n%s" % (
-            body, output[-5000:])
-        outputs.append(output)
+    with ExitStack() as server:
+        for lang, body, mark in readme_blocks():
+            if mark and mark.startswith(("skip", "ci")):
+                continue
+            if mark and mark.startswith("serve"):
+                server.enter_context(DagsterDev(
+                    default_home, [work / "myflow_dagster.py"], work, env=env,
+                    port=DG_DEV_PORT, command=["bash", "-e", "-c", body]))
+                continue
+            if mark:
+                (work / mark.split(None, 1)[1]).write_text(body)
+                continue
+            argv = {"bash": ["bash", "-e", "-c", body], "python": ["python", "-c", body]}[lang]
+            proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
+                                  timeout=BLOCK_TIMEOUT)
+            output = proc.stdout + proc.stderr
+            assert proc.returncode == 0, "README block failed:\n%s\n--- output:\n%s" % (
+                body, output[-5000:])
+            outputs.append(output)
+            server.close()  # a served UI lives for the one block after it
     everything = "\n".join(outputs)
     # The last block defines the downstream asset (it runs in tests/e2e/test_dagster_view_runs.py).
-    create_and_wait, job_execute, shell, other_home, deployer, event, operations, \
-        _downstream = outputs
+    create_and_wait, through_webserver, job_execute, shell, other_home, deployer, event, \
+        operations, _downstream = outputs
 
     # The default Dagster home: created by the first command that needed it, said once.
-    default_home = Path(env["HOME"]) / ".metaflow_dagster" / "dagster_home"
     assert everything.count("Created the Dagster home %s " % default_home) == 1, everything
     assert "enabled: false" in (default_home / "dagster.yaml").read_text()
     # `export DAGSTER_HOME=$PWD/.dagster_home` made one more, on first use.
@@ -98,6 +110,12 @@ def test_the_readme_recipes_run_as_written(tmp_path):
                      create_and_wait)
     assert re.search(r"^Run \S+ of job MyFlow \(Metaflow run MyFlow/dagster-\w+\): "
                      r"SUCCEEDED \(Dagster SUCCESS\)$", create_and_wait, re.M)
+    # Through the webserver `dg dev` served: its URL in the run's link, the run to its end.
+    url = "http://127.0.0.1:%d" % DG_DEV_PORT
+    assert re.search(r"^\s*Dagster UI:\s+%s/runs/[\w-]+$" % re.escape(url), through_webserver,
+                     re.M), through_webserver
+    assert re.search(r"Run MyFlow/dagster-\w+ ended SUCCEEDED \(Dagster SUCCESS\)",
+                     through_webserver), through_webserver
     assert "RUN_SUCCESS" in job_execute
     assert re.search(r": (PENDING|RUNNING) \(Dagster \w+\), suspended$", shell, re.M), shell
     assert "Resuming MyFlow/dagster-" in shell and ": re-running join, end" in shell
@@ -119,7 +137,7 @@ def test_the_readme_recipes_run_as_written(tmp_path):
         statuses = [r.status.value for r in instance.get_runs()]
         titled = [(r.tags.get("dagster/priority"), r.tags.get("metaflow/title"))
                   for r in instance.get_runs() if "metaflow/title" in r.tags]
-    # trigger --wait, job execute, suspended run, its resume, terminated run, two Deployer
-    # runs, the run with a priority and a title
-    assert sorted(statuses) == sorted(["SUCCESS"] * 7 + ["CANCELED"]), statuses
+    # trigger --wait, the one through the webserver, job execute, suspended run, its resume,
+    # terminated run, two Deployer runs, the run with a priority and a title
+    assert sorted(statuses) == sorted(["SUCCESS"] * 8 + ["CANCELED"]), statuses
     assert titled == [("10", "rerun for Q3")], titled
