@@ -415,8 +415,12 @@ def wait_run_finished(driver, timeout: float = 180) -> str:
             return status
         return None
 
-    return wait_until(finished, timeout, interval=1,
-                      message="run not finished, page title %r" % driver.title)
+    try:
+        return wait_until(finished, timeout, interval=1)
+    except AssertionError:
+        # What the page shows at the end, not when the wait began.
+        raise AssertionError("run not finished after %.0f s: page title %r, header tag %r"
+                             % (timeout, driver.title, run_status_tag(driver))) from None
 
 
 # --- the same facts through GraphQL ------------------------------------------------------------
