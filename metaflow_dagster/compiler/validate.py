@@ -9,7 +9,7 @@ from .errors import CreateError
 from .job_options import job_option_problems, job_options_of
 
 # Dagster's DISALLOWED_NAMES (dagster._core.definitions.utils), spelled out so that
-# compiling never imports dagster (1.3-2.6 s); a unit test checks the two sets agree.
+# compiling never imports dagster (slow, bench/README.md); a unit test checks the two sets agree.
 DAGSTER_DISALLOWED_NAMES = frozenset(keyword.kwlist) | {
     "arg_dict", "bool", "conf", "config", "context", "dict", "float", "input",
     "input_arg_dict", "int", "meta", "output", "output_arg_dict", "str", "type",

@@ -48,9 +48,9 @@ class DagsterCommand(click.Command):
 
     def invoke(self, ctx):
         # A command holds Dagster's and Metaflow's modules: the interpreter's last
-        # garbage collections over them take ~0.4 s at exit (a third of a short
-        # `trigger --wait` past `flow.py run`). Frozen objects are skipped; what a
-        # command writes is closed or flushed by then.
+        # garbage collections over them are a noticeable part of a short command
+        # (bench/README.md). Frozen objects are skipped; what a command writes is
+        # closed or flushed by then.
         atexit.register(gc.freeze)
         with Errors():
             return super().invoke(ctx)

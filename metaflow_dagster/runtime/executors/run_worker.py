@@ -2,8 +2,8 @@
 `dagster api execute_run` does, but started before the run exists.
 
 The command that launches the run (deploy/targets/embedded.py) starts this process
-first thing, so that the second or so a run process spends importing Dagster and this
-package overlaps the command's own work (loading the definitions file, creating the run
+first thing, so that the time a run process spends importing Dagster and this package
+overlaps the command's own work (loading the definitions file, creating the run
 record). The process then reads the run's id from its stdin and executes the run. If
 the command ends without launching one, the pipe closes and the process exits, having
 done nothing.
