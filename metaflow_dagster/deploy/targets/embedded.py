@@ -12,7 +12,6 @@ Every command opens the instance under a lock in DAGSTER_HOME (home.open_instanc
 and first fails the runs whose worker process died (runtime/executors/workers.py).
 """
 
-import contextlib
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Dict, List, Optional, Tuple
 
 from ... import naming
@@ -245,7 +244,7 @@ class _RunWorker:
         if not self.proc.stdin.closed:
             self.proc.stdin.close()
             self.log.close()
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.unlink(self.log.name)
 
 
